@@ -1,0 +1,47 @@
+-- The loader's own bookkeeping: one row per loaded object (the ledger) and one per
+-- stream-hour, both written in the transaction that merges the hour's rows.
+CREATE SCHEMA IF NOT EXISTS {{ loader_schema | ident }};
+
+CREATE TABLE IF NOT EXISTS {{ (loader_schema, "ledger") | qualified }} (
+    stream varchar(64) NOT NULL,
+    hour timestamp NOT NULL,
+    object_key varchar(1024) NOT NULL,
+    etag varchar(128) NOT NULL,
+    size_bytes bigint NOT NULL,
+    compression varchar(16) NOT NULL,
+    status varchar(16) NOT NULL,
+    message varchar(1024),
+    records_raw bigint NOT NULL,
+    records_valid bigint NOT NULL,
+    records_quarantined bigint NOT NULL,
+    records_duplicate bigint NOT NULL,
+    records_inserted bigint NOT NULL,
+    records_updated bigint NOT NULL,
+    records_unchanged bigint NOT NULL,
+    records_superseded bigint NOT NULL,
+    quarantine_key varchar(1024),
+    run_id varchar(256) NOT NULL,
+    loaded_at timestamp NOT NULL,
+    PRIMARY KEY (stream, object_key)
+);
+
+CREATE TABLE IF NOT EXISTS {{ (loader_schema, "load_hours") | qualified }} (
+    stream varchar(64) NOT NULL,
+    hour timestamp NOT NULL,
+    status varchar(16) NOT NULL,
+    objects bigint NOT NULL,
+    objects_unreadable bigint NOT NULL,
+    error_objects bigint NOT NULL,
+    records_raw bigint NOT NULL,
+    records_valid bigint NOT NULL,
+    records_quarantined bigint NOT NULL,
+    records_duplicate bigint NOT NULL,
+    records_inserted bigint NOT NULL,
+    records_updated bigint NOT NULL,
+    records_unchanged bigint NOT NULL,
+    records_superseded bigint NOT NULL,
+    stage_key varchar(1024),
+    run_id varchar(256) NOT NULL,
+    loaded_at timestamp NOT NULL,
+    PRIMARY KEY (stream, hour)
+);

