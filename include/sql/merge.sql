@@ -1,4 +1,7 @@
 {#
+  Bind parameters carry explicit casts: a driver that binds on the server (psycopg 3)
+  then needs no type inference, and Redshift reads the same text.
+
   Merge the staged hour into the target, in the caller's single transaction.
 
   A key's row is replaced only when the incoming version wins: greater order_by,
@@ -62,7 +65,7 @@ JOIN {{ plan | ident }} p ON {{ same_key("p", "s") }}
 WHERE p.action IN ('insert', 'update');
 
 DELETE FROM {{ (loader_schema, "ledger") | qualified }}
-WHERE stream = %(stream)s AND hour = %(hour)s;
+WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp);
 
 INSERT INTO {{ (loader_schema, "ledger") | qualified }} (
     stream, hour, object_key, etag, size_bytes, compression, status, message,
@@ -71,10 +74,10 @@ INSERT INTO {{ (loader_schema, "ledger") | qualified }} (
     quarantine_key, run_id, loaded_at
 )
 SELECT
-    %(stream)s, %(hour)s, o.object_key, o.etag, o.size_bytes, o.compression, o.status, o.message,
+    CAST(%(stream)s AS varchar(64)), CAST(%(hour)s AS timestamp), o.object_key, o.etag, o.size_bytes, o.compression, o.status, o.message,
     o.records_raw, o.records_valid, o.records_quarantined, o.records_duplicate,
     COALESCE(a.inserted, 0), COALESCE(a.updated, 0), COALESCE(a.unchanged, 0), COALESCE(a.superseded, 0),
-    o.quarantine_key, %(run_id)s, %(loaded_at)s
+    o.quarantine_key, CAST(%(run_id)s AS varchar(256)), CAST(%(loaded_at)s AS timestamp)
 FROM {{ objects | ident }} o
 LEFT JOIN (
     SELECT
@@ -88,7 +91,7 @@ LEFT JOIN (
 ) a ON a."_firehose_object" = o.object_key;
 
 DELETE FROM {{ (loader_schema, "load_hours") | qualified }}
-WHERE stream = %(stream)s AND hour = %(hour)s;
+WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp);
 
 INSERT INTO {{ (loader_schema, "load_hours") | qualified }} (
     stream, hour, status, objects, objects_unreadable, error_objects,
@@ -97,7 +100,7 @@ INSERT INTO {{ (loader_schema, "load_hours") | qualified }} (
     stage_key, run_id, loaded_at
 )
 SELECT
-    %(stream)s, %(hour)s,
+    CAST(%(stream)s AS varchar(64)), CAST(%(hour)s AS timestamp),
     CASE
         WHEN COUNT(*) = 0 THEN 'empty'
         WHEN SUM(CASE WHEN status IN ('unreadable', 'partial') THEN 1 ELSE 0 END) > 0 THEN 'partial'
@@ -105,7 +108,7 @@ SELECT
     END,
     COUNT(*),
     SUM(CASE WHEN status = 'unreadable' THEN 1 ELSE 0 END),
-    %(error_objects)s,
+    CAST(%(error_objects)s AS bigint),
     COALESCE(SUM(records_raw), 0),
     COALESCE(SUM(records_valid), 0),
     COALESCE(SUM(records_quarantined), 0),
@@ -114,6 +117,6 @@ SELECT
     COALESCE(SUM(records_updated), 0),
     COALESCE(SUM(records_unchanged), 0),
     COALESCE(SUM(records_superseded), 0),
-    %(stage_key)s, %(run_id)s, %(loaded_at)s
+    CAST(%(stage_key)s AS varchar(1024)), CAST(%(run_id)s AS varchar(256)), CAST(%(loaded_at)s AS timestamp)
 FROM {{ (loader_schema, "ledger") | qualified }}
-WHERE stream = %(stream)s AND hour = %(hour)s;
+WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp);

@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +125,8 @@ class Stream:
     tags: tuple[str, ...] = field(default_factory=tuple)
     owner: str = "data-engineering"
     max_record_bytes: int = 1_048_576
+    start_date: datetime = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    catchup: bool = False
 
     @property
     def qualified_table(self) -> str:
@@ -163,6 +165,7 @@ class StreamsConfig:
 STREAM_FIELDS = {
     "name", "bucket", "prefix", "table", "key", "order_by", "columns", "settle_grace_minutes",
     "staging_prefix", "quarantine_prefix", "error_prefix", "tags", "owner", "max_record_bytes",
+    "start_date", "catchup",
 }  # fmt: skip
 SETTINGS_FIELDS = {"aws_conn_id", "warehouse_conn_id", "loader_schema"}
 
@@ -249,6 +252,18 @@ def parse_stream(entry: Any, index: int) -> Stream:
     if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
         raise ConfigError(f"{where}, field 'tags': must be a list of strings")
 
+    start_text = entry.get("start_date", "2026-01-01T00:00:00+00:00")
+    try:
+        start_date = datetime.fromisoformat(str(start_text))
+    except ValueError:
+        raise ConfigError(f"{where}, field 'start_date': {start_text!r} is not an ISO 8601 date or time") from None
+    start_date = start_date.replace(tzinfo=start_date.tzinfo or timezone.utc).astimezone(timezone.utc)
+    if start_date.minute or start_date.second or start_date.microsecond:
+        raise ConfigError(f"{where}, field 'start_date': {start_text!r} must be on a whole hour")
+    catchup = entry.get("catchup", False)
+    if not isinstance(catchup, bool):
+        raise ConfigError(f"{where}, field 'catchup': must be true or false, got {catchup!r}")
+
     return Stream(
         name=raw_name,
         bucket=bucket,
@@ -271,6 +286,8 @@ def parse_stream(entry: Any, index: int) -> Stream:
         tags=tuple(tags),
         owner=str(entry.get("owner", "data-engineering")),
         max_record_bytes=max_record_bytes,
+        start_date=start_date,
+        catchup=catchup,
     )
 
 

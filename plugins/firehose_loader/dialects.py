@@ -48,8 +48,13 @@ class Postgres:
             buffer,
             pa_csv.WriteOptions(include_header=False, quoting_style="all_valid"),
         )
-        buffer.seek(0)
-        cursor.copy_expert(render("postgres/copy_staging.sql", **context), buffer)
+        statement = render("postgres/copy_staging.sql", **context)
+        if hasattr(cursor, "copy"):  # psycopg 3, which the postgres provider prefers when installed
+            with cursor.copy(statement) as copy:
+                copy.write(buffer.getbuffer())
+        else:  # psycopg2
+            buffer.seek(0)
+            cursor.copy_expert(statement, buffer)
 
 
 DIALECTS = {"postgres": Postgres()}

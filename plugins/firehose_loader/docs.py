@@ -1,0 +1,40 @@
+"""The ``doc_md`` shown on each DAG's page in the Airflow UI."""
+
+from __future__ import annotations
+
+from firehose_loader.config import Settings, Stream
+
+
+def ingest_doc_md(stream: Stream, settings: Settings) -> str:
+    grace = int(stream.settle_grace.total_seconds() // 60)
+    key = ", ".join(stream.key)
+    return f"""
+### Hourly Firehose load: `{stream.name}` → `{stream.qualified_table}`
+
+**Which hour a run loads.** A run loads its data interval, one UTC hour: the run
+scheduled at 11:00 loads the objects in
+`s3://{stream.bucket}/{stream.prefix}YYYY/MM/DD/10/` (10:00–11:00). It first waits
+until the hour has settled (interval end + {grace} min, for Firehose buffering).
+
+**Tasks**
+
+| task | what it does | clearing it |
+|---|---|---|
+| `wait_for_settled_hour` | deferrable wait until end + {grace} min | harmless |
+| `ensure_tables` | creates `{stream.qualified_table}` and the loader tables if missing | harmless |
+| `extract_hour` | lists the hour's exact keys, decodes, validates, dedupes, stages Parquet under `{stream.staging_prefix}`, writes bad records to `{stream.quarantine_prefix}{stream.name}/` | re-reads S3; clear with *downstream* so the new stage is loaded |
+| `load_and_merge` | COPY into a temporary staging table and merge into the target with the ledger, in one transaction | re-merges the same stage; rewrites nothing that is already there |
+
+**Rerun, clear, backfill.** Every step derives from the data interval, never from the
+clock, so clearing a run (or any task with downstream) redoes exactly that hour and
+ends with the table a clean run gives. Per key `{key}` the greatest `{stream.order_by}`
+wins (ties: the later object and offset), and an older hour loaded after a newer one
+never overwrites newer rows. Backfill from the UI (*Trigger* → *Backfill*) or:
+
+    airflow backfill create --dag-id {stream.ingest_dag_id} --from-date 2026-03-01T00:00:00+00:00 --to-date 2026-03-02T00:00:00+00:00
+
+**Where to look.** `{settings.loader_schema}.load_hours` has one row per hour (status `loaded`,
+`partial` when records were quarantined or an object was unreadable, `empty` when the hour had
+no objects); `{settings.loader_schema}.ledger` one row per object with raw / valid / quarantined /
+duplicate / inserted / updated / unchanged / superseded counts.
+"""

@@ -1,0 +1,341 @@
+"""Stream declarations: a valid file parses; every mistake is a ConfigError naming the stream and the field."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.unit.stream_factory import STREAM_ENTRY, stream_entry
+
+from firehose_loader.config import (
+    DEFAULT_STREAMS_FILE,
+    ColumnType,
+    ConfigError,
+    load_config,
+    parse_column_type,
+    parse_config,
+    streams_file,
+)
+
+EXPECTED_TYPES = {
+    "order_id": ColumnType("bigint"),
+    "line_no": ColumnType("smallint"),
+    "qty": ColumnType("integer"),
+    "price": ColumnType("numeric", precision=12, scale=2),
+    "weight": ColumnType("double precision"),
+    "gift": ColumnType("boolean"),
+    "sku": ColumnType("varchar", length=32),
+    "note": ColumnType("text"),
+    "ship_date": ColumnType("date"),
+    "created_local": ColumnType("timestamp"),
+    "updated_at": ColumnType("timestamptz"),
+    "attrs": ColumnType("json"),
+}
+
+
+def config_with(entry: dict[str, Any], **top: Any) -> dict[str, Any]:
+    return {"streams": [entry], **top}
+
+
+def parse_error(document: Any) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(document)
+    return str(caught.value)
+
+
+# --- a valid stream -------------------------------------------------------------------------------------------
+
+
+def test_valid_stream_parses_every_type_and_composite_key() -> None:
+    entry = stream_entry(
+        settle_grace_minutes=20,
+        tags=["sales", "hourly"],
+        start_date="2026-02-01T05:00:00+00:00",
+        catchup=True,
+        owner="sales-data",
+    )
+    config = parse_config(config_with(entry, loader_schema="loader_meta", warehouse_conn_id="dwh"))
+
+    assert config.settings.loader_schema == "loader_meta"
+    assert config.settings.warehouse_conn_id == "dwh"
+    assert config.settings.aws_conn_id == "firehose_s3"  # default kept
+    (stream,) = config.streams
+    assert config.stream("orders") is stream
+    assert stream.name == "orders"
+    assert stream.bucket == entry["bucket"]
+    assert stream.prefix == entry["prefix"]
+    schema, table = entry["table"].split(".")
+    assert (stream.schema, stream.table) == (schema, table)
+    assert stream.qualified_table == entry["table"]
+    assert stream.key == tuple(entry["key"])
+    assert stream.order_by == entry["order_by"]
+    assert dict(stream.columns) == EXPECTED_TYPES
+    assert stream.value_columns == tuple(entry["columns"])  # declaration order kept
+    assert stream.settle_grace == timedelta(minutes=20)
+    assert stream.tags == ("sales", "hourly")
+    assert stream.start_date == datetime(2026, 2, 1, 5, tzinfo=UTC)
+    assert stream.catchup is True
+    assert stream.owner == "sales-data"
+    assert stream.ingest_dag_id == "ingest_orders"
+
+
+def test_column_types_render_back_to_their_declaration() -> None:
+    stream = parse_config(config_with(stream_entry())).streams[0]
+    for name, declared in STREAM_ENTRY["columns"].items():
+        assert str(stream.columns[name]) == declared
+
+
+def test_defaults_when_optional_fields_are_absent() -> None:
+    entry = {key: STREAM_ENTRY[key] for key in ("name", "bucket", "table", "key", "order_by", "columns")}
+    stream = parse_config(config_with(entry)).streams[0]
+    assert stream.prefix == ""
+    assert stream.settle_grace == timedelta(minutes=15)
+    assert stream.start_date.tzinfo is not None
+    assert stream.catchup is False
+    assert stream.tags == ()
+
+
+def test_single_key_may_be_a_string() -> None:
+    stream = parse_config(config_with(stream_entry(key="order_id"))).streams[0]
+    assert stream.key == ("order_id",)
+
+
+def test_start_date_is_converted_to_utc() -> None:
+    stream = parse_config(config_with(stream_entry(start_date="2026-03-01T02:00:00+02:00"))).streams[0]
+    assert stream.start_date == datetime(2026, 3, 1, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("int2", ColumnType("smallint")),
+        ("INT", ColumnType("integer")),
+        ("int8", ColumnType("bigint")),
+        ("float8", ColumnType("double precision")),
+        ("Double   Precision", ColumnType("double precision")),
+        ("bool", ColumnType("boolean")),
+        ("character varying(10)", ColumnType("varchar", length=10)),
+        ("varchar( 65535 )", ColumnType("varchar", length=65535)),
+        ("decimal(5)", ColumnType("numeric", precision=5, scale=0)),
+        ("numeric(38, 38)", ColumnType("numeric", precision=38, scale=38)),
+        ("timestamp with time zone", ColumnType("timestamptz")),
+        ("timestamp without time zone", ColumnType("timestamp")),
+        ("jsonb", ColumnType("json")),
+        ("super", ColumnType("json")),
+    ],
+)
+def test_type_aliases(text: str, expected: ColumnType) -> None:
+    assert parse_column_type(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["money", "varchar", "varchar(0)", "varchar(65536)", "numeric(0,0)", "numeric(39,2)", "numeric(5,6)", "int; drop"],
+)
+def test_unknown_or_out_of_range_types(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_column_type(text)
+
+
+# --- errors name the stream and the field ---------------------------------------------------------------------
+
+
+def with_column(name: str, type_text: str = "text") -> dict[str, str]:
+    return {**STREAM_ENTRY["columns"], name: type_text}
+
+
+BAD_STREAMS = [
+    pytest.param({"columns": with_column("x; DROP TABLE y")}, "columns", "x; DROP TABLE y", id="column-injection"),
+    pytest.param({"columns": with_column('"quoted"')}, "columns", '"quoted"', id="column-quoted"),
+    pytest.param({"columns": with_column("café")}, "columns", "café", id="column-unicode"),
+    pytest.param({"columns": with_column("Upper")}, "columns", "Upper", id="column-uppercase"),
+    pytest.param({"columns": with_column("a" * 64)}, "columns", "a" * 64, id="column-too-long"),
+    pytest.param({"columns": with_column("abc\n")}, "columns", "abc", id="column-trailing-newline"),
+    pytest.param({"columns": with_column("_firehose_object")}, "columns", "_firehose_object", id="column-reserved"),
+    pytest.param({"columns": with_column("note2", "money")}, "columns.note2", "money", id="unknown-type"),
+    pytest.param({"columns": with_column("note2", "varchar(0)")}, "columns.note2", "varchar", id="bad-varchar"),
+    pytest.param({"columns": ["order_id"]}, "columns", "", id="columns-not-mapping"),
+    pytest.param({"table": "sales.x; DROP TABLE y"}, "table", "x; DROP TABLE y", id="table-injection"),
+    pytest.param({"table": '"sales".order_lines'}, "table", '"sales"', id="schema-quoted"),
+    pytest.param({"table": "order_lines"}, "table", "order_lines", id="table-without-schema"),
+    pytest.param({"table": "a.b.c"}, "table", "a.b.c", id="table-three-parts"),
+    pytest.param({"key": ["order_id", "nope"]}, "key", "nope", id="key-not-a-column"),
+    pytest.param({"key": ["order_id", "order_id"]}, "key", "order_id", id="key-repeated"),
+    pytest.param({"key": ["order_id", "attrs"]}, "key", "attrs", id="key-json"),
+    pytest.param({"key": 5}, "key", "5", id="key-not-a-list"),
+    pytest.param({"order_by": "nope"}, "order_by", "nope", id="order-by-not-a-column"),
+    pytest.param({"order_by": "gift"}, "order_by", "boolean", id="order-by-boolean"),
+    pytest.param({"order_by": "attrs"}, "order_by", "json", id="order-by-json"),
+    pytest.param({"order_by": ["updated_at"]}, "order_by", "updated_at", id="order-by-list"),
+    pytest.param({"prefix": "orders/raw"}, "prefix", "orders/raw", id="prefix-no-trailing-slash"),
+    pytest.param({"prefix": "/orders/"}, "prefix", "/orders/", id="prefix-leading-slash"),
+    pytest.param({"prefix": "orders//raw/"}, "prefix", "orders//raw/", id="prefix-empty-folder"),
+    pytest.param({"prefix": "ord ers/"}, "prefix", "ord ers/", id="prefix-space"),
+    pytest.param({"staging_prefix": ""}, "staging_prefix", "", id="staging-prefix-empty"),
+    pytest.param({"quarantine_prefix": "q"}, "quarantine_prefix", "q", id="quarantine-prefix-no-slash"),
+    pytest.param({"error_prefix": "errors"}, "error_prefix", "errors", id="error-prefix-no-slash"),
+    pytest.param({"bucket": "Firehose_Orders"}, "bucket", "Firehose_Orders", id="bucket-case-underscore"),
+    pytest.param({"bucket": "ab"}, "bucket", "ab", id="bucket-too-short"),
+    pytest.param({"bucket": "x" * 64}, "bucket", "x" * 64, id="bucket-too-long"),
+    pytest.param({"bucket": "-orders"}, "bucket", "-orders", id="bucket-leading-dash"),
+    pytest.param({"bucket": "my.orders"}, "bucket", "my.orders", id="bucket-dot"),
+    pytest.param({"bucket": "orders\n"}, "bucket", "orders", id="bucket-trailing-newline"),
+    pytest.param({"settle_grace_minutes": -1}, "settle_grace_minutes", "-1", id="grace-negative"),
+    pytest.param({"settle_grace_minutes": 1441}, "settle_grace_minutes", "1441", id="grace-too-long"),
+    pytest.param({"settle_grace_minutes": True}, "settle_grace_minutes", "True", id="grace-boolean"),
+    pytest.param({"max_record_bytes": 10}, "max_record_bytes", "", id="max-record-bytes-small"),
+    pytest.param({"tags": "sales"}, "tags", "", id="tags-not-list"),
+    pytest.param({"start_date": "yesterday"}, "start_date", "yesterday", id="start-date-unparsable"),
+    pytest.param({"start_date": "2026-01-01T00:30:00+00:00"}, "start_date", "00:30", id="start-date-not-hour"),
+    pytest.param({"catchup": "yes"}, "catchup", "yes", id="catchup-string"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "field", "value"), BAD_STREAMS)
+def test_bad_stream_field_names_stream_and_field(overrides: dict[str, Any], field: str, value: str) -> None:
+    message = parse_error(config_with(stream_entry(**overrides)))
+    assert "'orders'" in message
+    assert f"field '{field}" in message
+    assert value in message
+
+
+@pytest.mark.parametrize("field", ["bucket", "table", "key", "order_by", "columns"])
+@pytest.mark.parametrize("absent", ["missing", None, ""])
+def test_missing_required_field(field: str, absent: str | None) -> None:
+    entry = stream_entry()
+    if absent == "missing":
+        del entry[field]
+    else:
+        entry[field] = absent
+    message = parse_error(config_with(entry))
+    assert "'orders'" in message
+    assert f"'{field}'" in message
+
+
+def test_missing_name_points_at_the_entry() -> None:
+    entry = stream_entry()
+    del entry["name"]
+    message = parse_error({"streams": [stream_entry(name="first", table="a.b"), entry]})
+    assert "streams[1]" in message
+    assert "'name'" in message
+
+
+@pytest.mark.parametrize("name", ["Orders", "1orders", "orders-eu", "o" * 41, "orders\n", "ördérs"])
+def test_bad_stream_name(name: str) -> None:
+    message = parse_error(config_with(stream_entry(name=name)))
+    assert "streams[0].name" in message
+    assert repr(name) in message
+
+
+def test_unknown_stream_field_is_named() -> None:
+    message = parse_error(config_with(stream_entry(colums={"a": "text"})))
+    assert "'orders'" in message
+    assert "colums" in message
+
+
+def test_duplicate_stream_name() -> None:
+    first = stream_entry()
+    second = stream_entry(table="sales.other_lines")
+    message = parse_error({"streams": [first, second]})
+    assert "'orders'" in message
+    assert "duplicate" in message
+    assert "name" in message
+
+
+def test_two_streams_feeding_one_table() -> None:
+    message = parse_error({"streams": [stream_entry(), stream_entry(name="orders_eu")]})
+    assert "'orders_eu'" in message
+    assert "field 'table'" in message
+    assert "'orders'" in message  # the stream that already feeds it
+
+
+@pytest.mark.parametrize("schema", ["Loader", "loader-meta", "x; DROP TABLE y", 'l"m'])
+def test_bad_loader_schema(schema: str) -> None:
+    message = parse_error(config_with(stream_entry(), loader_schema=schema))
+    assert "loader_schema" in message
+    assert schema in message
+
+
+@pytest.mark.parametrize("document", [None, [], {"stream": []}, {"streams": {"orders": {}}}])
+def test_document_shape(document: Any) -> None:
+    with pytest.raises(ConfigError):
+        parse_config(document)
+
+
+def test_unknown_top_level_field() -> None:
+    message = parse_error({"streams": [], "aws_con_id": "x"})
+    assert "aws_con_id" in message
+
+
+def test_entry_not_a_mapping() -> None:
+    message = parse_error({"streams": ["orders"]})
+    assert "streams[0]" in message
+
+
+# --- files -------------------------------------------------------------------------------------------------------
+
+
+def write_yaml(path: Path, document: Any) -> Path:
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def test_streams_config_env_var_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_yaml(tmp_path / "other.yml", {"loader_schema": "elsewhere", "streams": [stream_entry(name="from_env")]})
+    monkeypatch.setenv("STREAMS_CONFIG", str(path))
+    assert streams_file() == path
+    config = load_config()
+    assert [stream.name for stream in config.streams] == ["from_env"]
+    assert config.settings.loader_schema == "elsewhere"
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_default_streams_file_without_env_var(monkeypatch: pytest.MonkeyPatch, value: str | None) -> None:
+    if value is None:
+        monkeypatch.delenv("STREAMS_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("STREAMS_CONFIG", value)
+    assert streams_file() == DEFAULT_STREAMS_FILE
+
+
+def test_explicit_path_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMS_CONFIG", str(tmp_path / "absent.yml"))
+    path = write_yaml(tmp_path / "given.yml", {"streams": [stream_entry()]})
+    assert load_config(path).streams[0].name == "orders"
+
+
+def test_missing_file_names_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "nowhere" / "streams.yml"
+    monkeypatch.setenv("STREAMS_CONFIG", str(path))
+    with pytest.raises(ConfigError) as caught:
+        load_config()
+    assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b"streams: [\n  - name: orders\n", id="unclosed-flow"),
+        pytest.param(b"streams:\n\t- name: orders\n", id="tab-indent"),
+        pytest.param(b"", id="empty"),
+        pytest.param(b"- just\n- a list\n", id="not-a-mapping"),
+        pytest.param(b"streams: []\n# caf\xe9 in latin-1\n", id="not-utf8"),
+    ],
+)
+def test_unreadable_file_is_config_error_naming_path(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "streams.yml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(path) in str(caught.value)
+
+
+def test_error_in_file_names_stream_and_field(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path / "streams.yml", {"streams": [stream_entry(prefix="orders/raw")]})
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "'orders'" in str(caught.value)
+    assert "field 'prefix'" in str(caught.value)

@@ -1,0 +1,153 @@
+"""Which keys belong to an hour, which hours an interval covers, and when an hour is settled."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from firehose_loader.partitions import (
+    hour_folder,
+    hour_prefix,
+    hour_start,
+    hours_in_interval,
+    is_hour_object,
+    object_basename,
+    settled_at,
+)
+
+PREFIX = "events/"
+HOUR_01 = datetime(2026, 1, 2, 1, tzinfo=UTC)
+PLUS_0530 = timezone(timedelta(hours=5, minutes=30))
+
+
+def test_hour_prefix_is_zero_padded_with_trailing_slash() -> None:
+    assert hour_prefix(PREFIX, HOUR_01) == "events/2026/01/02/01/"
+    assert hour_prefix("", datetime(2026, 11, 30, 23, tzinfo=UTC)) == "2026/11/30/23/"
+
+
+def test_hour_prefix_of_a_moment_inside_the_hour() -> None:
+    assert hour_prefix(PREFIX, HOUR_01 + timedelta(minutes=59, seconds=59)) == "events/2026/01/02/01/"
+
+
+def test_hour_prefix_uses_the_utc_hour() -> None:
+    # 2026-01-02 06:45 at +05:30 is 01:15 UTC.
+    moment = datetime(2026, 1, 2, 6, 45, tzinfo=PLUS_0530)
+    assert hour_folder(moment) == "2026/01/02/01/"
+    # 2026-01-01 02:00 at +05:30 is 2025-12-31 20:30 UTC: the folder moves to the previous day and year.
+    assert hour_folder(datetime(2026, 1, 1, 2, tzinfo=PLUS_0530)) == "2025/12/31/20/"
+
+
+def test_hour_start() -> None:
+    assert hour_start(datetime(2026, 1, 2, 6, 45, 12, 345, tzinfo=PLUS_0530)) == datetime(2026, 1, 2, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "events/2026/01/02/01/events-1-2026-01-02-01-00-00-abc",
+        "events/2026/01/02/01/x.gz",
+        "events/2026/01/02/01/a",
+    ],
+)
+def test_objects_directly_in_the_hour_folder_match(key: str) -> None:
+    assert is_hour_object(key, PREFIX, HOUR_01)
+
+
+@pytest.mark.parametrize("hour", range(10, 20))
+def test_hour_01_never_matches_hours_10_to_19(hour: int) -> None:
+    other = HOUR_01.replace(hour=hour)
+    key = f"{hour_prefix(PREFIX, other)}events-1-object"
+    assert key.startswith("events/2026/01/02/1")
+    assert not is_hour_object(key, PREFIX, HOUR_01)
+    assert is_hour_object(key, PREFIX, other)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param("events/2026/01/02/01/", id="folder-marker"),
+        pytest.param("events/2026/01/02/01/sub/object", id="sub-folder-object"),
+        pytest.param("events/2026/01/02/01/sub/", id="sub-folder-marker"),
+        pytest.param("events/2026/01/02/01", id="folder-without-slash"),
+        pytest.param("events/2026/01/02/010/object", id="three-digit-hour"),
+        pytest.param("events/2026/01/02/02/object", id="next-hour"),
+        pytest.param("events/2026/01/03/01/object", id="next-day"),
+        pytest.param("other/2026/01/02/01/object", id="other-prefix"),
+        pytest.param("events-v2/2026/01/02/01/object", id="sibling-prefix"),
+        pytest.param("archive/events/2026/01/02/01/object", id="nested-prefix"),
+        pytest.param("2026/01/02/01/object", id="no-prefix"),
+    ],
+)
+def test_keys_outside_the_hour_folder_do_not_match(key: str) -> None:
+    assert not is_hour_object(key, PREFIX, HOUR_01)
+
+
+def test_empty_prefix() -> None:
+    assert is_hour_object("2026/01/02/01/object", "", HOUR_01)
+    assert not is_hour_object("events/2026/01/02/01/object", "", HOUR_01)
+
+
+def test_hours_in_interval() -> None:
+    start = datetime(2026, 1, 1, 22, tzinfo=UTC)
+    hours = hours_in_interval(start, start + timedelta(hours=4))
+    assert hours == [start + timedelta(hours=index) for index in range(4)]
+    assert hours[2] == datetime(2026, 1, 2, 0, tzinfo=UTC)  # crosses midnight
+    assert all(hour.tzinfo is not None and hour.utcoffset() == timedelta(0) for hour in hours)
+
+
+def test_hours_in_interval_single_hour() -> None:
+    assert hours_in_interval(HOUR_01, HOUR_01 + timedelta(hours=1)) == [HOUR_01]
+
+
+def test_hours_in_interval_given_in_another_zone() -> None:
+    plus_two = timezone(timedelta(hours=2))
+    start = datetime(2026, 1, 2, 3, tzinfo=plus_two)  # 01:00 UTC
+    assert hours_in_interval(start, start + timedelta(hours=2)) == [HOUR_01, HOUR_01 + timedelta(hours=1)]
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        pytest.param(HOUR_01, HOUR_01, id="empty"),
+        pytest.param(HOUR_01 + timedelta(hours=1), HOUR_01, id="reversed"),
+        pytest.param(HOUR_01 + timedelta(minutes=5), HOUR_01 + timedelta(hours=1), id="start-not-aligned"),
+        pytest.param(HOUR_01, HOUR_01 + timedelta(hours=1, seconds=1), id="end-not-aligned"),
+        pytest.param(datetime(2026, 1, 2, 6, tzinfo=PLUS_0530), datetime(2026, 1, 2, 7, tzinfo=PLUS_0530), id="half-hour-zone"),
+    ],
+)
+def test_hours_in_interval_refuses_bad_intervals(start: datetime, end: datetime) -> None:
+    with pytest.raises(ValueError):
+        hours_in_interval(start, end)
+
+
+def test_settled_at_is_end_of_hour_plus_grace() -> None:
+    grace = timedelta(minutes=15)
+    assert settled_at(HOUR_01, grace) == HOUR_01 + timedelta(hours=1) + grace
+    assert settled_at(HOUR_01 + timedelta(minutes=40), grace) == HOUR_01 + timedelta(hours=1, minutes=15)
+    assert settled_at(HOUR_01, timedelta(0)) == HOUR_01 + timedelta(hours=1)
+
+
+NAIVE = datetime(2026, 1, 2, 1)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda: hour_start(NAIVE), id="hour_start"),
+        pytest.param(lambda: hour_folder(NAIVE), id="hour_folder"),
+        pytest.param(lambda: hour_prefix(PREFIX, NAIVE), id="hour_prefix"),
+        pytest.param(lambda: is_hour_object("events/2026/01/02/01/x", PREFIX, NAIVE), id="is_hour_object"),
+        pytest.param(lambda: settled_at(NAIVE, timedelta(minutes=15)), id="settled_at"),
+        pytest.param(lambda: hours_in_interval(NAIVE, NAIVE + timedelta(hours=1)), id="hours_in_interval"),
+        pytest.param(lambda: hours_in_interval(HOUR_01, NAIVE + timedelta(hours=1)), id="hours_in_interval-naive-end"),
+    ],
+)
+def test_naive_datetimes_are_refused(call) -> None:
+    with pytest.raises(ValueError, match="time zone"):
+        call()
+
+
+def test_object_basename() -> None:
+    assert object_basename("events/2026/01/02/01/obj-1.gz") == "obj-1.gz"
+    assert object_basename("obj") == "obj"
