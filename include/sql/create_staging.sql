@@ -7,7 +7,7 @@ CREATE TEMPORARY TABLE {{ staging | ident }} (
 {% for column in columns %}
     {{ column.name | ident }} {{ column.type }},
 {% endfor %}
-    "_firehose_object" varchar(1024) NOT NULL,
+    "_firehose_object" {{ object_key_type }} NOT NULL,
     "_firehose_offset" bigint NOT NULL
 );
 

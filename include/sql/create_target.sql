@@ -6,6 +6,6 @@ CREATE TABLE IF NOT EXISTS {{ target | qualified }} (
 {% for column in columns %}
     {{ column.name | ident }} {{ column.type }}{{ " NOT NULL" if column.name in key else "" }},
 {% endfor %}
-    "_firehose_object" varchar(1024),
+    "_firehose_object" {{ object_key_type }},
     "_firehose_offset" bigint
 ){{ table_options }};

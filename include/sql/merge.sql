@@ -107,7 +107,7 @@ SELECT
         ELSE 'loaded'
     END,
     COUNT(*),
-    SUM(CASE WHEN status = 'unreadable' THEN 1 ELSE 0 END),
+    COALESCE(SUM(CASE WHEN status = 'unreadable' THEN 1 ELSE 0 END), 0),
     CAST(%(error_objects)s AS bigint),
     COALESCE(SUM(records_raw), 0),
     COALESCE(SUM(records_valid), 0),

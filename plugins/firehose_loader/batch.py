@@ -87,7 +87,10 @@ class HourBatch:
 
 def arrow_schema(stream: Stream) -> pa.Schema:
     fields = [pa.field(name, arrow_type(column_type)) for name, column_type in stream.columns.items()]
-    fields += [pa.field(OBJECT_COLUMN, pa.string(), nullable=False), pa.field(OFFSET_COLUMN, pa.int64(), nullable=False)]
+    fields += [
+        pa.field(OBJECT_COLUMN, pa.string(), nullable=False),
+        pa.field(OFFSET_COLUMN, pa.int64(), nullable=False),
+    ]
     return pa.schema(fields)
 
 

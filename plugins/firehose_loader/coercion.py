@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from datetime import date, datetime, timezone
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from typing import Any
 
 import orjson
@@ -21,7 +21,9 @@ import pyarrow as pa
 
 from firehose_loader.config import ColumnType
 
-INTEGER_TEXT = re.compile(r"^[+-]?\d+$")
+INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
+# orjson writes a NUL as \u0000; an escaped backslash before "u0000" is not one.
+NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 INTEGER_RANGES = {"smallint": 2**15, "integer": 2**31, "bigint": 2**63}
 ARROW_INTEGERS = {"smallint": pa.int16(), "integer": pa.int32(), "bigint": pa.int64()}
 # Redshift stores at most 65535 bytes in a varchar; text means that limit on every warehouse.
@@ -60,7 +62,7 @@ def _integer(name: str) -> Callable[[Any], int]:
             number = value
         elif isinstance(value, float) and value.is_integer():
             number = int(value)
-        elif isinstance(value, str) and INTEGER_TEXT.match(value.strip()):
+        elif isinstance(value, str) and INTEGER_TEXT.fullmatch(value.strip()):
             number = int(value.strip())
         else:
             raise CoercionError(f"expected {name}, got {_describe(value)}")
@@ -78,18 +80,27 @@ def _numeric(precision: int, scale: int) -> Callable[[Any], Decimal]:
     def coerce(value: Any) -> Decimal:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise CoercionError(f"expected numeric({precision},{scale}), got {_describe(value)}")
+        if isinstance(value, str) and "_" in value:
+            raise CoercionError(f"expected numeric({precision},{scale}), got {_describe(value)}")
         try:
             # repr(float) is the shortest text that reads back as the same double,
             # which is the text the producer sent for every ordinary number.
-            number = Decimal(value.strip() if isinstance(value, str) else repr(value) if isinstance(value, float) else value)
+            number = Decimal(
+                value.strip() if isinstance(value, str) else repr(value) if isinstance(value, float) else value
+            )
         except InvalidOperation:
             raise CoercionError(f"expected numeric({precision},{scale}), got {_describe(value)}") from None
         if not number.is_finite():
             raise CoercionError(f"{value!r} is not a finite number")
-        # PostgreSQL and Redshift round half away from zero, as ROUND_HALF_UP does.
-        rounded = number.quantize(quantum, rounding=ROUND_HALF_UP)
+        if number.adjusted() > integer_digits:
+            raise CoercionError(f"{_describe(value)} does not fit numeric({precision},{scale})")
+        # The default context keeps 28 digits; numeric holds up to 38, and rounding needs them all.
+        with localcontext() as context:
+            context.prec = 2 * 38
+            # PostgreSQL and Redshift round half away from zero, as ROUND_HALF_UP does.
+            rounded = number.quantize(quantum, rounding=ROUND_HALF_UP)
         if rounded.adjusted() >= integer_digits and rounded != 0:
-            raise CoercionError(f"{value!r} does not fit numeric({precision},{scale})")
+            raise CoercionError(f"{_describe(value)} does not fit numeric({precision},{scale})")
         return rounded
 
     return coerce
@@ -100,7 +111,7 @@ def _double(value: Any) -> float:
         raise CoercionError("expected double precision, got a boolean")
     if isinstance(value, int | float):
         number = float(value)
-    elif isinstance(value, str):
+    elif isinstance(value, str) and "_" not in value:
         try:
             number = float(value.strip())
         except ValueError:
@@ -151,7 +162,7 @@ def _date(value: Any) -> date:
 def _datetime(value: Any, kind: str) -> datetime:
     if isinstance(value, int | float) and not isinstance(value, bool):
         try:
-            return datetime.fromtimestamp(value, tz=timezone.utc)
+            return datetime.fromtimestamp(value, tz=UTC)
         except (OverflowError, OSError, ValueError):
             raise CoercionError(f"epoch seconds {value!r} are out of range for {kind}") from None
     if not isinstance(value, str):
@@ -161,9 +172,9 @@ def _datetime(value: Any, kind: str) -> datetime:
     except ValueError:
         raise CoercionError(f"expected an ISO 8601 {kind} or epoch seconds, got {_describe(value)}") from None
     if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
+        return moment.replace(tzinfo=UTC)
     try:
-        return moment.astimezone(timezone.utc)
+        return moment.astimezone(UTC)
     except OverflowError:
         raise CoercionError(f"{value!r} is out of range for {kind}") from None
 
@@ -179,7 +190,7 @@ def _timestamptz(value: Any) -> datetime:
 
 def _json(value: Any) -> str:
     text = orjson.dumps(value).decode("utf-8")
-    if "\\u0000" in text:
+    if NUL_ESCAPE.search(text):
         raise CoercionError("JSON contains a NUL character (\\u0000), which the warehouse cannot store")
     if len(text.encode("utf-8")) > 16 * 1024 * 1024:
         raise CoercionError("JSON value exceeds 16 MB")

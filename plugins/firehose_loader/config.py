@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +82,12 @@ def parse_column_type(text: str) -> ColumnType:
     normalized = " ".join(str(text).strip().lower().split())
     if normalized in SIMPLE_TYPES:
         return ColumnType(SIMPLE_TYPES[normalized])
-    if match := VARCHAR.match(normalized):
+    if match := VARCHAR.fullmatch(normalized):
         length = int(match.group(1))
         if not 1 <= length <= MAX_VARCHAR:
             raise ValueError(f"varchar length must be 1..{MAX_VARCHAR}, got {length}")
         return ColumnType("varchar", length=length)
-    if match := NUMERIC.match(normalized):
+    if match := NUMERIC.fullmatch(normalized):
         precision = int(match.group(1))
         scale = int(match.group(2) or 0)
         if not 1 <= precision <= 38 or not 0 <= scale <= precision:
@@ -98,7 +98,7 @@ def parse_column_type(text: str) -> ColumnType:
 
 
 def check_identifier(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not IDENTIFIER.match(value):
+    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
         raise ConfigError(
             f"{where}: {value!r} is not an accepted identifier "
             "(lowercase letters, digits and _, starting with a letter or _, at most 63 characters)"
@@ -125,7 +125,7 @@ class Stream:
     tags: tuple[str, ...] = field(default_factory=tuple)
     owner: str = "data-engineering"
     max_record_bytes: int = 1_048_576
-    start_date: datetime = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start_date: datetime = datetime(2026, 1, 1, tzinfo=UTC)
     catchup: bool = False
 
     @property
@@ -182,8 +182,10 @@ def _check_prefix(value: Any, where: str, *, allow_empty: bool) -> str:
     if value and not value.endswith("/"):
         # A bare prefix would match sibling folders (events/2026/01/01/1 is also a prefix of hours 10-19).
         raise ConfigError(f"{where}: {value!r} must end with '/'")
-    if (not value and not allow_empty) or not PREFIX.match(value) or "//" in value or value.startswith("/"):
-        raise ConfigError(f"{where}: {value!r} is not an accepted S3 prefix (folders of [A-Za-z0-9!_.*'()-] ending in '/')")
+    if (not value and not allow_empty) or not PREFIX.fullmatch(value) or "//" in value or value.startswith("/"):
+        raise ConfigError(
+            f"{where}: {value!r} is not an accepted S3 prefix (folders of [A-Za-z0-9!_.*'()-] ending in '/')"
+        )
     return value
 
 
@@ -191,7 +193,7 @@ def parse_stream(entry: Any, index: int) -> Stream:
     if not isinstance(entry, Mapping):
         raise ConfigError(f"streams[{index}]: must be a mapping, got {type(entry).__name__}")
     raw_name = _require(entry, "name", f"streams[{index}]")
-    if not isinstance(raw_name, str) or not STREAM_NAME.match(raw_name):
+    if not isinstance(raw_name, str) or not STREAM_NAME.fullmatch(raw_name):
         raise ConfigError(
             f"streams[{index}].name: {raw_name!r} is not an accepted stream name "
             "(lowercase letters, digits and _, starting with a letter, at most 40 characters)"
@@ -202,7 +204,7 @@ def parse_stream(entry: Any, index: int) -> Stream:
         raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)} (accepted: {sorted(STREAM_FIELDS)})")
 
     bucket = _require(entry, "bucket", where)
-    if not isinstance(bucket, str) or not BUCKET.match(bucket):
+    if not isinstance(bucket, str) or not BUCKET.fullmatch(bucket):
         raise ConfigError(f"{where}, field 'bucket': {bucket!r} is not a valid S3 bucket name")
     prefix = _check_prefix(entry.get("prefix", ""), f"{where}, field 'prefix'", allow_empty=True)
 
@@ -227,6 +229,8 @@ def parse_stream(entry: Any, index: int) -> Stream:
             raise ConfigError(f"{where}, field 'columns.{column}': {exc}") from None
 
     raw_key = _require(entry, "key", where)
+    if not isinstance(raw_key, str | list) or not all(isinstance(column, str) for column in raw_key):
+        raise ConfigError(f"{where}, field 'key': must be a column name or a list of column names, got {raw_key!r}")
     key = (raw_key,) if isinstance(raw_key, str) else tuple(raw_key)
     if not key or len(set(key)) != len(key):
         raise ConfigError(f"{where}, field 'key': must list distinct columns, got {raw_key!r}")
@@ -237,6 +241,8 @@ def parse_stream(entry: Any, index: int) -> Stream:
             raise ConfigError(f"{where}, field 'key': json column {column!r} cannot be part of the key")
 
     order_by = _require(entry, "order_by", where)
+    if not isinstance(order_by, str):
+        raise ConfigError(f"{where}, field 'order_by': must be one column name, got {order_by!r}")
     if order_by not in columns:
         raise ConfigError(f"{where}, field 'order_by': {order_by!r} is not among the columns {sorted(columns)}")
     if columns[order_by].name in ("json", "boolean"):
@@ -248,6 +254,9 @@ def parse_stream(entry: Any, index: int) -> Stream:
     max_record_bytes = entry.get("max_record_bytes", 1_048_576)
     if not isinstance(max_record_bytes, int) or max_record_bytes < 1024:
         raise ConfigError(f"{where}, field 'max_record_bytes': must be an integer >= 1024")
+    owner = entry.get("owner", "data-engineering")
+    if not isinstance(owner, str) or not owner.strip():
+        raise ConfigError(f"{where}, field 'owner': must be a non-empty string, got {owner!r}")
     tags = entry.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
         raise ConfigError(f"{where}, field 'tags': must be a list of strings")
@@ -257,7 +266,7 @@ def parse_stream(entry: Any, index: int) -> Stream:
         start_date = datetime.fromisoformat(str(start_text))
     except ValueError:
         raise ConfigError(f"{where}, field 'start_date': {start_text!r} is not an ISO 8601 date or time") from None
-    start_date = start_date.replace(tzinfo=start_date.tzinfo or timezone.utc).astimezone(timezone.utc)
+    start_date = start_date.replace(tzinfo=start_date.tzinfo or UTC).astimezone(UTC)
     if start_date.minute or start_date.second or start_date.microsecond:
         raise ConfigError(f"{where}, field 'start_date': {start_text!r} must be on a whole hour")
     catchup = entry.get("catchup", False)
@@ -275,7 +284,9 @@ def parse_stream(entry: Any, index: int) -> Stream:
         columns=columns,
         settle_grace=timedelta(minutes=grace),
         staging_prefix=_check_prefix(
-            entry.get("staging_prefix", "firehose-loader/staging/"), f"{where}, field 'staging_prefix'", allow_empty=False
+            entry.get("staging_prefix", "firehose-loader/staging/"),
+            f"{where}, field 'staging_prefix'",
+            allow_empty=False,
         ),
         quarantine_prefix=_check_prefix(
             entry.get("quarantine_prefix", "firehose-loader/quarantine/"),
@@ -284,7 +295,7 @@ def parse_stream(entry: Any, index: int) -> Stream:
         ),
         error_prefix=_check_prefix(entry.get("error_prefix", ""), f"{where}, field 'error_prefix'", allow_empty=True),
         tags=tuple(tags),
-        owner=str(entry.get("owner", "data-engineering")),
+        owner=owner,
         max_record_bytes=max_record_bytes,
         start_date=start_date,
         catchup=catchup,
@@ -300,7 +311,9 @@ def parse_config(document: Any, source: str = "<streams>") -> StreamsConfig:
     settings = Settings(
         aws_conn_id=str(document.get("aws_conn_id", Settings.aws_conn_id)),
         warehouse_conn_id=str(document.get("warehouse_conn_id", Settings.warehouse_conn_id)),
-        loader_schema=check_identifier(document.get("loader_schema", Settings.loader_schema), f"{source}: loader_schema"),
+        loader_schema=check_identifier(
+            document.get("loader_schema", Settings.loader_schema), f"{source}: loader_schema"
+        ),
     )
     entries = document["streams"]
     if not isinstance(entries, list):
@@ -333,6 +346,8 @@ def load_config(path: Path | None = None) -> StreamsConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read streams file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"streams file {path} is not UTF-8 text (byte {exc.start})") from None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -26,6 +26,7 @@ WHITESPACE = b" \t\r\n"
 # A place where one record may end and the next begin: a closing brace, optional
 # whitespace, an opening brace. Inside a string this is only a candidate; the parse decides.
 RECORD_BOUNDARY = re.compile(rb"\}[ \t\r\n]*(?=\{)")
+LINE_END = re.compile(rb"\n")
 
 
 class UnreadableObject(ValueError):
@@ -101,14 +102,24 @@ def _as_record(value: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def _candidate_ends(data: bytes, start: int) -> list[int]:
+    """Where a record may end: after a ``}`` that a ``{`` follows, and at every line end."""
+    ends = {match.start() + 1 for match in RECORD_BOUNDARY.finditer(data, start)}
+    ends.update(match.start() for match in LINE_END.finditer(data, start))
+    ends.add(len(data))
+    return sorted(ends)
+
+
 def _scan_concatenated(data: bytes, start: int, max_record_bytes: int, out: DecodedObject) -> None:
     """Split records that may have no delimiter between them, from ``start`` to the end.
 
-    Candidate ends are the ``}`` before a ``{``; a candidate that cuts a string in
-    two ("unexpected end of data") is widened to the next one, up to the record size limit.
+    A record is tried up to its nearest candidate end; a cut that leaves it unfinished
+    ("unexpected end of data": a ``}{`` inside a string, a pretty-printed record) is widened
+    to the next candidate, up to the record size limit. A piece that fails otherwise is
+    quarantined alone, up to its nearest candidate end, so one bad line never takes the
+    records after it along.
     """
-    ends = [match.start() + 1 for match in RECORD_BOUNDARY.finditer(data, start)]
-    ends.append(len(data))
+    ends = _candidate_ends(data, start)
     position = _skip_whitespace(data, start)
     while position < len(data):
         index = bisect_right(ends, position)
@@ -120,20 +131,22 @@ def _scan_concatenated(data: bytes, start: int, max_record_bytes: int, out: Deco
                 value = orjson.loads(data[position:end])
             except orjson.JSONDecodeError as exc:
                 reason = f"invalid JSON: {exc.msg}"
-                if "end of data" in exc.msg and index + 1 < len(ends) and ends[index + 1] - position <= max_record_bytes:
+                widen = "end of data" in exc.msg
+                if widen and index + 1 < len(ends) and ends[index + 1] - position <= max_record_bytes:
                     index += 1
                     continue
                 break
             record = _as_record(value)
             if record is None:
                 reason = f"a JSON {type(value).__name__} is not a record (expected an object)"
+                first_end = end
                 break
             out.records.append((position, end, record))
             position = _skip_whitespace(data, end)
             reason = None
             break
         if reason is not None:
-            out.bad.append(BadRecord(position, data[position:first_end], reason))
+            out.bad.append(BadRecord(position, data[position:first_end].rstrip(b"\r\n"), reason))
             position = _skip_whitespace(data, first_end)
 
 
@@ -158,7 +171,11 @@ def split_records(data: bytes, max_record_bytes: int = 1_048_576) -> DecodedObje
             offset = _skip_whitespace(data, line_start)
             if record is None:
                 out.bad.append(
-                    BadRecord(offset, line.strip(WHITESPACE), f"a JSON {type(value).__name__} is not a record (expected an object)")
+                    BadRecord(
+                        offset,
+                        line.strip(WHITESPACE),
+                        f"a JSON {type(value).__name__} is not a record (expected an object)",
+                    )
                 )
             else:
                 out.records.append((offset, line_end, record))
@@ -174,4 +191,3 @@ def decode_object(body: bytes, max_record_bytes: int = 1_048_576) -> DecodedObje
     decoded.warning = warning
     decoded.data = plain
     return decoded
-

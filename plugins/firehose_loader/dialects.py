@@ -27,6 +27,10 @@ class Postgres:
     def column_type(self, column_type: ColumnType) -> str:
         return "jsonb" if column_type.name == "json" else str(column_type)
 
+    # Winners between equal order_by values are decided by comparing object keys; the
+    # warehouse must order them as Python does (by code point), whatever the database collation.
+    object_key_type: str = 'varchar(1024) COLLATE "C"'
+
     def table_options(self, key: tuple[str, ...], order_by: str) -> str:
         return ""
 

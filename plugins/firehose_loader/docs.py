@@ -13,7 +13,7 @@ def ingest_doc_md(stream: Stream, settings: Settings) -> str:
 
 **Which hour a run loads.** A run loads its data interval, one UTC hour: the run
 scheduled at 11:00 loads the objects in
-`s3://{stream.bucket}/{stream.prefix}YYYY/MM/DD/10/` (10:00–11:00). It first waits
+`s3://{stream.bucket}/{stream.prefix}YYYY/MM/DD/10/` (10:00-11:00). It first waits
 until the hour has settled (interval end + {grace} min, for Firehose buffering).
 
 **Tasks**

@@ -12,7 +12,7 @@ import io
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -121,6 +121,7 @@ def template_context(stream: Stream, settings: Settings, dialect: Postgres) -> d
         "plan": PLAN_TABLE,
         "index_name": f"{stream.table}__firehose_key"[:63],
         "table_options": dialect.table_options(stream.key, stream.order_by),
+        "object_key_type": dialect.object_key_type,
     }
 
 
@@ -152,14 +153,14 @@ def load_and_merge(
 ) -> dict[str, int]:
     """COPY the stage into a temporary table and merge it with its ledger rows in one transaction."""
     context = template_context(stream, settings, dialect)
-    hour = datetime.fromisoformat(manifest["hour"]).astimezone(timezone.utc).replace(tzinfo=None)
+    hour = datetime.fromisoformat(manifest["hour"]).astimezone(UTC).replace(tzinfo=None)
     parameters = {
         "stream": stream.name,
         "hour": hour,
         "run_id": run_id,
         "stage_key": manifest["stage_key"],
         "error_objects": manifest["error_objects"],
-        "loaded_at": datetime.now(timezone.utc).replace(tzinfo=None),
+        "loaded_at": datetime.now(UTC).replace(tzinfo=None),
     }
     with conn.cursor() as cursor:
         try:

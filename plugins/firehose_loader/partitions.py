@@ -8,7 +8,7 @@ up anything later.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 HOUR = timedelta(hours=1)
 
@@ -17,14 +17,14 @@ def hour_start(moment: datetime) -> datetime:
     """The UTC hour containing ``moment``; naive datetimes are refused."""
     if moment.tzinfo is None:
         raise ValueError(f"{moment!r} has no time zone; hours are UTC")
-    utc = moment.astimezone(timezone.utc)
+    utc = moment.astimezone(UTC)
     return utc.replace(minute=0, second=0, microsecond=0)
 
 
 def hours_in_interval(start: datetime, end: datetime) -> list[datetime]:
     """The hours [start, end) covers; both ends must sit on an hour boundary."""
     first, last = hour_start(start), hour_start(end)
-    if first != start.astimezone(timezone.utc) or last != end.astimezone(timezone.utc):
+    if first != start.astimezone(UTC) or last != end.astimezone(UTC):
         raise ValueError(f"data interval {start.isoformat()}..{end.isoformat()} is not aligned to whole hours")
     if last <= first:
         raise ValueError(f"data interval {start.isoformat()}..{end.isoformat()} is empty")

@@ -61,7 +61,11 @@ def list_folder(client: Any, bucket: str, folder: str) -> list[ObjectInfo]:
 
 def list_hour_objects(client: Any, bucket: str, prefix: str, hour: datetime) -> list[ObjectInfo]:
     """The hour's Firehose objects: exact keys in ``<prefix>YYYY/MM/DD/HH/``, no sub-folders."""
-    return [item for item in list_folder(client, bucket, hour_prefix(prefix, hour)) if is_hour_object(item.key, prefix, hour)]
+    return [
+        item
+        for item in list_folder(client, bucket, hour_prefix(prefix, hour))
+        if is_hour_object(item.key, prefix, hour)
+    ]
 
 
 def count_error_objects(client: Any, bucket: str, error_prefix: str, hour: datetime) -> int:

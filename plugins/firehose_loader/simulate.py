@@ -50,7 +50,13 @@ def encode(records: Sequence[bytes], encoding: str) -> bytes:
 
 
 def make_object(
-    prefix: str, stream_name: str, hour: datetime, minute: int, records: Sequence[dict[str, Any] | bytes], encoding: str, rng: random.Random
+    prefix: str,
+    stream_name: str,
+    hour: datetime,
+    minute: int,
+    records: Sequence[dict[str, Any] | bytes],
+    encoding: str,
+    rng: random.Random,
 ) -> SimulatedObject:
     serialized = tuple(record if isinstance(record, bytes) else orjson.dumps(record) for record in records)
     return SimulatedObject(object_key(prefix, stream_name, hour, minute, rng), encode(serialized, encoding), serialized)

@@ -19,7 +19,7 @@ SQL_DIR = PROJECT_ROOT / "include" / "sql"
 
 
 def quote_identifier(name: str) -> str:
-    if not isinstance(name, str) or not IDENTIFIER.match(name):
+    if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):
         raise ValueError(f"refusing to put {name!r} into SQL: not a validated identifier")
     return f'"{name}"'
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,7 @@ import boto3
 import psycopg
 import pytest
 import yaml
-
-from tools import stack
+from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[2]
 SESSION_TOKEN = uuid.uuid4().hex[:8]
@@ -101,7 +100,10 @@ def run_hour(stream_name: str, hour: datetime, env: dict[str, str] | None = None
 def dump_table(warehouse: psycopg.Connection, table: str, order: str) -> bytes:
     """The table as COPY text, in a stable order: equal dumps mean byte-identical contents."""
     buffer = io.BytesIO()
-    with warehouse.cursor().copy(f"COPY (SELECT * FROM {table} ORDER BY {order}) TO STDOUT") as copy:
+    statement = sql.SQL("COPY (SELECT * FROM {} ORDER BY {}) TO STDOUT").format(
+        sql.Identifier(*table.split(".")), sql.SQL(", ").join(sql.Identifier(name.strip()) for name in order.split(","))
+    )
+    with warehouse.cursor().copy(statement) as copy:
         for chunk in copy:
             buffer.write(chunk)
     return buffer.getvalue()
@@ -109,6 +111,3 @@ def dump_table(warehouse: psycopg.Connection, table: str, order: str) -> bytes:
 
 def put(s3: Any, bucket: str, key: str, body: bytes) -> None:
     s3.put_object(Bucket=bucket, Key=key, Body=body)
-
-
-Runner = Callable[..., Any]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gzip
 import random
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -19,7 +19,7 @@ from psycopg import sql
 
 from tests.integration.conftest import dump_table, put, run_hour
 
-HOURS = [datetime(2026, 3, 1, hour, tzinfo=timezone.utc) for hour in (9, 10, 11)]
+HOURS = [datetime(2026, 3, 1, hour, tzinfo=UTC) for hour in (9, 10, 11)]
 HOSTILE = [
     "a,b",
     'quote"inside',
@@ -74,14 +74,14 @@ class Expected:
     def rows(self) -> list[tuple]:
         rows = []
         for (_tenant, _event), versions in sorted(self.versions.items()):
-            (version, key, offset), record = max(versions, key=lambda item: item[0])
+            (_version, key, offset), record = max(versions, key=lambda item: item[0])
             rows.append(expected_row(record, key, offset))
         return rows
 
 
 def expected_row(record: dict[str, Any], key: str, offset: int) -> tuple:
     def ts(text: str | None) -> datetime | None:
-        return None if text is None else datetime.fromisoformat(text).astimezone(timezone.utc)
+        return None if text is None else datetime.fromisoformat(text).astimezone(UTC)
 
     amount = record.get("amount")
     return (
@@ -115,7 +115,11 @@ def make_record(rng: random.Random, tenant: str, event_id: str, version: int, ho
         "day": rng.choice([None, "2026-02-28", "1999-12-31"]),
         "seen_at": rng.choice([None, "2026-03-01T10:15:00.123456", "2026-03-01 23:59:59"]),
         "received_at": rng.choice(
-            [(hour + timedelta(minutes=rng.randrange(60))).isoformat(), "2026-03-01T12:00:00+05:30", "2026-03-01T10:00:00Z"]
+            [
+                (hour + timedelta(minutes=rng.randrange(60))).isoformat(),
+                "2026-03-01T12:00:00+05:30",
+                "2026-03-01T10:00:00Z",
+            ]
         ),
         "payload": rng.choice(
             [None, {"nested": {"list": [1, 2, {"x": "y"}]}, "text": rng.choice(HOSTILE)}, [1, "two", None], "plain", 42]
@@ -143,7 +147,10 @@ def encode_object(records: list[bytes], encoding: str) -> tuple[bytes, list[int]
 BAD_RECORDS = [
     (b'{"tenant": "acme", "event_id": broken}', "invalid JSON"),
     (b'{"tenant": "acme", "version": 1}', "column event_id: missing"),
-    (b'{"tenant": "acme", "event_id": "bad-small", "version": 1, "small": 99999}', "column small: 99999 is out of range"),
+    (
+        b'{"tenant": "acme", "event_id": "bad-small", "version": 1, "small": 99999}',
+        "column small: 99999 is out of range",
+    ),
     (b"[1, 2, 3]", "is not a record"),
 ]
 
@@ -260,7 +267,7 @@ def test_quarantine_keeps_each_bad_record_with_key_offset_and_reason(rich, s3):
 
 
 def test_rerun_of_a_loaded_hour_leaves_the_table_byte_identical(rich, warehouse):
-    entry, expected = rich
+    entry, _expected = rich
     before = dump_table(warehouse, entry["table"], "tenant, event_id")
     assert run_hour(entry["name"], HOURS[1]).state == "success"
     assert dump_table(warehouse, entry["table"], "tenant, event_id") == before
@@ -291,9 +298,7 @@ def test_backfill_in_reverse_order_gives_the_same_table(rich, streams, s3, wareh
 
 
 @pytest.mark.parametrize("failpoint", ["after_copy", "before_commit"])
-def test_failure_between_load_and_merge_leaves_target_unchanged_and_retry_completes(
-    failpoint, streams, s3, warehouse
-):
+def test_failure_between_load_and_merge_leaves_target_unchanged_and_retry_completes(failpoint, streams, s3, warehouse):
     entry = streams.declare(s3, f"fail_{failpoint}", **rich_stream_fields())
     expected = write_hours(s3, entry["bucket"], seed=11)
     assert run_hour(entry["name"], HOURS[0]).state == "success"

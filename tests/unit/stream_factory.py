@@ -40,4 +40,3 @@ def stream_entry(**overrides: Any) -> dict[str, Any]:
 
 def make_stream(**overrides: Any) -> Stream:
     return parse_config({"streams": [stream_entry(**overrides)]}).streams[0]
-

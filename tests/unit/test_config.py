@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.unit.stream_factory import STREAM_ENTRY, stream_entry
 
 from firehose_loader.config import (
     DEFAULT_STREAMS_FILE,
@@ -19,6 +18,7 @@ from firehose_loader.config import (
     parse_config,
     streams_file,
 )
+from tests.unit.stream_factory import STREAM_ENTRY, stream_entry
 
 EXPECTED_TYPES = {
     "order_id": ColumnType("bigint"),
@@ -284,7 +284,9 @@ def write_yaml(path: Path, document: Any) -> Path:
 
 
 def test_streams_config_env_var_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = write_yaml(tmp_path / "other.yml", {"loader_schema": "elsewhere", "streams": [stream_entry(name="from_env")]})
+    path = write_yaml(
+        tmp_path / "other.yml", {"loader_schema": "elsewhere", "streams": [stream_entry(name="from_env")]}
+    )
     monkeypatch.setenv("STREAMS_CONFIG", str(path))
     assert streams_file() == path
     config = load_config()

@@ -230,7 +230,11 @@ def test_several_bad_records_each_at_its_offset() -> None:
     data, part_starts = joined(parts, [b"\n"] * len(parts))
     decoded = split_records(data)
     assert values(decoded) == [orjson.loads(part) for part in GOOD]
-    assert [(bad.offset, bad.raw) for bad in decoded.bad] == [(part_starts[1], bads[0]), (part_starts[3], bads[1]), (part_starts[4], bads[2])]
+    assert [(bad.offset, bad.raw) for bad in decoded.bad] == [
+        (part_starts[1], bads[0]),
+        (part_starts[3], bads[1]),
+        (part_starts[4], bads[2]),
+    ]
 
 
 @pytest.mark.parametrize("line_end", [b"\n", b"\r\n"])
@@ -346,5 +350,5 @@ def test_corrupt_zip_is_unreadable() -> None:
 def test_snappy_framed_is_unreadable() -> None:
     body = SNAPPY_FRAMED_MAGIC + b"\x00\x10\x00\x00" + b"\x01" * 16
     assert body.startswith(b"\xff\x06\x00\x00sNaPpY")
-    with pytest.raises(UnreadableObject, match="(?i)snappy"):
+    with pytest.raises(UnreadableObject, match=r"(?i)snappy"):
         decode_object(body)

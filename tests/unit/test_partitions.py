@@ -113,7 +113,9 @@ def test_hours_in_interval_given_in_another_zone() -> None:
         pytest.param(HOUR_01 + timedelta(hours=1), HOUR_01, id="reversed"),
         pytest.param(HOUR_01 + timedelta(minutes=5), HOUR_01 + timedelta(hours=1), id="start-not-aligned"),
         pytest.param(HOUR_01, HOUR_01 + timedelta(hours=1, seconds=1), id="end-not-aligned"),
-        pytest.param(datetime(2026, 1, 2, 6, tzinfo=PLUS_0530), datetime(2026, 1, 2, 7, tzinfo=PLUS_0530), id="half-hour-zone"),
+        pytest.param(
+            datetime(2026, 1, 2, 6, tzinfo=PLUS_0530), datetime(2026, 1, 2, 7, tzinfo=PLUS_0530), id="half-hour-zone"
+        ),
     ],
 )
 def test_hours_in_interval_refuses_bad_intervals(start: datetime, end: datetime) -> None:

@@ -1,0 +1,107 @@
+"""The DAG files parse cleanly, follow the project's policies and touch nothing at parse time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from firehose_loader.config import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def parse_dags(monkeypatch: pytest.MonkeyPatch, streams_file: Path | None = None):
+    from airflow.dag_processing.dagbag import DagBag
+
+    if streams_file is None:
+        monkeypatch.delenv("STREAMS_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("STREAMS_CONFIG", str(streams_file))
+    return DagBag(dag_folder=str(ROOT / "dags"))
+
+
+@pytest.fixture
+def bag(monkeypatch):
+    # Nothing listens here: if parsing touched S3 or the warehouse, it would fail or hang.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", '{"conn_type": "postgres", "host": "127.0.0.1", "port": 9}')
+    return parse_dags(monkeypatch)
+
+
+def test_dags_import_without_errors(bag):
+    assert bag.import_errors == {}
+
+
+def test_one_ingest_dag_per_declared_stream(bag):
+    streams = load_config().streams
+    assert sorted(dag_id for dag_id in bag.dag_ids if dag_id.startswith("ingest_")) == sorted(
+        f"ingest_{stream.name}" for stream in streams
+    )
+
+
+def test_every_dag_is_tagged_documented_and_retried(bag):
+    for dag_id in bag.dag_ids:
+        dag = bag.get_dag(dag_id)
+        assert "firehose-loader" in dag.tags, dag_id
+        assert any(tag.startswith("stream:") for tag in dag.tags), dag_id
+        assert dag.doc_md and "Which hour a run loads" in dag.doc_md, dag_id
+        for task in dag.tasks:
+            if task.task_id != "wait_for_settled_hour":
+                assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
+                assert task.retry_exponential_backoff, f"{dag_id}.{task.task_id} retries without backoff"
+
+
+def test_ingest_waits_with_a_deferrable_sensor_and_emits_the_table_asset(bag):
+    for stream in load_config().streams:
+        dag = bag.get_dag(stream.ingest_dag_id)
+        sensor = dag.get_task("wait_for_settled_hour")
+        assert sensor.deferrable is True
+        assert sensor.delta == stream.settle_grace
+        outlets = dag.get_task("load_and_merge").outlets
+        assert [asset.name for asset in outlets] == [f"warehouse.{stream.qualified_table}"]
+
+
+def test_a_run_at_eleven_loads_ten_to_eleven(bag):
+    """`airflow dags test ingest_<name> 2026-03-01T11:00:00+00:00` must load 10:00-11:00."""
+    import pendulum
+    from airflow.serialization.encoders import coerce_to_core_timetable
+
+    stream = load_config().streams[0]
+    timetable = coerce_to_core_timetable(bag.get_dag(stream.ingest_dag_id).timetable)
+    interval = timetable.infer_manual_data_interval(run_after=pendulum.datetime(2026, 3, 1, 11, tz="UTC"))
+    assert (interval.start, interval.end) == (
+        datetime(2026, 3, 1, 10, tzinfo=UTC),
+        datetime(2026, 3, 1, 11, tzinfo=UTC),
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("table", "x; DROP TABLE y", "field 'table'"),
+        ("key", ["nope"], "field 'key'"),
+        ("columns", {"id": "varchar(10)", "seq": "money"}, "unknown column type"),
+        ("prefix", "events", "must end with '/'"),
+    ],
+)
+def test_bad_stream_config_is_an_import_error_naming_stream_and_field(monkeypatch, tmp_path, field, value, message):
+    entry = {
+        "name": "broken",
+        "bucket": "some-bucket",
+        "prefix": "events/",
+        "table": "analytics.broken",
+        "key": ["id"],
+        "order_by": "seq",
+        "columns": {"id": "varchar(10)", "seq": "integer"},
+        field: value,
+    }
+    streams_file = tmp_path / "streams.yml"
+    streams_file.write_text(yaml.safe_dump({"streams": [entry]}))
+    bag = parse_dags(monkeypatch, streams_file)
+    errors = "\n".join(bag.import_errors.values())
+    assert "stream 'broken'" in errors
+    assert message in errors
+    assert not any(dag_id.startswith("ingest_") for dag_id in bag.dag_ids)

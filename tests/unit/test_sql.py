@@ -1,0 +1,214 @@
+"""SQL rendering: only validated identifiers get in, always double-quoted, and no statement comes out empty."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+import pytest
+
+from firehose_loader.config import ColumnType, Settings, Stream
+from firehose_loader.dialects import Postgres
+from firehose_loader.ingest import template_context
+from firehose_loader.sql import quote_identifier, quote_qualified, render_statements
+from tests.unit.stream_factory import make_stream
+
+DIALECT = Postgres()
+SETTINGS = Settings(loader_schema="loader_meta")
+
+
+@pytest.mark.parametrize("name", ["a", "_", "order_id", "x1", "a" * 63, "select", "_firehose_object"])
+def test_quote_identifier_accepts_validated_names(name: str) -> None:
+    assert quote_identifier(name) == f'"{name}"'
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "x; DROP TABLE y",
+        '"quoted"',
+        'a"b',
+        "café",
+        "Upper",
+        "",
+        "1abc",
+        "a" * 64,
+        "a b",
+        "a-b",
+        "a.b",
+        "a--b",
+        "abc\n",
+        "abc\r\n",
+        "\nabc",
+        "ab\x00c",
+        None,
+        5,
+        b"abc",
+        ["abc"],
+    ],
+)
+def test_quote_identifier_refuses_anything_else(name: Any) -> None:
+    with pytest.raises(ValueError):
+        quote_identifier(name)
+
+
+def test_quote_qualified() -> None:
+    assert quote_qualified(("sales", "order_lines")) == '"sales"."order_lines"'
+    with pytest.raises(ValueError):
+        quote_qualified(("sales", "x; DROP TABLE y"))
+
+
+# --- rendered templates ---------------------------------------------------------------------------------------
+
+
+def context_for(stream: Stream, with_lock: bool = True) -> dict[str, Any]:
+    context = template_context(stream, SETTINGS, DIALECT)
+    if with_lock:
+        context["lock_statement"] = DIALECT.lock_statement(context)
+    return context
+
+
+def rendered(stream: Stream) -> dict[str, list[str]]:
+    context = context_for(stream)
+    templates = ["create_loader_tables.sql", "create_target.sql", "create_staging.sql", "merge.sql"]
+    templates += list(DIALECT.extra_ddl_templates())
+    return {template: render_statements(template, **context) for template in templates}
+
+
+def without_quoted_parts(statement: str) -> str:
+    """The statement with quoted identifiers, string literals and bind parameters removed."""
+    statement = re.sub(r'"[^"]*"', " ", statement)
+    statement = re.sub(r"'[^']*'", " ", statement)
+    return re.sub(r"%\(\w+\)s", " ", statement)
+
+
+def stream_identifiers(stream: Stream) -> set[str]:
+    return {stream.schema, stream.table, *stream.columns, *stream.key, stream.order_by}
+
+
+STREAM = make_stream()
+RENDERED = rendered(STREAM)  # rendered once: sqlparse is slow enough to matter when repeated per test
+
+
+@pytest.mark.parametrize("template", list(RENDERED))
+def test_no_statement_is_empty(template: str) -> None:
+    statements = RENDERED[template]
+    assert statements
+    for statement in statements:
+        assert statement.strip()
+        assert not statement.rstrip().endswith(";")
+        assert re.match(r"^\s*[A-Z]", statement), statement  # starts with a keyword, not a comment or a blank
+        assert "--" not in statement
+        assert "{{" not in statement and "{%" not in statement and "{#" not in statement
+
+
+@pytest.mark.parametrize("template", list(RENDERED))
+def test_stream_identifiers_never_appear_unquoted(template: str) -> None:
+    identifiers = stream_identifiers(STREAM) | {SETTINGS.loader_schema}
+    for statement in RENDERED[template]:
+        bare_words = set(re.findall(r"\b\w+\b", without_quoted_parts(statement)))
+        assert not bare_words & identifiers, statement
+
+
+def quoted_names(statements: list[str]) -> set[str]:
+    return set(re.findall(r'"([^"]*)"', "\n".join(statements)))
+
+
+def test_create_target_quotes_every_stream_identifier() -> None:
+    statements = RENDERED["create_target.sql"]
+    assert stream_identifiers(STREAM) <= quoted_names(statements)
+    create_table = next(statement for statement in statements if "CREATE TABLE" in statement)
+    assert f'"{STREAM.schema}"."{STREAM.table}"' in create_table
+    for name, column_type in STREAM.columns.items():
+        expected = "jsonb" if column_type.name == "json" else str(column_type)
+        line = next(line for line in create_table.splitlines() if f'"{name}"' in line)
+        assert expected in line
+        assert ("NOT NULL" in line) == (name in STREAM.key)
+
+
+def test_create_staging_quotes_every_column() -> None:
+    statements = RENDERED["create_staging.sql"]
+    assert set(STREAM.columns) <= quoted_names(statements)
+
+
+def test_create_loader_tables_quote_loader_schema() -> None:
+    statements = RENDERED["create_loader_tables.sql"]
+    assert SETTINGS.loader_schema in quoted_names(statements)
+    assert any(f'"{SETTINGS.loader_schema}"."ledger"' in statement for statement in statements)
+
+
+def test_merge_quotes_key_order_by_and_columns() -> None:
+    statements = RENDERED["merge.sql"]
+    names = quoted_names(statements)
+    assert stream_identifiers(STREAM) <= names
+    assert SETTINGS.loader_schema in names
+    assert statements[0].startswith("LOCK TABLE")
+    assert f'"{STREAM.schema}"."{STREAM.table}"' in statements[0]
+    text = "\n".join(statements)
+    for column in STREAM.key:
+        assert f's."{column}"' in text
+    assert f's."{STREAM.order_by}" > c."{STREAM.order_by}"' in text
+    # values travel as bind parameters, never in the text
+    assert "%(stream)s" in text and "%(hour)s" in text and "%(run_id)s" in text
+    assert STREAM.name not in without_quoted_parts(text).split()
+
+
+def test_sql_keywords_as_identifiers_are_quoted() -> None:
+    stream = make_stream(
+        table="select.from",
+        key=["user", "order"],
+        order_by="group",
+        columns={"user": "bigint", "order": "integer", "group": "timestamptz", "table": "text"},
+    )
+    statements = rendered(stream)
+    names = quoted_names([statement for group in statements.values() for statement in group])
+    assert {"select", "from", "user", "order", "group", "table"} <= names
+    merge = "\n".join(statements["merge.sql"])
+    assert 'PARTITION BY "user", "order"' in merge
+    assert 's."group" > c."group"' in merge
+
+
+def test_composite_key_joins_on_every_key_column() -> None:
+    merge = "\n".join(RENDERED["merge.sql"])
+    expected = " AND ".join(f'c."{column}" = s."{column}"' for column in STREAM.key)
+    assert f"ON {expected}" in merge
+
+
+def test_long_table_name_gives_a_valid_index_name() -> None:
+    stream = make_stream(table=f"sales.{'t' * 63}")
+    (statement,) = render_statements("postgres/create_key_index.sql", **context_for(stream, with_lock=False))
+    index_name = re.search(r'CREATE INDEX IF NOT EXISTS "([^"]*)"', statement).group(1)
+    assert len(index_name) <= 63
+
+
+# --- an unvalidated name is refused at render time ---------------------------------------------------------------
+
+
+HOSTILE = "x; DROP TABLE y"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"schema": HOSTILE}, id="schema"),
+        pytest.param({"table": 'a"b'}, id="table"),
+        pytest.param({"columns": {**STREAM.columns, HOSTILE: ColumnType("text")}}, id="column"),
+        pytest.param({"key": (HOSTILE,)}, id="key"),
+        pytest.param({"order_by": "Updated_At"}, id="order-by"),
+    ],
+)
+def test_unvalidated_stream_names_are_refused(change: dict[str, Any]) -> None:
+    stream = dataclasses.replace(STREAM, **change)
+    context = template_context(stream, SETTINGS, DIALECT)
+    with pytest.raises(ValueError, match="not a validated identifier"):
+        for template in ("create_target.sql", "create_staging.sql"):
+            render_statements(template, **context)
+        context["lock_statement"] = DIALECT.lock_statement(context)
+        render_statements("merge.sql", **context)
+
+
+def test_unvalidated_loader_schema_is_refused() -> None:
+    context = template_context(STREAM, Settings(loader_schema=HOSTILE), DIALECT)
+    with pytest.raises(ValueError, match="not a validated identifier"):
+        render_statements("create_loader_tables.sql", **context)
