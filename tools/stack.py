@@ -234,6 +234,7 @@ def migrate_airflow() -> None:
 
 
 def up() -> None:
+    LOCAL.mkdir(exist_ok=True)
     start_postgres()
     ensure_databases()
     start_moto()
