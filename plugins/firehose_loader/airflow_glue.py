@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from firehose_loader.config import Settings, Stream
-from firehose_loader.dialects import Postgres, dialect_for
-from firehose_loader.ingest import ensure_tables, extract_hour, load_and_merge, read_stage
+from firehose_loader.dialects import Dialect, dialect_for
+from firehose_loader.ingest import ensure_tables, extract_hour, load_and_merge, staged_batch
 from firehose_loader.partitions import HOUR, hour_start
 from firehose_loader.s3io import PermanentS3Error
 
@@ -21,12 +21,12 @@ def s3_client(settings: Settings) -> Any:
     return S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
 
 
-def warehouse_connection(settings: Settings) -> tuple[Any, Postgres]:
+def warehouse_connection(settings: Settings) -> tuple[Any, Dialect]:
     """A DB-API connection from the warehouse connection's own provider hook, and its dialect."""
     from airflow.sdk import BaseHook
 
     connection = BaseHook.get_connection(settings.warehouse_conn_id)
-    dialect = dialect_for(connection.conn_type)
+    dialect = dialect_for(connection.conn_type, connection.extra_dejson)
     return connection.get_hook().get_conn(), dialect
 
 
@@ -82,7 +82,7 @@ def run_load_and_merge(stream: Stream, settings: Settings, manifest: dict[str, A
             settings,
             dialect,
             manifest,
-            lambda: read_stage(client, stream.bucket, manifest["stage_key"]),
+            staged_batch(client, stream, manifest),
             run_id,
         )
     except PermanentS3Error as exc:

@@ -9,15 +9,43 @@ same DAGs run against PostgreSQL locally and Redshift in production.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from firehose_loader.config import ColumnType
 from firehose_loader.sql import render
+
+
+@dataclass(frozen=True)
+class Stage:
+    """The staged Parquet batch of a run: where it is, and how to read it into memory."""
+
+    bucket: str
+    key: str
+    read: Callable[[], pa.Table]
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+class Dialect(Protocol):
+    name: str
+    object_key_type: str
+
+    def column_type(self, column_type: ColumnType) -> str: ...
+
+    def table_options(self, key: tuple[str, ...], order_by: str) -> str: ...
+
+    def extra_ddl_templates(self) -> tuple[str, ...]: ...
+
+    def lock_statement(self, context: dict[str, Any]) -> str: ...
+
+    def copy_into_staging(self, cursor: Any, context: dict[str, Any], stage: Stage) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -40,7 +68,7 @@ class Postgres:
     def lock_statement(self, context: dict[str, Any]) -> str:
         return render("postgres/lock_target.sql", **context).strip()
 
-    def copy_into_staging(self, cursor: Any, context: dict[str, Any], read_stage: Callable[[], pa.Table]) -> None:
+    def copy_into_staging(self, cursor: Any, context: dict[str, Any], stage: Stage) -> None:
         """Stream the staged rows into the staging table with COPY FROM STDIN (CSV).
 
         Every non-null value is quoted, so an unquoted empty field is NULL and ``""`` is
@@ -48,7 +76,7 @@ class Postgres:
         """
         buffer = io.BytesIO()
         pa_csv.write_csv(
-            read_stage(),
+            stage.read(),
             buffer,
             pa_csv.WriteOptions(include_header=False, quoting_style="all_valid"),
         )
@@ -61,13 +89,15 @@ class Postgres:
             cursor.copy_expert(statement, buffer)
 
 
-DIALECTS = {"postgres": Postgres()}
+DIALECTS: dict[str, Callable[[Mapping[str, Any]], Dialect]] = {"postgres": lambda extra: Postgres()}
 
 
-def dialect_for(conn_type: str) -> Postgres:
+def dialect_for(conn_type: str, extra: Mapping[str, Any] | None = None) -> Dialect:
+    """The dialect of a warehouse connection, configured from the connection's extra."""
     try:
-        return DIALECTS[conn_type]
+        factory = DIALECTS[conn_type]
     except KeyError:
         raise ValueError(
             f"warehouse connection type {conn_type!r} is not supported (supported: {sorted(DIALECTS)})"
         ) from None
+    return factory(extra or {})

@@ -11,16 +11,15 @@ from __future__ import annotations
 import io
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from firehose_loader.batch import HourBatch, ObjectStats, QuarantinedRecord, SourceObject, build_hour_batch
 from firehose_loader.config import Settings, Stream
-from firehose_loader.dialects import Postgres
+from firehose_loader.dialects import Dialect, Stage
 from firehose_loader.faults import failpoint
 from firehose_loader.partitions import hour_folder, hour_start, object_basename
 from firehose_loader.s3io import (
@@ -105,11 +104,15 @@ def extract_hour(client: Any, stream: Stream, hour: datetime, run_id: str) -> di
     }
 
 
-def read_stage(client: Any, bucket: str, key: str) -> pa.Table:
-    return pq.read_table(io.BytesIO(read_object(client, bucket, key)))
+def staged_batch(client: Any, stream: Stream, manifest: dict[str, Any]) -> Stage | None:
+    """The run's stage in S3, or None when the hour had no valid rows."""
+    key = manifest["stage_key"]
+    if key is None:
+        return None
+    return Stage(stream.bucket, key, lambda: pq.read_table(io.BytesIO(read_object(client, stream.bucket, key))))
 
 
-def template_context(stream: Stream, settings: Settings, dialect: Postgres) -> dict[str, Any]:
+def template_context(stream: Stream, settings: Settings, dialect: Dialect) -> dict[str, Any]:
     return {
         "target": (stream.schema, stream.table),
         "columns": [{"name": name, "type": dialect.column_type(kind)} for name, kind in stream.columns.items()],
@@ -125,7 +128,7 @@ def template_context(stream: Stream, settings: Settings, dialect: Postgres) -> d
     }
 
 
-def ensure_tables(conn: Any, stream: Stream, settings: Settings, dialect: Postgres) -> None:
+def ensure_tables(conn: Any, stream: Stream, settings: Settings, dialect: Dialect) -> None:
     """Create the loader's tables and the stream's table if missing (idempotent)."""
     context = template_context(stream, settings, dialect)
     statements = render_statements("create_loader_tables.sql", **context)
@@ -146,9 +149,9 @@ def load_and_merge(
     conn: Any,
     stream: Stream,
     settings: Settings,
-    dialect: Postgres,
+    dialect: Dialect,
     manifest: dict[str, Any],
-    stage_reader: Callable[[], pa.Table],
+    stage: Stage | None,
     run_id: str,
 ) -> dict[str, int]:
     """COPY the stage into a temporary table and merge it with its ledger rows in one transaction."""
@@ -168,8 +171,8 @@ def load_and_merge(
                 cursor.execute(statement)
             insert_object = render("insert_object.sql", **context)
             cursor.executemany(insert_object, [_object_row(entry) for entry in manifest["objects"]])
-            if manifest["stage_key"]:
-                dialect.copy_into_staging(cursor, context, stage_reader)
+            if stage is not None:
+                dialect.copy_into_staging(cursor, context, stage)
             failpoint("after_copy")
             merge_context = {**context, "lock_statement": dialect.lock_statement(context)}
             for statement in render_statements("merge.sql", **merge_context):

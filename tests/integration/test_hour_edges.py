@@ -17,7 +17,7 @@ from psycopg import sql
 from firehose_loader.airflow_glue import run_extract
 from firehose_loader.config import load_config
 from firehose_loader.dialects import Postgres
-from firehose_loader.ingest import ensure_tables, extract_hour, load_and_merge, read_stage
+from firehose_loader.ingest import ensure_tables, extract_hour, load_and_merge, staged_batch
 from tests.integration.conftest import put, run_hour
 
 SIMPLE = {"key": ["id"], "order_by": "seq", "columns": {"id": "varchar(32)", "seq": "integer", "note": "text"}}
@@ -151,7 +151,7 @@ def test_two_merges_of_the_same_hour_at_once_double_nothing(streams, s3, warehou
                     config.settings,
                     Postgres(),
                     manifest,
-                    lambda: read_stage(s3, stream.bucket, manifest["stage_key"]),
+                    staged_batch(s3, stream, manifest),
                     manifest["stage_key"],
                 )
         except BaseException as exc:  # surfaced below
