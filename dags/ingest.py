@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
-from airflow.sdk import Asset, CronDataIntervalTimetable, chain, dag, task
+from airflow.sdk import chain, dag, task
 
 from firehose_loader.airflow_glue import (
     RETRY_DEFAULTS,
@@ -13,16 +13,7 @@ from firehose_loader.airflow_glue import (
 )
 from firehose_loader.config import Settings, Stream, load_config
 from firehose_loader.docs import ingest_doc_md
-
-HOURLY = CronDataIntervalTimetable("0 * * * *", timezone="UTC")
-
-
-def table_asset(stream: Stream, settings: Settings) -> Asset:
-    return Asset(
-        name=f"{settings.warehouse_conn_id}.{stream.qualified_table}",
-        uri=f"x-warehouse://{settings.warehouse_conn_id}/{stream.schema}/{stream.table}",
-        group="warehouse",
-    )
+from firehose_loader.schedule import HOURLY, table_asset
 
 
 def build_ingest_dag(stream: Stream, settings: Settings):

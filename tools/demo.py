@@ -8,6 +8,7 @@ and the reloads change nothing.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import subprocess
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
 from firehose_loader.config import load_config  # noqa: E402
-from firehose_loader.simulate import make_object, product_hour  # noqa: E402
+from firehose_loader.simulate import lossy_realtime_path, make_object, product_hour  # noqa: E402
 
 HOURS = [datetime(2026, 3, 1, hour, tzinfo=UTC) for hour in (9, 10, 11)]
 RECORDS_PER_HOUR = 2_000
@@ -46,14 +47,41 @@ def write_hours(s3, bucket: str, prefix: str, stream_name: str) -> int:
     return written
 
 
-def run_ingest(dag_id: str, hour: datetime) -> None:
-    logical_date = (hour + timedelta(hours=1)).isoformat()
-    print(f"  airflow dags test {dag_id} {logical_date}   (loads {hour:%Y-%m-%d %H}:00-{hour.hour + 1:02d}:00)")
-    log_path = ROOT / ".local" / f"demo-{dag_id}-{hour:%Y%m%d%H}.log"
+def dags_test(dag_id: str, logical_date: datetime, note: str, conf: str | None = None, log_name: str = "") -> None:
+    command = ["airflow", "dags", "test", dag_id, logical_date.isoformat()] + (["-c", conf] if conf else [])
+    shown = " ".join(command[:5]) + (f" -c '{conf}'" if conf else "")
+    print(f"  {shown}   ({note})")
+    log_path = ROOT / ".local" / f"demo-{dag_id}-{logical_date:%Y%m%d%H}{log_name}.log"
     with log_path.open("w") as log:
-        result = subprocess.run(["airflow", "dags", "test", dag_id, logical_date], stdout=log, stderr=subprocess.STDOUT)
+        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
     if result.returncode != 0 or "state=success" not in log_path.read_text():
         raise SystemExit(f"the run failed; its log is {log_path}")
+
+
+def run_ingest(dag_id: str, hour: datetime) -> None:
+    dags_test(dag_id, hour + timedelta(hours=1), f"loads {hour:%Y-%m-%d %H}:00-{hour.hour + 1:02d}:00")
+
+
+def print_audit(stream, settings, title: str) -> None:
+    with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT hour, status, s3_keys, missing_keys, duplicate_keys, stale_keys, late_objects,"
+                " repaired_keys, drop_rate FROM {0}.audit_results WHERE stream = %s AND run_id ="
+                " (SELECT run_id FROM {0}.audit_results WHERE stream = %s ORDER BY audited_at DESC LIMIT 1)"
+                " ORDER BY hour"
+            ).format(sql.Identifier(settings.loader_schema)),
+            (stream.name, stream.name),
+        ).fetchall()
+    header = ("hour (UTC)", "status", "s3 keys", "missing", "duplicate", "stale", "late obj", "repaired", "drop rate")
+    table = [header] + [
+        (f"{row[0]:%Y-%m-%d %H:00}", *map(str, row[1:8]), "-" if row[8] is None else f"{row[8]:.2%}") for row in rows
+    ]
+    widths = [max(len(line[column]) for line in table) for column in range(len(header))]
+    print(f"\n  {title}")
+    for line in table:
+        print("  " + "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)))
+    print()
 
 
 def print_summary(stream, settings) -> None:
@@ -118,12 +146,26 @@ def main() -> None:
         run_ingest(stream.ingest_dag_id, hour)
     print_summary(stream, config.settings)
     print_quarantine(s3, stream, config.settings)
+
+    damaged = HOURS[1]
+    print(
+        f"\nthe lossy real-time path damages hour {damaged:%H}:00: 7 rows lost, 4 doubled, 3 left in an older version"
+    )
+    with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
+        lossy_realtime_path(conn, stream, config.settings, damaged, drops=7, duplicates=4, stale=3)
+    end = HOURS[-1] + timedelta(hours=1)
+    lookback = json.dumps({"lookback_hours": len(HOURS)})
+    dags_test(stream.audit_dag_id, end, "audits the 3 hours before it and repairs them", lookback, "-first")
+    print_audit(stream, config.settings, "what the audit found (state before its repair):")
+    dags_test(stream.audit_dag_id, end, "the same audit again", lookback, "-second")
+    print_audit(stream, config.settings, "after the repair, a second audit finds nothing:")
     print(
         f"""
 Where to look next:
   . .local/stack.env                  # the same environment the demo used
   psql "$WAREHOUSE_URL" -c 'SELECT * FROM {config.settings.loader_schema}.load_hours ORDER BY hour'
   psql "$WAREHOUSE_URL" -c 'SELECT object_key, status, records_raw, records_quarantined FROM {config.settings.loader_schema}.ledger'
+  psql "$WAREHOUSE_URL" -c 'SELECT * FROM {config.settings.loader_schema}.audit_results ORDER BY audited_at, hour'
   airflow dags test {stream.ingest_dag_id} 2026-03-01T11:00:00+00:00      # rerun an hour: nothing changes
   logs of the runs above: .local/demo-*.log
 """

@@ -45,3 +45,23 @@ CREATE TABLE IF NOT EXISTS {{ (loader_schema, "load_hours") | qualified }} (
     loaded_at timestamp NOT NULL,
     PRIMARY KEY (stream, hour)
 );
+
+-- One row per stream, hour and audit run: what the audit found before repairing.
+-- Counts are NULL on a failed hour.
+CREATE TABLE IF NOT EXISTS {{ (loader_schema, "audit_results") | qualified }} (
+    stream varchar(64) NOT NULL,
+    hour timestamp NOT NULL,
+    run_id varchar(256) NOT NULL,
+    audited_at timestamp NOT NULL,
+    status varchar(16) NOT NULL,
+    s3_keys bigint,
+    missing_keys bigint,
+    duplicate_keys bigint,
+    stale_keys bigint,
+    late_objects bigint,
+    error_objects bigint,
+    repaired_keys bigint,
+    drop_rate double precision,
+    message varchar(1024),
+    PRIMARY KEY (stream, hour, run_id)
+);

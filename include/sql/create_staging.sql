@@ -5,7 +5,7 @@ DROP TABLE IF EXISTS {{ plan | ident }};
 
 CREATE TEMPORARY TABLE {{ staging | ident }} (
 {% for column in columns %}
-    {{ column.name | ident }} {{ column.type }},
+    {{ column.name | ident }} {{ column.staging_type }},
 {% endfor %}
     "_firehose_object" {{ object_key_type }} NOT NULL,
     "_firehose_offset" bigint NOT NULL

@@ -8,6 +8,10 @@
   or equal order_by and a greater (object key, offset) than the loader row it
   meets (a row from the real-time path has no provenance and loses ties). The
   same version seen again is left alone, so a rerun rewrites nothing.
+
+  The plan also records what the audit reports: how many rows the key had in the
+  target (copies) and whether the target's version was older (stale). Without
+  write_ledger (an audit that re-read nothing) the ledger keeps the load's counts.
 #}
 {% macro same_key(left, right) %}{% for column in key %}{{ left }}.{{ column | ident }} = {{ right }}.{{ column | ident }}{{ " AND " if not loop.last }}{% endfor %}{% endmacro %}
 {% set key_list = key | map("ident") | join(", ") %}
@@ -31,7 +35,9 @@ SELECT
             OR (s."_firehose_object" = c."_firehose_object" AND s."_firehose_offset" >= c."_firehose_offset")
         ) THEN 'update'
         ELSE 'superseded'
-    END AS action
+    END AS action,
+    COALESCE(c.copies, 0) AS copies,
+    CASE WHEN c.copies IS NOT NULL AND (c.{{ order }} IS NULL OR s.{{ order }} > c.{{ order }}) THEN 1 ELSE 0 END AS stale
 FROM {{ staging | ident }} s
 LEFT JOIN (
     SELECT ranked.*
@@ -59,11 +65,12 @@ USING {{ plan | ident }} p
 WHERE {{ same_key(target | qualified, "p") }} AND p.action = 'update';
 
 INSERT INTO {{ target | qualified }} ({% for column in columns %}{{ column.name | ident }}, {% endfor %}"_firehose_object", "_firehose_offset")
-SELECT {% for column in columns %}s.{{ column.name | ident }}, {% endfor %}s."_firehose_object", s."_firehose_offset"
+SELECT {% for column in columns %}{{ column.insert_expression }}, {% endfor %}s."_firehose_object", s."_firehose_offset"
 FROM {{ staging | ident }} s
 JOIN {{ plan | ident }} p ON {{ same_key("p", "s") }}
 WHERE p.action IN ('insert', 'update');
 
+{% if write_ledger %}
 DELETE FROM {{ (loader_schema, "ledger") | qualified }}
 WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp);
 
@@ -120,3 +127,4 @@ SELECT
     CAST(%(stage_key)s AS varchar(1024)), CAST(%(run_id)s AS varchar(256)), CAST(%(loaded_at)s AS timestamp)
 FROM {{ (loader_schema, "ledger") | qualified }}
 WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp);
+{% endif %}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from firehose_loader.config import Settings, Stream
-from firehose_loader.dialects import Dialect, dialect_for
+from firehose_loader.dialects import REDSHIFT_EXTRA_KEYS, Dialect, dialect_for
 from firehose_loader.ingest import ensure_tables, extract_hour, load_and_merge, staged_batch
 from firehose_loader.partitions import HOUR, hour_start
 from firehose_loader.s3io import PermanentS3Error
@@ -27,7 +29,52 @@ def warehouse_connection(settings: Settings) -> tuple[Any, Dialect]:
 
     connection = BaseHook.get_connection(settings.warehouse_conn_id)
     dialect = dialect_for(connection.conn_type, connection.extra_dejson)
+    if connection.conn_type == "redshift":
+        return redshift_connection(settings.warehouse_conn_id), dialect
     return connection.get_hook().get_conn(), dialect
+
+
+class PyformatConnection:
+    """A redshift_connector connection whose cursors take ``%(name)s`` parameters, as the templates write them.
+
+    redshift_connector's default paramstyle is ``format`` (``%s``) and is module-wide; each
+    cursor is switched instead, so nothing else in the process changes.
+    """
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+
+    def cursor(self) -> Any:
+        cursor = self._connection.cursor()
+        cursor.paramstyle = "pyformat"
+        return cursor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+
+def without_extra(connection: Any, keys: tuple[str, ...]) -> Any:
+    """A copy of an Airflow connection without the given extra keys."""
+    import attrs
+
+    extra = {name: value for name, value in connection.extra_dejson.items() if name not in keys}
+    return attrs.evolve(connection, extra=json.dumps(extra))
+
+
+def redshift_connection(conn_id: str) -> PyformatConnection:
+    """A DB-API connection from the Amazon provider's RedshiftSQLHook (password, IAM or serverless auth).
+
+    The hook passes every key of the connection's extra to ``redshift_connector.connect()``,
+    which refuses keys it does not know; the loader's own keys (``iam_role``) are removed first.
+    """
+    from airflow.providers.amazon.aws.hooks.redshift_sql import RedshiftSQLHook
+
+    class LoaderRedshiftSQLHook(RedshiftSQLHook):
+        @cached_property
+        def conn(self) -> Any:
+            return without_extra(self.get_connection(self.get_conn_id()), REDSHIFT_EXTRA_KEYS)
+
+    return PyformatConnection(LoaderRedshiftSQLHook(redshift_conn_id=conn_id).get_conn())
 
 
 def interval_hour(data_interval_start: datetime, data_interval_end: datetime) -> datetime:
@@ -106,3 +153,48 @@ RETRY_DEFAULTS = {
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=10),
 }
+
+
+def run_audit(
+    stream: Stream, settings: Settings, data_interval_end: datetime, lookback_hours: int, run_id: str, context: Any
+) -> list[dict[str, Any]]:
+    """Audit and repair the lookback window; alert, then fail the task if an hour could not be repaired."""
+    from firehose_loader.audit import audit_hours, audit_window, format_report, needs_alert
+    from firehose_loader.notify import send_alert
+
+    hours = audit_window(data_interval_end, lookback_hours)
+    client = s3_client(settings)
+    conn, dialect = warehouse_connection(settings)
+    try:
+        try:
+            results = audit_hours(conn, client, stream, settings, dialect, hours, run_id)
+        except PermanentS3Error as exc:
+            fail_fast(exc)
+    finally:
+        conn.close()
+    report = format_report(stream, results)
+    log.info("%s", report)
+    alerting = [result for result in results if needs_alert(result, stream.audit_alert_threshold)]
+    if alerting:
+        summary = (
+            f"{stream.name}: {len(alerting)} of {len(results)} audited hours needed more repair than "
+            f"{stream.audit_alert_threshold} keys or failed"
+        )
+        send_alert(
+            stream.audit_notifier,
+            context,
+            {"stream": stream.name, "summary": summary, "report": report, "hours": jsonable(alerting)},
+        )
+    failed = [result for result in results if result["status"] == "failed"]
+    if failed:
+        hours_text = ", ".join(f"{result['hour']:%Y-%m-%d %H:00}" for result in failed)
+        raise RuntimeError(f"audit could not repair {stream.name} hour(s) {hours_text}; see audit_results.message")
+    return jsonable(results)
+
+
+def jsonable(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Audit rows for XCom: datetimes as ISO text."""
+    return [
+        {name: value.isoformat() if isinstance(value, datetime) else value for name, value in result.items()}
+        for result in results
+    ]

@@ -106,6 +106,17 @@ def check_identifier(value: Any, where: str) -> str:
     return value
 
 
+DOTTED_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
+
+
+@dataclass(frozen=True)
+class NotifierSpec:
+    """An Airflow notifier class (dotted path) and its keyword arguments, imported only to alert."""
+
+    class_path: str = "firehose_loader.notify.LogNotifier"
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class Stream:
     """One Firehose delivery stream and the warehouse table it feeds."""
@@ -127,6 +138,8 @@ class Stream:
     max_record_bytes: int = 1_048_576
     start_date: datetime = datetime(2026, 1, 1, tzinfo=UTC)
     catchup: bool = False
+    audit_alert_threshold: int = 0
+    audit_notifier: NotifierSpec = field(default_factory=lambda: NotifierSpec())
 
     @property
     def qualified_table(self) -> str:
@@ -135,6 +148,10 @@ class Stream:
     @property
     def ingest_dag_id(self) -> str:
         return f"ingest_{self.name}"
+
+    @property
+    def audit_dag_id(self) -> str:
+        return f"audit_{self.name}"
 
     @property
     def value_columns(self) -> tuple[str, ...]:
@@ -165,7 +182,7 @@ class StreamsConfig:
 STREAM_FIELDS = {
     "name", "bucket", "prefix", "table", "key", "order_by", "columns", "settle_grace_minutes",
     "staging_prefix", "quarantine_prefix", "error_prefix", "tags", "owner", "max_record_bytes",
-    "start_date", "catchup",
+    "start_date", "catchup", "audit_alert_threshold", "audit_notifier",
 }  # fmt: skip
 SETTINGS_FIELDS = {"aws_conn_id", "warehouse_conn_id", "loader_schema"}
 
@@ -273,6 +290,11 @@ def parse_stream(entry: Any, index: int) -> Stream:
     if not isinstance(catchup, bool):
         raise ConfigError(f"{where}, field 'catchup': must be true or false, got {catchup!r}")
 
+    threshold = entry.get("audit_alert_threshold", 0)
+    if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 0:
+        raise ConfigError(f"{where}, field 'audit_alert_threshold': must be an integer >= 0, got {threshold!r}")
+    notifier = parse_notifier(entry.get("audit_notifier"), f"{where}, field 'audit_notifier'")
+
     return Stream(
         name=raw_name,
         bucket=bucket,
@@ -299,7 +321,25 @@ def parse_stream(entry: Any, index: int) -> Stream:
         max_record_bytes=max_record_bytes,
         start_date=start_date,
         catchup=catchup,
+        audit_alert_threshold=threshold,
+        audit_notifier=notifier,
     )
+
+
+def parse_notifier(value: Any, where: str) -> NotifierSpec:
+    if value is None:
+        return NotifierSpec()
+    if not isinstance(value, Mapping) or set(value) - {"class", "kwargs"} or "class" not in value:
+        raise ConfigError(f"{where}: must be a mapping with 'class' (a dotted path) and optional 'kwargs'")
+    class_path = value["class"]
+    if not isinstance(class_path, str) or not DOTTED_PATH.fullmatch(class_path):
+        raise ConfigError(
+            f"{where}: 'class' must be a dotted path such as airflow.providers.smtp.notifications.smtp.SmtpNotifier, got {class_path!r}"
+        )
+    kwargs = value.get("kwargs", {})
+    if not isinstance(kwargs, Mapping):
+        raise ConfigError(f"{where}: 'kwargs' must be a mapping")
+    return NotifierSpec(class_path=class_path, kwargs=dict(kwargs))
 
 
 def parse_config(document: Any, source: str = "<streams>") -> StreamsConfig:

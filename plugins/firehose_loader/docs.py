@@ -38,3 +38,37 @@ never overwrites newer rows. Backfill from the UI (*Trigger* → *Backfill*) or:
 no objects); `{settings.loader_schema}.ledger` one row per object with raw / valid / quarantined /
 duplicate / inserted / updated / unchanged / superseded counts.
 """
+
+
+def audit_doc_md(stream: Stream, settings: Settings) -> str:
+    return f"""
+### Hourly audit: `{stream.name}` → `{stream.qualified_table}`
+
+**What a run audits.** The `lookback_hours` (param, default 24) whole hours before its data
+interval's end, once that last hour has settled: the run at 11:00 audits 10:00 and the 23
+hours before it. `airflow dags test {stream.audit_dag_id} 2026-03-01T11:00:00+00:00 -c '{{"lookback_hours": 14}}'`
+audits the 14 hours before 11:00.
+
+**How.** For each hour the S3 truth is the hour's deduplicated batch: the stage of its last load
+when the ledger still matches the folder (no object is re-read), or a fresh extract when an
+object is new or changed (late) or the hour was never loaded. The batch is merged exactly like
+the ingest (one transaction, same winner rule), and what the target held before is recorded in
+`{settings.loader_schema}.audit_results`:
+
+| column | meaning |
+|---|---|
+| `s3_keys` | distinct valid keys in S3 for the hour |
+| `missing_keys` | keys absent from the table (dropped by the real-time path, or deleted) |
+| `duplicate_keys` | keys with more than one row in the table |
+| `stale_keys` | keys whose row has an older `{stream.order_by}` than the hour's newest version |
+| `late_objects` | objects the ledger had not loaded (or whose ETag changed) |
+| `error_objects` | Firehose error-output objects for the hour (never loaded) |
+| `repaired_keys` | keys the repair inserted or replaced |
+| `drop_rate` | `missing_keys / s3_keys`: the real-time path's loss for the hour |
+
+**Status.** `ok`: nothing to repair. `repaired`: differences were found and fixed in this run;
+a second run reports `ok`. `failed`: the hour could not be repaired (the message says why); the
+task fails after auditing the other hours and the configured notifier is called. Fix the cause
+and clear the task: the audit is idempotent. An alert is also sent when an hour needed more
+than `audit_alert_threshold` ({stream.audit_alert_threshold}) repaired keys.
+"""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import re
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +31,7 @@ from firehose_loader.s3io import (
     write_object,
 )
 from firehose_loader.sql import render, render_statements
+from firehose_loader.transactions import retry_serialization_failures
 
 STAGING_TABLE = "firehose_staging"
 OBJECTS_TABLE = "firehose_objects"
@@ -109,13 +110,26 @@ def staged_batch(client: Any, stream: Stream, manifest: dict[str, Any]) -> Stage
     key = manifest["stage_key"]
     if key is None:
         return None
-    return Stage(stream.bucket, key, lambda: pq.read_table(io.BytesIO(read_object(client, stream.bucket, key))))
+    return Stage(
+        stream.bucket,
+        key,
+        lambda: pq.read_table(io.BytesIO(read_object(client, stream.bucket, key))),
+        rows=manifest.get("rows"),
+    )
 
 
 def template_context(stream: Stream, settings: Settings, dialect: Dialect) -> dict[str, Any]:
     return {
         "target": (stream.schema, stream.table),
-        "columns": [{"name": name, "type": dialect.column_type(kind)} for name, kind in stream.columns.items()],
+        "columns": [
+            {
+                "name": name,
+                "type": dialect.column_type(kind),
+                "staging_type": dialect.staging_type(kind),
+                "insert_expression": dialect.insert_expression(name, kind),
+            }
+            for name, kind in stream.columns.items()
+        ],
         "key": list(stream.key),
         "order_by": stream.order_by,
         "loader_schema": settings.loader_schema,
@@ -125,6 +139,7 @@ def template_context(stream: Stream, settings: Settings, dialect: Dialect) -> di
         "index_name": f"{stream.table}__firehose_key"[:63],
         "table_options": dialect.table_options(stream.key, stream.order_by),
         "object_key_type": dialect.object_key_type,
+        "write_ledger": True,
     }
 
 
@@ -145,7 +160,8 @@ def ensure_tables(conn: Any, stream: Stream, settings: Settings, dialect: Dialec
             raise
 
 
-def load_and_merge(
+@retry_serialization_failures
+def merge_hour(
     conn: Any,
     stream: Stream,
     settings: Settings,
@@ -153,13 +169,20 @@ def load_and_merge(
     manifest: dict[str, Any],
     stage: Stage | None,
     run_id: str,
-) -> dict[str, int]:
-    """COPY the stage into a temporary table and merge it with its ledger rows in one transaction."""
-    context = template_context(stream, settings, dialect)
-    hour = datetime.fromisoformat(manifest["hour"]).astimezone(UTC).replace(tzinfo=None)
+    *,
+    write_ledger: bool = True,
+    then: Sequence[tuple[str, dict[str, Any]]] = (),
+) -> None:
+    """COPY the stage into a temporary table and merge it, in one transaction.
+
+    With ``write_ledger`` the hour's ledger and load_hours rows are replaced in the
+    same transaction; ``then`` lists further templates (with their parameters) that
+    must commit or fail together with the merge, such as an audit's findings.
+    """
+    context = {**template_context(stream, settings, dialect), "write_ledger": write_ledger}
     parameters = {
         "stream": stream.name,
-        "hour": hour,
+        "hour": manifest_hour(manifest),
         "run_id": run_id,
         "stage_key": manifest["stage_key"],
         "error_objects": manifest["error_objects"],
@@ -177,19 +200,49 @@ def load_and_merge(
             merge_context = {**context, "lock_statement": dialect.lock_statement(context)}
             for statement in render_statements("merge.sql", **merge_context):
                 cursor.execute(statement, parameters)
+            for template, extra in then:
+                for statement in render_statements(template, **context):
+                    cursor.execute(statement, {**parameters, **extra})
             failpoint("before_commit")
             conn.commit()
         except Exception:
             conn.rollback()
             raise
-        cursor.execute(
-            render("hour_summary.sql", **context),
-            {"stream": stream.name, "hour": hour},
-        )
+
+
+def load_and_merge(
+    conn: Any,
+    stream: Stream,
+    settings: Settings,
+    dialect: Dialect,
+    manifest: dict[str, Any],
+    stage: Stage | None,
+    run_id: str,
+) -> dict[str, Any]:
+    """Merge the hour with its ledger rows and return the hour's load_hours row."""
+    merge_hour(conn, stream, settings, dialect, manifest, stage, run_id)
+    summary = query_one(
+        conn, "hour_summary.sql", template_context(stream, settings, dialect), stream.name, manifest_hour(manifest)
+    )
+    assert summary is not None, "the merge commits a load_hours row"
+    return summary
+
+
+def manifest_hour(manifest: dict[str, Any]) -> datetime:
+    """The manifest's hour as the naive UTC timestamp the loader tables store."""
+    return datetime.fromisoformat(manifest["hour"]).astimezone(UTC).replace(tzinfo=None)
+
+
+def query_one(
+    conn: Any, template: str, context: dict[str, Any], stream: str, hour: datetime, **parameters: Any
+) -> dict[str, Any] | None:
+    """One row of a read-only template about a stream's hour, as a dict (None if no row)."""
+    with conn.cursor() as cursor:
+        cursor.execute(render(template, **context), {"stream": stream, "hour": hour, **parameters})
         names = [column[0] for column in cursor.description]
         row = cursor.fetchone()
     conn.commit()
-    return {name: (int(value) if isinstance(value, int) else value) for name, value in zip(names, row, strict=True)}
+    return None if row is None else dict(zip(names, row, strict=True))
 
 
 def _object_row(entry: dict[str, Any]) -> dict[str, Any]:

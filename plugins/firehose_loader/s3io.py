@@ -87,6 +87,17 @@ def read_object(client: Any, bucket: str, key: str, etag: str | None = None) -> 
         raise
 
 
+def object_exists(client: Any, bucket: str, key: str) -> bool:
+    try:
+        client.head_object(Bucket=bucket, Key=key)
+    except Exception as exc:
+        if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise_if_permanent(exc, bucket)
+        raise
+    return True
+
+
 def write_object(client: Any, bucket: str, key: str, body: bytes, content_type: str) -> None:
     try:
         client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)

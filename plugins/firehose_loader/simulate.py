@@ -9,9 +9,10 @@ delimiter, gzip (whatever the key's suffix).
 from __future__ import annotations
 
 import gzip
+import heapq
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -101,3 +102,161 @@ def product_hour(
         encoding = ENCODINGS[index % len(ENCODINGS)]
         objects.append(make_object(prefix, stream_name, hour, index * 9, pool[start : start + chunk], encoding, rng))
     return objects
+
+
+def lossy_realtime_path(
+    conn: Any, stream: Any, settings: Any, hour: datetime, drops: int, duplicates: int, stale: int
+) -> None:
+    """Damage one loaded hour of the target the way the real-time path does (demo, PostgreSQL)."""
+    from firehose_loader.dialects import Postgres
+    from firehose_loader.ingest import template_context
+    from firehose_loader.sql import render_statements
+
+    context = template_context(stream, settings, Postgres())
+    parameters = {
+        "hour_prefix": hour_prefix(stream.prefix, hour) + "%",
+        "drops": drops,
+        "duplicates": duplicates,
+        "stale": stale,
+    }
+    with conn.cursor() as cursor:
+        for statement in render_statements("simulate/realtime_damage.sql", **context):
+            cursor.execute(statement, parameters)
+    conn.commit()
+
+
+# --- A full-rate hour for the benchmarks ------------------------------------------------------------------------------
+
+# Firehose buffers this much (uncompressed) before it writes an object, unless its interval ends first;
+# 5 MiB is the console's default, so a busy stream writes objects of about this size.
+FIREHOSE_BUFFER_BYTES = 5 * 1024 * 1024
+# How the objects of a benchmark hour are encoded (weights): mostly gzip, some plain, both record layouts.
+BENCH_ENCODINGS = (("gzip-ndjson", 5), ("gzip-concatenated", 3), ("ndjson", 1), ("concatenated", 1))
+_PAGES = ("/", "/pricing", "/docs", "/docs/getting-started", "/blog/launch", "/checkout", "/account/settings")
+_REFERRERS = (None, "https://example.com/", "https://search.example.org/?q=firehose", "newsletter", "partner-42")
+_COUNTRIES = (("DE", "Berlin"), ("FR", "Paris"), ("US", "Seattle"), ("BR", "São Paulo"), ("JP", "東京"), ("IN", "Pune"))
+_BROWSERS = ("Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0", "Mozilla/5.0 (Macintosh) Safari/605.1.15", "okhttp/4.12")
+_WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima")
+
+
+def _lorem(length: int) -> str:
+    words = random.Random(0).choices(_WORDS, k=length // 4)
+    return " ".join(words)[:length]
+
+
+_TEXT = _lorem(16_384)
+
+
+def bench_event(rng: random.Random, hour: datetime, number: int, records: int) -> dict[str, Any]:
+    """One event of the example stream with realistic nested properties: 0.4 to 1 KB as JSON.
+
+    ``received_at`` grows with ``number`` through the hour (as a stream delivers it), with jitter.
+    """
+    r = rng.random
+
+    def pick(choices: Sequence[Any]) -> Any:
+        return choices[int(r() * len(choices))]
+
+    seconds = min(number * 3600 / max(records, 1) + r() * 2, 3599.999999)
+    received = hour_start(hour) + timedelta(seconds=seconds)
+    event_type = pick(EVENT_TYPES)
+    country, city = pick(_COUNTRIES)
+    text_start = int(r() * 16_000)
+    event: dict[str, Any] = {
+        "event_id": f"evt-{hour:%Y%m%d%H}-{number:08d}",
+        "event_type": event_type,
+        "user_id": 1 + int(r() * 5_000_000),
+        "received_at": received.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        "is_test": r() < 0.02,
+        "properties": {
+            "page": pick(_PAGES),
+            "referrer": pick(_REFERRERS),
+            "session": {"id": f"{rng.getrandbits(64):016x}", "sequence": 1 + int(r() * 400)},
+            "device": {
+                "os": pick(("ios", "android", "linux", "macos", "windows")),
+                "version": 1 + int(r() * 19),
+                "screen": {"width": pick((390, 412, 1280, 1920)), "height": pick((844, 915, 800, 1080))},
+                "user_agent": pick(_BROWSERS),
+            },
+            "geo": {"country": country, "city": city, "lat": round(r() * 120 - 60, 4)},
+            "utm": {"source": pick(("google", "newsletter", "direct")), "campaign": f"spring-{int(r() * 40)}"},
+            "tags": _WORDS[int(r() * 8) : int(r() * 8) + int(r() * 4)],
+            "text": _TEXT[text_start : text_start + int(r() * 330)],
+        },
+    }
+    if event_type == "purchase":
+        event["amount"] = f"{100 + int(r() * 99_900)}"[:-2] + "." + f"{int(r() * 100):02d}"
+        event["properties"]["items"] = [
+            {"sku": f"sku-{int(r() * 10_000):05d}", "quantity": 1 + int(r() * 3)} for _ in range(1 + int(r() * 3))
+        ]
+    return event
+
+
+def bench_hour(
+    prefix: str,
+    stream_name: str,
+    hour: datetime,
+    records: int,
+    rng: random.Random,
+    duplicate_rate: float = 0.03,
+    buffer_bytes: int = FIREHOSE_BUFFER_BYTES,
+    encodings: Sequence[tuple[str, int]] = BENCH_ENCODINGS,
+    compresslevel: int = 6,
+) -> Iterator[SimulatedObject]:
+    """A full-rate hour of ``records`` distinct events, one object at a time (memory stays small).
+
+    ``duplicate_rate`` of the events arrive a second time a little later, as at-least-once
+    delivery does: two thirds as the same bytes again (a producer retry), one third as a newer
+    version of the event (later ``received_at``, changed properties). Objects are cut when
+    ``buffer_bytes`` of records have been buffered, as Firehose does, and named and encoded
+    like Firehose objects (the encoding of each drawn from ``encodings`` by weight; gzip at
+    zlib's default level).
+    """
+    names = [name for name, _ in encodings]
+    weights = [weight for _, weight in encodings]
+    duplicated = set(rng.sample(range(records), k=int(records * duplicate_rate)))
+    pending: list[tuple[int, int, bytes]] = []  # (emit after this many records, number, bytes)
+    buffer: list[bytes] = []
+    buffered = 0
+    emitted = 0
+
+    def cut() -> SimulatedObject:
+        nonlocal buffer, buffered
+        minute = min(59, emitted * 60 // max(records, 1))
+        encoding = rng.choices(names, weights)[0]
+        body = encode(buffer, encoding.removeprefix("gzip-"))
+        if encoding.startswith("gzip"):
+            body = gzip.compress(body, compresslevel=compresslevel, mtime=0)
+        made = SimulatedObject(object_key(prefix, stream_name, hour, minute, rng), body, tuple(buffer))
+        buffer, buffered = [], 0
+        return made
+
+    for number in range(records):
+        event = bench_event(rng, hour, number, records)
+        data = orjson.dumps(event)
+        buffer.append(data)
+        buffered += len(data)
+        emitted += 1
+        if number in duplicated:
+            if rng.random() < 2 / 3:
+                again = data
+            else:
+                newer = datetime.fromisoformat(event["received_at"]) + timedelta(seconds=rng.randrange(1, 300))
+                event["received_at"] = newer.isoformat(timespec="microseconds").replace("+00:00", "Z")
+                event["properties"]["session"]["sequence"] += 1
+                again = orjson.dumps(event)
+            heapq.heappush(pending, (emitted + rng.randrange(1, 20_000), number, again))
+        while pending and pending[0][0] <= emitted:
+            again = heapq.heappop(pending)[2]
+            buffer.append(again)
+            buffered += len(again)
+        if buffered >= buffer_bytes:
+            yield cut()
+    while pending:
+        again = heapq.heappop(pending)[2]
+        buffer.append(again)
+        buffered += len(again)
+        if buffered >= buffer_bytes:
+            yield cut()
+    if buffer:
+        yield cut()

@@ -2,11 +2,15 @@
 
 Templates get raw names and quote them with the ``ident`` filter, which also
 re-checks each name: nothing reaches the warehouse unvalidated. Values (run
-id, hour) never enter the text; they travel as bind parameters.
+id, hour) never enter the text; they travel as bind parameters. The one exception
+is what a statement cannot take as a parameter (Redshift's COPY source and IAM
+role): the ``literal`` filter quotes it after checking that nothing in it could
+end the literal.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,9 @@ import sqlparse
 from firehose_loader.config import IDENTIFIER, PROJECT_ROOT
 
 SQL_DIR = PROJECT_ROOT / "include" / "sql"
+# Printable ASCII without the quote, the backslash and the percent sign: such a value cannot end
+# a string literal, start an escape, or be taken for a bind parameter by a pyformat driver.
+SAFE_LITERAL = re.compile(r"[A-Za-z0-9 !#$&()*+,./:;<=>?@\[\]^_`{|}~-]{1,2048}")
 
 
 def quote_identifier(name: str) -> str:
@@ -26,6 +33,14 @@ def quote_identifier(name: str) -> str:
 
 def quote_qualified(parts: tuple[str, str] | list[str]) -> str:
     return ".".join(quote_identifier(part) for part in parts)
+
+
+def quote_literal(value: str) -> str:
+    if not isinstance(value, str) or not SAFE_LITERAL.fullmatch(value):
+        raise ValueError(
+            f"refusing to put {value!r} into SQL as a literal: only printable ASCII without quotes, \\ or %"
+        )
+    return f"'{value}'"
 
 
 def _environment(directory: Path) -> jinja2.Environment:
@@ -39,6 +54,7 @@ def _environment(directory: Path) -> jinja2.Environment:
     )
     environment.filters["ident"] = quote_identifier
     environment.filters["qualified"] = quote_qualified
+    environment.filters["literal"] = quote_literal
     return environment
 
 

@@ -35,10 +35,10 @@ def test_dags_import_without_errors(bag):
     assert bag.import_errors == {}
 
 
-def test_one_ingest_dag_per_declared_stream(bag):
+def test_one_ingest_and_one_audit_dag_per_declared_stream(bag):
     streams = load_config().streams
-    assert sorted(dag_id for dag_id in bag.dag_ids if dag_id.startswith("ingest_")) == sorted(
-        f"ingest_{stream.name}" for stream in streams
+    assert sorted(bag.dag_ids) == sorted(
+        [f"ingest_{stream.name}" for stream in streams] + [f"audit_{stream.name}" for stream in streams]
     )
 
 
@@ -47,7 +47,8 @@ def test_every_dag_is_tagged_documented_and_retried(bag):
         dag = bag.get_dag(dag_id)
         assert "firehose-loader" in dag.tags, dag_id
         assert any(tag.startswith("stream:") for tag in dag.tags), dag_id
-        assert dag.doc_md and "Which hour a run loads" in dag.doc_md, dag_id
+        expected_doc = "Which hour a run loads" if dag_id.startswith("ingest_") else "What a run audits"
+        assert dag.doc_md and expected_doc in dag.doc_md, dag_id
         for task in dag.tasks:
             if task.task_id != "wait_for_settled_hour":
                 assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
@@ -104,4 +105,4 @@ def test_bad_stream_config_is_an_import_error_naming_stream_and_field(monkeypatc
     errors = "\n".join(bag.import_errors.values())
     assert "stream 'broken'" in errors
     assert message in errors
-    assert not any(dag_id.startswith("ingest_") for dag_id in bag.dag_ids)
+    assert bag.dag_ids == []

@@ -84,11 +84,20 @@ def get_dag(dag_id: str):
 
 def run_hour(stream_name: str, hour: datetime, env: dict[str, str] | None = None):
     """Run ingest_<stream> for the hour [hour, hour+1h) as `airflow dags test` does; return the DagRun."""
-    dag = get_dag(f"ingest_{stream_name}")
+    return run_dag(f"ingest_{stream_name}", hour + timedelta(hours=1), env=env)
+
+
+def run_audit(stream_name: str, end: datetime, lookback_hours: int):
+    """Run audit_<stream> at `end` as `airflow dags test audit_<stream> <end> -c ...` does."""
+    return run_dag(f"audit_{stream_name}", end, conf={"lookback_hours": lookback_hours})
+
+
+def run_dag(dag_id: str, logical_date: datetime, env: dict[str, str] | None = None, conf: dict | None = None):
+    dag = get_dag(dag_id)
     saved = {name: os.environ.get(name) for name in (env or {})}
     os.environ.update(env or {})
     try:
-        return dag.test(logical_date=hour + timedelta(hours=1))
+        return dag.test(logical_date=logical_date, run_conf=conf)
     finally:
         for name, value in saved.items():
             if value is None:

@@ -200,8 +200,8 @@ HOSTILE = "x; DROP TABLE y"
 )
 def test_unvalidated_stream_names_are_refused(change: dict[str, Any]) -> None:
     stream = dataclasses.replace(STREAM, **change)
-    context = template_context(stream, SETTINGS, DIALECT)
     with pytest.raises(ValueError, match="not a validated identifier"):
+        context = template_context(stream, SETTINGS, DIALECT)  # renders each column's insert expression
         for template in ("create_target.sql", "create_staging.sql"):
             render_statements(template, **context)
         context["lock_statement"] = DIALECT.lock_statement(context)

@@ -1,0 +1,3 @@
+SELECT stage_key
+FROM {{ (loader_schema, "load_hours") | qualified }}
+WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp)

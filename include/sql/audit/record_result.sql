@@ -1,0 +1,35 @@
+{#
+  Runs inside the repair transaction, after merge.sql: the plan says, per key of
+  the hour's S3 truth, what the target held before the merge.
+#}
+DELETE FROM {{ (loader_schema, "audit_results") | qualified }}
+WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp)
+  AND run_id = CAST(%(run_id)s AS varchar(256));
+
+INSERT INTO {{ (loader_schema, "audit_results") | qualified }} (
+    stream, hour, run_id, audited_at, status,
+    s3_keys, missing_keys, duplicate_keys, stale_keys, late_objects, error_objects, repaired_keys, drop_rate
+)
+SELECT
+    CAST(%(stream)s AS varchar(64)),
+    CAST(%(hour)s AS timestamp),
+    CAST(%(run_id)s AS varchar(256)),
+    CAST(%(audited_at)s AS timestamp),
+    CASE
+        WHEN CAST(%(late_objects)s AS bigint) > 0
+          OR COALESCE(SUM(CASE WHEN action = 'insert' OR copies > 1 OR stale = 1 THEN 1 ELSE 0 END), 0) > 0
+        THEN 'repaired'
+        ELSE 'ok'
+    END,
+    COUNT(*),
+    COALESCE(SUM(CASE WHEN action = 'insert' THEN 1 ELSE 0 END), 0),
+    COALESCE(SUM(CASE WHEN copies > 1 THEN 1 ELSE 0 END), 0),
+    COALESCE(SUM(stale), 0),
+    CAST(%(late_objects)s AS bigint),
+    CAST(%(error_objects)s AS bigint),
+    COALESCE(SUM(CASE WHEN action = 'insert' OR (action = 'update' AND (copies > 1 OR stale = 1)) THEN 1 ELSE 0 END), 0),
+    CASE
+        WHEN COUNT(*) = 0 THEN NULL
+        ELSE CAST(SUM(CASE WHEN action = 'insert' THEN 1 ELSE 0 END) AS double precision) / COUNT(*)
+    END
+FROM {{ plan | ident }};

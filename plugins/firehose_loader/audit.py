@@ -1,0 +1,205 @@
+"""Reconcile S3 with the warehouse hour by hour, by key, and repair what differs.
+
+For each hour the S3 truth is the hour's deduplicated batch: the stage the last
+load wrote when the ledger still matches the folder (no object re-read), or a
+fresh extract of the whole hour when an object is new or changed ("late") or the
+stage is gone. The batch is merged with the same template as the ingest, so the
+repair has the same one-transaction guarantee; the merge plan records what the
+target held before (missing, duplicated or stale keys), and those findings are
+written to ``audit_results`` in the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from firehose_loader.config import Settings, Stream
+from firehose_loader.dialects import Dialect
+from firehose_loader.ingest import (
+    extract_hour,
+    manifest_hour,
+    merge_hour,
+    query_one,
+    staged_batch,
+    template_context,
+)
+from firehose_loader.partitions import HOUR, hour_start
+from firehose_loader.s3io import ObjectInfo, count_error_objects, list_hour_objects, object_exists
+from firehose_loader.sql import render, render_statements
+
+log = logging.getLogger(__name__)
+
+RESULT_COLUMNS = (
+    "hour",
+    "status",
+    "s3_keys",
+    "missing_keys",
+    "duplicate_keys",
+    "stale_keys",
+    "late_objects",
+    "error_objects",
+    "repaired_keys",
+    "drop_rate",
+)
+
+
+def audit_window(data_interval_end: datetime, lookback_hours: int) -> list[datetime]:
+    """The hours an audit run covers: the ``lookback_hours`` whole hours before the interval end."""
+    if lookback_hours < 1:
+        raise ValueError(f"lookback_hours must be at least 1, got {lookback_hours}")
+    end = hour_start(data_interval_end)
+    return [end - (lookback_hours - index) * HOUR for index in range(lookback_hours)]
+
+
+def late_objects(listed: list[ObjectInfo], loaded: dict[str, str]) -> list[ObjectInfo]:
+    """Objects in the hour's folder that the ledger has not loaded at their current ETag."""
+    return [item for item in listed if loaded.get(item.key) != item.etag]
+
+
+@dataclass(frozen=True)
+class HourTruth:
+    manifest: dict[str, Any]
+    reloaded: bool
+    late: int
+
+
+def hour_truth(
+    conn: Any, client: Any, stream: Stream, settings: Settings, dialect: Dialect, hour: datetime, run_id: str
+) -> HourTruth:
+    """The hour's batch: the loaded stage if the ledger matches S3, else a fresh extract."""
+    context = template_context(stream, settings, dialect)
+    naive_hour = hour.astimezone(UTC).replace(tzinfo=None)
+    listed = list_hour_objects(client, stream.bucket, stream.prefix, hour)
+    with conn.cursor() as cursor:
+        cursor.execute(render("audit/loaded_objects.sql", **context), {"stream": stream.name, "hour": naive_hour})
+        loaded = {key: etag for key, etag in cursor.fetchall()}
+    conn.commit()
+    late = late_objects(listed, loaded)
+    loaded_hour = query_one(conn, "audit/loaded_stage.sql", context, stream.name, naive_hour)
+    stage_key = loaded_hour["stage_key"] if loaded_hour else None
+    gone = set(loaded) - {item.key for item in listed}
+    stage_usable = (
+        loaded_hour is not None
+        and not late
+        and not gone
+        and (stage_key is None or object_exists(client, stream.bucket, stage_key))
+    )
+    if stage_usable:
+        manifest = {
+            "stream": stream.name,
+            "hour": hour.isoformat(),
+            "stage_key": stage_key,
+            "rows": None,
+            "objects": [],
+            "error_objects": count_error_objects(client, stream.bucket, stream.error_prefix, hour),
+        }
+        return HourTruth(manifest, reloaded=False, late=0)
+    return HourTruth(extract_hour(client, stream, hour, run_id), reloaded=True, late=len(late))
+
+
+def audit_hour(
+    conn: Any, client: Any, stream: Stream, settings: Settings, dialect: Dialect, hour: datetime, run_id: str
+) -> dict[str, Any]:
+    """Audit and repair one hour in one transaction; return its audit_results row."""
+    truth = hour_truth(conn, client, stream, settings, dialect, hour, run_id)
+    audited_at = datetime.now(UTC).replace(tzinfo=None)
+    findings = {"late_objects": truth.late, "audited_at": audited_at}
+    merge_hour(
+        conn,
+        stream,
+        settings,
+        dialect,
+        truth.manifest,
+        staged_batch(client, stream, truth.manifest),
+        run_id,
+        write_ledger=truth.reloaded,
+        then=[("audit/record_result.sql", findings)],
+    )
+    return read_result(conn, stream, settings, dialect, manifest_hour(truth.manifest), run_id)
+
+
+def record_failure(
+    conn: Any, stream: Stream, settings: Settings, dialect: Dialect, hour: datetime, run_id: str, error: Exception
+) -> dict[str, Any]:
+    context = template_context(stream, settings, dialect)
+    naive_hour = hour.astimezone(UTC).replace(tzinfo=None)
+    parameters = {
+        "stream": stream.name,
+        "hour": naive_hour,
+        "run_id": run_id,
+        "audited_at": datetime.now(UTC).replace(tzinfo=None),
+        "late_objects": None,
+        "message": f"{type(error).__name__}: {error}"[:1024],
+    }
+    with conn.cursor() as cursor:
+        for statement in render_statements("audit/record_failure.sql", **context):
+            cursor.execute(statement, parameters)
+    conn.commit()
+    return read_result(conn, stream, settings, dialect, naive_hour, run_id)
+
+
+def read_result(
+    conn: Any, stream: Stream, settings: Settings, dialect: Dialect, hour: datetime, run_id: str
+) -> dict[str, Any]:
+    context = template_context(stream, settings, dialect)
+    row = query_one(conn, "audit/hour_result.sql", context, stream.name, hour, run_id=run_id)
+    assert row is not None, "every audited hour gets an audit_results row"
+    return row
+
+
+def audit_hours(
+    conn: Any,
+    client: Any,
+    stream: Stream,
+    settings: Settings,
+    dialect: Dialect,
+    hours: list[datetime],
+    run_id: str,
+) -> list[dict[str, Any]]:
+    """Audit every hour; a failing hour is recorded as ``failed`` and the others still run."""
+    results = []
+    for hour in hours:
+        try:
+            results.append(audit_hour(conn, client, stream, settings, dialect, hour, run_id))
+        except Exception as exc:
+            log.exception("audit of %s hour %s failed", stream.name, hour.isoformat())
+            conn.rollback()
+            results.append(record_failure(conn, stream, settings, dialect, hour, run_id, exc))
+    return results
+
+
+def needs_alert(result: dict[str, Any], threshold: int) -> bool:
+    return result["status"] == "failed" or (result["repaired_keys"] or 0) + (result["late_objects"] or 0) > threshold
+
+
+def format_report(stream: Stream, results: list[dict[str, Any]]) -> str:
+    """The per-hour table the task log and the alert show."""
+    header = (
+        "hour (UTC)",
+        "status",
+        "s3 keys",
+        "missing",
+        "duplicate",
+        "stale",
+        "late obj",
+        "errors",
+        "repaired",
+        "drop rate",
+    )
+    rows = [header]
+    for result in results:
+        rate = result["drop_rate"]
+        rows.append(
+            (
+                f"{result['hour']:%Y-%m-%d %H:00}",
+                result["status"],
+                *("-" if result[name] is None else str(result[name]) for name in RESULT_COLUMNS[2:9]),
+                "-" if rate is None else f"{rate:.2%}",
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+    lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
+    return f"audit of {stream.name} ({stream.qualified_table})\n" + "\n".join(lines)

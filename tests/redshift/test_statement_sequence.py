@@ -1,0 +1,275 @@
+"""The exact statements the loader sends to Redshift for one hour, recorded at the DB-API boundary.
+
+These tests stand in for Amazon Redshift, which cannot run here: ``ensure_tables`` and
+``load_and_merge`` run with the Redshift dialect against a recording connection, and the
+record is checked for transaction boundaries, the COPY, the lock, bind parameters that
+redshift_connector can bind, and the absence of secrets.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import sqlglot
+from redshift_connector import ProgrammingError
+from redshift_connector.core import convert_paramstyle
+
+from firehose_loader import transactions
+from firehose_loader.batch import ObjectStats
+from firehose_loader.ingest import ensure_tables, load_and_merge, stage_key, staged_batch
+from tests.redshift.recording import Event, RecordingConnection, serialization_error
+from tests.redshift.redshift_setup import COPY_ROLE, DIALECT, SETTINGS, STREAMS
+
+pytestmark = pytest.mark.redshift
+
+STREAM = STREAMS["rich"]
+HOUR = datetime(2026, 3, 1, 10, tzinfo=UTC)
+RUN_ID = "scheduled__2026-03-01T11:00:00+00:00"
+STAGE_KEY = stage_key(STREAM, HOUR, RUN_ID)
+STAGE_URI = f"s3://{STREAM.bucket}/{STAGE_KEY}"
+TARGET = '"sales"."order_lines"'
+LEDGER = '"firehose_loader"."ledger"'
+LOAD_HOURS = '"firehose_loader"."load_hours"'
+STAGED_ROWS = 5
+SECRETS = re.compile(
+    r"aws_access_key_id|aws_secret_access_key|secret|password|access_key|session_token|credentials|"
+    r"AKIA[0-9A-Z]{16}|ASIA[0-9A-Z]{16}",
+    re.IGNORECASE,
+)
+
+# The merge transaction, statement by statement: session-local tables, the ledger rows of the
+# hour's objects, the COPY and its row count, the lock, the plan, the target, the ledger.
+MERGE_SEQUENCE = [
+    r'DROP TABLE IF EXISTS "firehose_staging"',
+    r'DROP TABLE IF EXISTS "firehose_objects"',
+    r'DROP TABLE IF EXISTS "firehose_plan"',
+    r'CREATE TEMPORARY TABLE "firehose_staging" \(',
+    r'CREATE TEMPORARY TABLE "firehose_objects" \(',
+    r'INSERT INTO "firehose_objects" \(',
+    r'COPY "firehose_staging"\n',
+    r'SELECT COUNT\(\*\) FROM "firehose_staging"',
+    rf"LOCK {TARGET}, {LEDGER}, {LOAD_HOURS}",
+    r'CREATE TEMPORARY TABLE "firehose_plan" AS\n',
+    rf"DELETE FROM {TARGET}\nUSING",
+    rf"INSERT INTO {TARGET} \(",
+    rf"DELETE FROM {LEDGER}\n",
+    rf"INSERT INTO {LEDGER} \(",
+    rf"DELETE FROM {LOAD_HOURS}\n",
+    rf"INSERT INTO {LOAD_HOURS} \(",
+]
+
+
+def manifest() -> dict[str, Any]:
+    objects = []
+    for minute, compression in ((0, "gzip"), (7, "none")):
+        key = f"{STREAM.prefix}2026/03/01/10/orders-1-2026-03-01-10-{minute:02d}-00-4f1c2d3e.gz"
+        stats = ObjectStats(key, '"9b2cf535f27731c974343645a3985328"', 2048, compression, 3, 3, 0, 1)
+        objects.append({**stats.as_dict(), "quarantine_key": None})
+    return {
+        "stream": STREAM.name,
+        "hour": HOUR.isoformat(),
+        "stage_key": STAGE_KEY,
+        "rows": STAGED_ROWS,
+        "objects": objects,
+        "error_objects": 0,
+    }
+
+
+def run_hour(connection: RecordingConnection) -> dict[str, Any]:
+    ensure_tables(connection, STREAM, SETTINGS, DIALECT)
+    # No S3 client: on Redshift the cluster reads the stage, the worker never downloads it.
+    stage = staged_batch(None, STREAM, manifest())
+    return load_and_merge(connection, STREAM, SETTINGS, DIALECT, manifest(), stage, RUN_ID)
+
+
+def statement_kinds(events: list[Event]) -> list[str]:
+    return [event.statement for event in events if event.kind in ("execute", "executemany")]
+
+
+def assert_merge_sequence(events: list[Event]) -> None:
+    statements = statement_kinds(events)
+    assert len(statements) == len(MERGE_SEQUENCE), "\n\n".join(statements)
+    for statement, pattern in zip(statements, MERGE_SEQUENCE, strict=True):
+        assert re.match(pattern, statement), f"expected {pattern!r}, got:\n{statement}"
+
+
+@pytest.fixture
+def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    delays: list[float] = []
+    monkeypatch.setattr(transactions, "sleep", delays.append)
+    return delays
+
+
+def test_one_hour_is_ddl_then_one_merge_transaction_then_a_read(no_sleep: list[float]) -> None:
+    """Stands in for Redshift: the whole conversation for one hour, transaction by transaction."""
+    connection = RecordingConnection(staged_rows=STAGED_ROWS)
+    summary = run_hour(connection)
+    ddl, merge, summary_read = connection.transactions()
+
+    assert [event.kind for event in ddl][-1] == "commit"
+    assert all(event.kind == "execute" for event in ddl[:-1])
+    assert all(re.match(r"CREATE (SCHEMA|TABLE) IF NOT EXISTS ", event.statement) for event in ddl[:-1])
+    (create_target,) = [
+        event.statement for event in ddl if event.statement.startswith(f"CREATE TABLE IF NOT EXISTS {TARGET}")
+    ]
+    assert create_target.endswith('DISTSTYLE KEY DISTKEY ("order_id") COMPOUND SORTKEY ("updated_at")')
+
+    # Everything from the first DROP to the COMMIT is one transaction: one commit, no rollback.
+    assert [event.kind for event in merge].count("commit") == 1 and merge[-1].kind == "commit"
+    assert "rollback" not in [event.kind for event in connection.events]
+    assert_merge_sequence(merge)
+
+    assert [event.kind for event in summary_read] == ["execute", "commit"]
+    assert re.match(r"SELECT status, ", summary_read[0].statement) and LOAD_HOURS in summary_read[0].statement
+    assert summary["status"] == 0  # the recording connection answers zeros
+    assert no_sleep == []
+
+
+def test_copy_uses_the_iam_role_and_the_exact_stage() -> None:
+    """Stands in for Redshift: COPY names the stage object, the IAM role from the connection, and Parquet."""
+    connection = RecordingConnection(staged_rows=STAGED_ROWS)
+    run_hour(connection)
+    (copy,) = [event for event in connection.events if event.statement.startswith("COPY")]
+    assert copy.statement == f"COPY \"firehose_staging\"\nFROM '{STAGE_URI}'\nIAM_ROLE '{COPY_ROLE}'\nFORMAT AS PARQUET"
+    assert copy.parameters is None
+    assert STAGE_URI == (
+        "s3://firehose-orders/firehose-loader/staging/orders/2026/03/01/10/scheduled__2026-03-01T11_00_00_00_00.parquet"
+    )
+
+
+def test_lock_comes_after_the_copy_and_before_any_change_to_the_target_or_ledger() -> None:
+    """Stands in for Redshift: the lock is the first statement that touches a permanent table in the transaction."""
+    connection = RecordingConnection(staged_rows=STAGED_ROWS)
+    run_hour(connection)
+    statements = statement_kinds(connection.transactions()[1])
+    lock = next(index for index, statement in enumerate(statements) if statement.startswith("LOCK "))
+    copy = next(index for index, statement in enumerate(statements) if statement.startswith("COPY "))
+    touching = [
+        index
+        for index, statement in enumerate(statements)
+        if any(table in statement for table in (TARGET, LEDGER, LOAD_HOURS))
+    ]
+    assert copy < lock == touching[0]
+    for kind in (f"DELETE FROM {TARGET}", f"INSERT INTO {TARGET}"):
+        assert lock < next(index for index, statement in enumerate(statements) if statement.startswith(kind))
+
+
+def test_every_statement_parses_and_binds_with_redshift_connector() -> None:
+    """Stands in for Redshift: each statement parses as Redshift SQL and redshift_connector binds its parameters."""
+    connection = RecordingConnection(staged_rows=STAGED_ROWS)
+    run_hour(connection)
+    for event in connection.events:
+        if event.kind not in ("execute", "executemany"):
+            continue
+        sqlglot.parse_one(event.statement, read="redshift")
+        parameter_sets = event.parameters if event.kind == "executemany" else [event.parameters]
+        names = re.findall(r"%\((\w+)\)s", event.statement)
+        # The driver's own conversion, as a cursor with paramstyle "pyformat" does it: %(name)s becomes $n.
+        converted, make_args = convert_paramstyle("pyformat", event.statement)
+        assert "%(" not in converted
+        for parameters in parameter_sets:
+            assert set(names) <= set(parameters or {}), event.statement
+            values = make_args(parameters)
+            assert values == tuple(parameters[name] for name in dict.fromkeys(names))
+
+
+def test_no_secret_in_any_statement_or_parameter() -> None:
+    """Stands in for Redshift: the COPY authenticates with the role; no key, secret or password is ever sent."""
+    connection = RecordingConnection(staged_rows=STAGED_ROWS)
+    run_hour(connection)
+    for event in connection.events:
+        assert not SECRETS.search(event.statement), event.statement
+        assert not SECRETS.search(repr(event.parameters)), event.parameters
+        assert not re.search(r"\bACCESS_KEY_ID\b|\bSECRET_ACCESS_KEY\b|\bSESSION_TOKEN\b", event.statement)
+
+
+def test_the_objects_ledger_rows_are_bound_per_object() -> None:
+    """Stands in for Redshift: one parameter set per object, values never in the text."""
+    connection = RecordingConnection(staged_rows=STAGED_ROWS)
+    run_hour(connection)
+    (insert_objects,) = [event for event in connection.events if event.kind == "executemany"]
+    assert [row["key"] for row in insert_objects.parameters] == [entry["key"] for entry in manifest()["objects"]]
+    assert all(row["key"] not in insert_objects.statement for row in insert_objects.parameters)
+
+
+def test_serialization_failure_retries_the_whole_transaction_and_commits_once(no_sleep: list[float]) -> None:
+    """Stands in for Redshift: error 1023 at the DELETE rolls back, then the transaction runs again from its start."""
+    failures = [serialization_error()]
+
+    def fail(statement: str) -> BaseException | None:
+        if statement.startswith(f"DELETE FROM {TARGET}") and failures:
+            return failures.pop()
+        return None
+
+    connection = RecordingConnection(staged_rows=STAGED_ROWS, fail=fail)
+    run_hour(connection)
+    _ddl, failed, retried, summary_read = connection.transactions()
+    assert failed[-1].kind == "rollback"
+    assert "commit" not in [event.kind for event in failed]
+    assert statement_kinds(failed) == statement_kinds(retried)[: len(statement_kinds(failed))]
+    assert retried[-1].kind == "commit"
+    assert_merge_sequence(retried)  # COPY and LOCK again: nothing from the failed attempt is reused
+    commits_after_ddl = [event for event in failed + retried if event.kind == "commit"]
+    assert len(commits_after_ddl) == 1
+    assert [event.kind for event in summary_read] == ["execute", "commit"]
+    assert len(no_sleep) == 1 and 0 < no_sleep[0] <= transactions.MAX_DELAY_SECONDS
+
+
+def test_serialization_failure_at_commit_is_retried_too(no_sleep: list[float]) -> None:
+    """Stands in for Redshift: a conflict can surface at COMMIT; the transaction runs again and commits once."""
+
+    class FailingFirstMergeCommit(RecordingConnection):
+        commits = 0
+
+        def commit(self) -> None:
+            self.commits += 1
+            if self.commits == 2:  # the first commit after ensure_tables
+                self.events.append(Event("commit-failed"))
+                raise serialization_error()
+            super().commit()
+
+    connection = FailingFirstMergeCommit(staged_rows=STAGED_ROWS)
+    run_hour(connection)
+    kinds = [event.kind for event in connection.events]
+    assert kinds.count("commit-failed") == 1 and kinds.count("rollback") == 1
+    assert kinds.count("commit") == 3  # DDL, the retried merge, the summary read
+    assert len(no_sleep) == 1
+
+
+def test_other_errors_are_not_retried(no_sleep: list[float]) -> None:
+    """Stands in for Redshift: a COPY that fails for any other reason rolls back and fails the task at once."""
+    denied = ProgrammingError({"S": "ERROR", "C": "XX000", "M": "S3ServiceException:Access Denied,Status 403"})
+    connection = RecordingConnection(
+        staged_rows=STAGED_ROWS, fail=lambda statement: denied if statement.startswith("COPY") else None
+    )
+    with pytest.raises(ProgrammingError, match="Access Denied"):
+        run_hour(connection)
+    assert [event.kind for event in connection.events].count("rollback") == 1
+    assert [event.statement for event in connection.events].count(connection.statements()[-1]) == 1
+    assert no_sleep == []
+
+
+def test_serialization_failures_that_persist_give_up_after_the_last_attempt(no_sleep: list[float]) -> None:
+    """Stands in for Redshift: the retry is bounded; the last error is raised for Airflow's own retry."""
+    connection = RecordingConnection(
+        staged_rows=STAGED_ROWS,
+        fail=lambda statement: serialization_error() if statement.startswith("LOCK") else None,
+    )
+    with pytest.raises(ProgrammingError, match="1023"):
+        run_hour(connection)
+    kinds = [event.kind for event in connection.events]
+    assert kinds.count("rollback") == transactions.ATTEMPTS
+    assert kinds.count("commit") == 1  # only the DDL
+    assert len(no_sleep) == transactions.ATTEMPTS - 1
+
+
+def test_a_copy_that_loads_other_objects_too_is_refused(no_sleep: list[float]) -> None:
+    """Stands in for Redshift: COPY's source is a prefix; if more rows arrive than were staged, nothing commits."""
+    connection = RecordingConnection(staged_rows=STAGED_ROWS + 4)
+    with pytest.raises(RuntimeError, match="loaded 9 rows but the stage holds 5"):
+        run_hour(connection)
+    assert not any(event.statement.startswith("LOCK") for event in connection.events)
+    assert [event.kind for event in connection.events][-1] == "rollback"
