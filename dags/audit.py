@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
-from airflow.sdk import Param, chain, dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
 
-from firehose_loader.airflow_glue import RETRY_DEFAULTS, run_audit, run_ensure_tables
+from firehose_loader.airflow_glue import RETRY_DEFAULTS, run_audit
 from firehose_loader.config import Settings, Stream, load_config
+from firehose_loader.dag_parts import HOURLY, settled_and_ready, table_asset
 from firehose_loader.docs import audit_doc_md
-from firehose_loader.schedule import HOURLY, table_asset
 
 
 def build_audit_dag(stream: Stream, settings: Settings):
@@ -26,24 +25,13 @@ def build_audit_dag(stream: Stream, settings: Settings):
         default_args={"owner": stream.owner, **RETRY_DEFAULTS},
     )
     def audit():
-        wait_for_settled_hour = TimeDeltaSensor(
-            task_id="wait_for_settled_hour",
-            delta=stream.settle_grace,
-            deferrable=True,
-            retries=0,
-        )
-
-        @task
-        def ensure_tables() -> None:
-            run_ensure_tables(stream, settings)
-
         @task(outlets=[table_asset(stream, settings)])
         def audit_and_repair(data_interval_end=None, params=None, run_id=None) -> list[dict]:
             return run_audit(
                 stream, settings, data_interval_end, int(params["lookback_hours"]), run_id, get_current_context()
             )
 
-        chain(wait_for_settled_hour, ensure_tables(), audit_and_repair())
+        settled_and_ready(stream, settings) >> audit_and_repair()
 
     return audit()
 

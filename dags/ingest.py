@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
-from airflow.sdk import chain, dag, task
+from airflow.sdk import dag, task
 
-from firehose_loader.airflow_glue import (
-    RETRY_DEFAULTS,
-    run_ensure_tables,
-    run_extract,
-    run_load_and_merge,
-)
+from firehose_loader.airflow_glue import RETRY_DEFAULTS, run_extract, run_load_and_merge
 from firehose_loader.config import Settings, Stream, load_config
+from firehose_loader.dag_parts import HOURLY, settled_and_ready, table_asset
 from firehose_loader.docs import ingest_doc_md
-from firehose_loader.schedule import HOURLY, table_asset
 
 
 def build_ingest_dag(stream: Stream, settings: Settings):
@@ -28,17 +22,6 @@ def build_ingest_dag(stream: Stream, settings: Settings):
         default_args={"owner": stream.owner, **RETRY_DEFAULTS},
     )
     def ingest():
-        wait_for_settled_hour = TimeDeltaSensor(
-            task_id="wait_for_settled_hour",
-            delta=stream.settle_grace,
-            deferrable=True,
-            retries=0,
-        )
-
-        @task
-        def ensure_tables() -> None:
-            run_ensure_tables(stream, settings)
-
         @task
         def extract_hour(data_interval_start=None, data_interval_end=None, run_id=None) -> dict:
             return run_extract(stream, settings, data_interval_start, data_interval_end, run_id)
@@ -48,7 +31,7 @@ def build_ingest_dag(stream: Stream, settings: Settings):
             return run_load_and_merge(stream, settings, manifest, run_id)
 
         manifest = extract_hour()
-        chain(wait_for_settled_hour, ensure_tables(), manifest)
+        settled_and_ready(stream, settings) >> manifest
         load_and_merge(manifest)
 
     return ingest()

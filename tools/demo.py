@@ -19,11 +19,14 @@ from pathlib import Path
 import boto3
 import psycopg
 from psycopg import sql
+from psycopg.rows import dict_row
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
+from firehose_loader.audit import format_report  # noqa: E402
 from firehose_loader.config import load_config  # noqa: E402
+from firehose_loader.report import format_table  # noqa: E402
 from firehose_loader.simulate import lossy_realtime_path, make_object, product_hour  # noqa: E402
 
 HOURS = [datetime(2026, 3, 1, hour, tzinfo=UTC) for hour in (9, 10, 11)]
@@ -63,25 +66,17 @@ def run_ingest(dag_id: str, hour: datetime) -> None:
 
 
 def print_audit(stream, settings, title: str) -> None:
-    with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
-        rows = conn.execute(
+    with psycopg.connect(os.environ["WAREHOUSE_URL"], row_factory=dict_row) as conn:
+        results = conn.execute(
             sql.SQL(
-                "SELECT hour, status, s3_keys, missing_keys, duplicate_keys, stale_keys, late_objects,"
-                " repaired_keys, drop_rate FROM {0}.audit_results WHERE stream = %s AND run_id ="
+                "SELECT * FROM {0}.audit_results WHERE stream = %s AND run_id ="
                 " (SELECT run_id FROM {0}.audit_results WHERE stream = %s ORDER BY audited_at DESC LIMIT 1)"
                 " ORDER BY hour"
             ).format(sql.Identifier(settings.loader_schema)),
             (stream.name, stream.name),
         ).fetchall()
-    header = ("hour (UTC)", "status", "s3 keys", "missing", "duplicate", "stale", "late obj", "repaired", "drop rate")
-    table = [header] + [
-        (f"{row[0]:%Y-%m-%d %H:00}", *map(str, row[1:8]), "-" if row[8] is None else f"{row[8]:.2%}") for row in rows
-    ]
-    widths = [max(len(line[column]) for line in table) for column in range(len(header))]
     print(f"\n  {title}")
-    for line in table:
-        print("  " + "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)))
-    print()
+    print(format_report(stream, results, indent="  ") + "\n")
 
 
 def print_summary(stream, settings) -> None:
@@ -111,11 +106,8 @@ def print_summary(stream, settings) -> None:
         "unchanged",
         "older",
     )
-    table = [header] + [(f"{row[0]:%Y-%m-%d %H:00}", *map(str, row[1:])) for row in hours]
-    widths = [max(len(line[column]) for line in table) for column in range(len(header))]
     print()
-    for line in table:
-        print("  " + "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)))
+    print(format_table(header, [(f"{row[0]:%Y-%m-%d %H:00}", *map(str, row[1:])) for row in hours], indent="  "))
     print(f"\n  {stream.qualified_table}: {rows} rows, {keys} distinct {stream.key[0]} (one row per key)")
 
 

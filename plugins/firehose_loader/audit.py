@@ -27,6 +27,7 @@ from firehose_loader.ingest import (
     template_context,
 )
 from firehose_loader.partitions import HOUR, hour_start
+from firehose_loader.report import format_table
 from firehose_loader.s3io import ObjectInfo, count_error_objects, list_hour_objects, object_exists
 from firehose_loader.sql import render, render_statements
 
@@ -175,8 +176,8 @@ def needs_alert(result: dict[str, Any], threshold: int) -> bool:
     return result["status"] == "failed" or (result["repaired_keys"] or 0) + (result["late_objects"] or 0) > threshold
 
 
-def format_report(stream: Stream, results: list[dict[str, Any]]) -> str:
-    """The per-hour table the task log and the alert show."""
+def format_report(stream: Stream, results: list[dict[str, Any]], indent: str = "") -> str:
+    """The per-hour table the task log, the alert and the demo show."""
     header = (
         "hour (UTC)",
         "status",
@@ -189,17 +190,13 @@ def format_report(stream: Stream, results: list[dict[str, Any]]) -> str:
         "repaired",
         "drop rate",
     )
-    rows = [header]
-    for result in results:
-        rate = result["drop_rate"]
-        rows.append(
-            (
-                f"{result['hour']:%Y-%m-%d %H:00}",
-                result["status"],
-                *("-" if result[name] is None else str(result[name]) for name in RESULT_COLUMNS[2:9]),
-                "-" if rate is None else f"{rate:.2%}",
-            )
+    rows = [
+        (
+            f"{result['hour']:%Y-%m-%d %H:00}",
+            result["status"],
+            *("-" if result[name] is None else str(result[name]) for name in RESULT_COLUMNS[2:9]),
+            "-" if result["drop_rate"] is None else f"{result['drop_rate']:.2%}",
         )
-    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
-    lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
-    return f"audit of {stream.name} ({stream.qualified_table})\n" + "\n".join(lines)
+        for result in results
+    ]
+    return f"{indent}audit of {stream.name} ({stream.qualified_table})\n" + format_table(header, rows, indent)

@@ -140,11 +140,14 @@ _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hote
 
 
 def _lorem(length: int) -> str:
-    words = random.Random(0).choices(_WORDS, k=length // 4)
-    return " ".join(words)[:length]
+    """Text of pseudo-words, long enough that gzip's 32 KB window rarely sees a slice of it twice."""
+    rng = random.Random(0)
+    syllables = ("ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "qua", "bri", "sto", "an", "el", "ox")
+    words = ["".join(rng.choices(syllables, k=rng.randrange(1, 5))) for _ in range(4000)]
+    return " ".join(rng.choices(words, k=length // 5))[:length]
 
 
-_TEXT = _lorem(16_384)
+_TEXT = _lorem(1 << 20)
 
 
 def bench_event(rng: random.Random, hour: datetime, number: int, records: int) -> dict[str, Any]:
@@ -161,7 +164,7 @@ def bench_event(rng: random.Random, hour: datetime, number: int, records: int) -
     received = hour_start(hour) + timedelta(seconds=seconds)
     event_type = pick(EVENT_TYPES)
     country, city = pick(_COUNTRIES)
-    text_start = int(r() * 16_000)
+    text_start = int(r() * ((1 << 20) - 400))
     event: dict[str, Any] = {
         "event_id": f"evt-{hour:%Y%m%d%H}-{number:08d}",
         "event_type": event_type,
