@@ -28,10 +28,32 @@ def warehouse_connection(settings: Settings) -> tuple[Any, Dialect]:
     from airflow.sdk import BaseHook
 
     connection = BaseHook.get_connection(settings.warehouse_conn_id)
-    dialect = dialect_for(connection.conn_type, connection.extra_dejson)
-    if connection.conn_type == "redshift":
-        return redshift_connection(settings.warehouse_conn_id), dialect
-    return connection.get_hook().get_conn(), dialect
+    try:
+        dialect = dialect_for(connection.conn_type, connection.extra_dejson)
+    except ValueError as exc:
+        fail_fast(exc)
+    try:
+        if connection.conn_type == "redshift":
+            return redshift_connection(settings.warehouse_conn_id), dialect
+        return connection.get_hook().get_conn(), dialect
+    except Exception as exc:
+        if is_permanent_connect_error(exc):
+            fail_fast(
+                ValueError(
+                    f"cannot log in to the warehouse through connection {settings.warehouse_conn_id!r}: {exc}. "
+                    "Fix the connection's login, password or database; retrying will not help."
+                )
+            )
+        raise
+
+
+# Server messages that no retry can fix: wrong credentials, a database or role that does not exist.
+PERMANENT_CONNECT_ERRORS = ("password authentication failed", "does not exist", "no pg_hba.conf entry")
+
+
+def is_permanent_connect_error(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return any(marker in text for marker in PERMANENT_CONNECT_ERRORS)
 
 
 class PyformatConnection:

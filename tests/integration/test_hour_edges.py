@@ -172,3 +172,18 @@ def test_two_merges_of_the_same_hour_at_once_double_nothing(streams, s3, warehou
     ).fetchall()
     # The second merge waited for the first and then found every row already there.
     assert ledger == [(0, 2000)]
+
+
+def test_warehouse_login_that_cannot_work_fails_fast(stack_up, monkeypatch):
+    import json
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from firehose_loader.airflow_glue import warehouse_connection
+
+    connection = json.loads(os.environ["AIRFLOW_CONN_WAREHOUSE"])
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps({**connection, "schema": "no_such_database"}))
+    config = load_config()
+    with pytest.raises(AirflowFailException, match="no_such_database") as caught:
+        warehouse_connection(config.settings)
+    assert "retrying will not help" in str(caught.value)
