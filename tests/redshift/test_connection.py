@@ -91,9 +91,11 @@ def test_cursors_take_pyformat_parameters(monkeypatch: pytest.MonkeyPatch, conne
 def test_a_redshift_connection_without_iam_role_is_refused(
     monkeypatch: pytest.MonkeyPatch, connect: dict[str, Any]
 ) -> None:
-    """Stands in for Redshift: without a role the COPY could not authenticate; say what to set."""
+    """Stands in for Redshift: without a role the COPY could not authenticate; say what to set, without retrying."""
+    from airflow.sdk.exceptions import AirflowFailException
+
     definition = {**CONNECTION, "extra": {"sslmode": "verify-full"}}
-    with pytest.raises(ValueError, match="set extra 'iam_role'"):
+    with pytest.raises(AirflowFailException, match="set extra 'iam_role'"):
         warehouse_connection(use_connection(monkeypatch, "rs_no_role", definition))
     assert connect == {}  # refused before connecting
 
