@@ -5,14 +5,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install stack stack-down demo test test-unit lint format bench clean
+.PHONY: help install stack stack-down up down status demo test test-unit test-browser lint format bench clean
 
 help:
 	@echo "make demo        set up, start the local stack, load a few Firehose hours, print a summary"
 	@echo "make test        the whole test suite (starts the local stack it needs)"
 	@echo "make stack       start S3 (moto) + PostgreSQL and write .local/stack.env"
 	@echo "make stack-down  stop them"
+	@echo "make up          the stack + Airflow 3 (http://localhost:8080, admin/admin) + a simulated Firehose producer, in the background"
+	@echo "make down        stop everything make up started"
+	@echo "make test-browser  headless Chromium against the Airflow UI and the audit dashboard"
 	@echo "make lint        ruff check + ruff format --check"
+	@echo "make bench       load a generated 100k and 1M-record hour, beside the parse limit, pandas and dlt"
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +32,15 @@ stack: $(STAMP)
 stack-down:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python tools/stack.py down; fi
 
+up: $(STAMP)
+	$(BIN)/python tools/up.py up
+
+down:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python tools/up.py down; fi
+
+status:
+	@$(BIN)/python tools/up.py status
+
 demo: stack
 	. .local/stack.env && $(BIN)/python tools/demo.py
 
@@ -37,6 +50,13 @@ test: stack
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
+test-browser: stack
+	. .local/stack.env && $(BIN)/pytest tests/browser
+
+# The benchmark of issue 5 (see bench/run.py for BENCH_SIZES, BENCH_FULL=1 and the rest); writes bench/results.md.
+bench: stack
+	. .local/stack.env && $(BIN)/python bench/run.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -45,5 +65,5 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-clean: stack-down
+clean: down stack-down
 	rm -rf .local

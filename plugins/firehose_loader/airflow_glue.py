@@ -12,15 +12,27 @@ from firehose_loader.config import Settings, Stream
 from firehose_loader.dialects import REDSHIFT_EXTRA_KEYS, Dialect, dialect_for
 from firehose_loader.ingest import ensure_tables, extract_hour, load_and_merge, staged_batch
 from firehose_loader.partitions import HOUR, hour_start
-from firehose_loader.s3io import PermanentS3Error
+from firehose_loader.s3io import ObjectChangedError, PermanentS3Error
 
 log = logging.getLogger(__name__)
+
+# How the S3 client retries throttling (503 SlowDown), 5xx and connection errors, unless the AWS
+# connection's extra sets its own ``config_kwargs.retries``: botocore's "standard" mode backs off
+# exponentially with full jitter (at most 20 s between attempts). What still fails after that
+# fails the task, which Airflow retries (RETRY_DEFAULTS); permanent errors fail it at once.
+S3_RETRIES = {"mode": "standard", "total_max_attempts": 5}
+# How often one extract lists the hour again when a listed object vanished or changed before it was read.
+LIST_ATTEMPTS = 3
 
 
 def s3_client(settings: Settings) -> Any:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from botocore.config import Config
 
-    return S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
+    hook = S3Hook(aws_conn_id=settings.aws_conn_id)
+    if hook.config.retries is None:
+        hook = S3Hook(aws_conn_id=settings.aws_conn_id, config=hook.config.merge(Config(retries=S3_RETRIES)))
+    return hook.get_conn()
 
 
 def warehouse_connection(settings: Settings) -> tuple[Any, Dialect]:
@@ -127,7 +139,7 @@ def run_ensure_tables(stream: Stream, settings: Settings) -> None:
 def run_extract(stream: Stream, settings: Settings, start: datetime, end: datetime, run_id: str) -> dict[str, Any]:
     hour = interval_hour(start, end)
     try:
-        manifest = extract_hour(s3_client(settings), stream, hour, run_id)
+        manifest = extract_listing_again(s3_client(settings), stream, hour, run_id)
     except PermanentS3Error as exc:
         fail_fast(exc)
     log.info(
@@ -139,6 +151,30 @@ def run_extract(stream: Stream, settings: Settings, start: datetime, end: dateti
         manifest["error_objects"],
     )
     return manifest
+
+
+def extract_listing_again(client: Any, stream: Stream, hour: datetime, run_id: str) -> dict[str, Any]:
+    """Extract the hour; when a listed object vanished or changed before it was read, list the hour again.
+
+    Nothing is staged before every listed object was read, so starting over is safe. After
+    ``LIST_ATTEMPTS`` listings the error (naming the object) fails the try, and Airflow's retry
+    lists once more.
+    """
+    for attempt in range(1, LIST_ATTEMPTS + 1):
+        try:
+            return extract_hour(client, stream, hour, run_id)
+        except ObjectChangedError as exc:
+            if attempt == LIST_ATTEMPTS:
+                raise
+            log.warning(
+                "%s; listing %s hour %s again (listing %d of %d)",
+                exc,
+                stream.name,
+                hour.isoformat(),
+                attempt + 1,
+                LIST_ATTEMPTS,
+            )
+    raise AssertionError("unreachable")
 
 
 def run_load_and_merge(stream: Stream, settings: Settings, manifest: dict[str, Any], run_id: str) -> dict[str, Any]:

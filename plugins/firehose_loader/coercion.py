@@ -16,8 +16,10 @@ from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from firehose_loader.config import ColumnType
 
@@ -28,6 +30,7 @@ INTEGER_RANGES = {"smallint": 2**15, "integer": 2**31, "bigint": 2**63}
 ARROW_INTEGERS = {"smallint": pa.int16(), "integer": pa.int32(), "bigint": pa.int64()}
 # Redshift stores at most 65535 bytes in a varchar; text means that limit on every warehouse.
 TEXT_MAX_BYTES = 65535
+JSON_MAX_BYTES = 16 * 1024 * 1024
 
 
 class CoercionError(ValueError):
@@ -189,10 +192,20 @@ def _timestamptz(value: Any) -> datetime:
 
 
 def _json(value: Any) -> str:
-    text = orjson.dumps(value).decode("utf-8")
-    if NUL_ESCAPE.search(text):
+    try:
+        dumped = orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:
+        # orjson reads 1024 levels of nesting but writes only 254.
+        raise CoercionError(f"JSON value cannot be stored: {exc}") from None
+    return _json_text(dumped)
+
+
+def _json_text(dumped: bytes) -> str:
+    """The checks on a value's compact JSON text (as ``orjson.dumps`` wrote it)."""
+    text = dumped.decode("utf-8")
+    if "\\u0000" in text and NUL_ESCAPE.search(text):
         raise CoercionError("JSON contains a NUL character (\\u0000), which the warehouse cannot store")
-    if len(text.encode("utf-8")) > 16 * 1024 * 1024:
+    if len(dumped) > JSON_MAX_BYTES:
         raise CoercionError("JSON value exceeds 16 MB")
     return text
 
@@ -223,3 +236,197 @@ def _describe(value: Any) -> str:
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{type(value).__name__} {text}"
+
+
+# --- Column at a time ---------------------------------------------------------------------------------------------------
+#
+# The same rules as the coercers above, applied to a whole column with Arrow kernels. Each fast
+# path accepts only values whose result it knows to be what the per-value coercer returns (plain
+# ints, strings, ISO timestamps in the common shape, ...); every other value, and every value a
+# fast path flags as bad, goes through the per-value coercer, so the stored values and the
+# error messages are the coercer's own.
+
+_YEAR = "(?:19|20|21)[0-9]{2}"  # years whose offsets cannot overflow the datetime range
+_DATE = f"{_YEAR}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+_TIME = "(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{1,6})?"
+_ZONE = "(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+FAST_DATE = f"^{_DATE}$"
+FAST_TIMESTAMP = f"^{_DATE}[T ]{_TIME}{_ZONE}?$"
+FAST_NAIVE_TIMESTAMP = f"^({_DATE}[T ]{_TIME})$"
+
+
+def _fast_numeric_pattern(precision: int, scale: int) -> str:
+    integer_digits = precision - scale
+    integer = "0" if integer_digits == 0 else f"(?:0|[1-9][0-9]{{0,{integer_digits - 1}}})"
+    fraction = f"(?:\\.[0-9]{{1,{scale}}})?" if scale else ""
+    return f"^-?{integer}{fraction}$"
+
+
+def _infer(values: list[Any]) -> pa.Array | None:
+    """The values as an Arrow array of the type they all share, or None (mixed types, huge ints, ...)."""
+    try:
+        return pa.array(values)
+    except (pa.ArrowException, OverflowError, TypeError, ValueError):
+        return None
+
+
+def _positions(mask: pa.Array) -> np.ndarray:
+    """Positions where a boolean array is true (null counts as false)."""
+    return np.flatnonzero(pc.fill_null(mask, False).to_numpy(zero_copy_only=False))
+
+
+def coerce_column(
+    column_type: ColumnType, values: list[Any], nul_possible: bool = True
+) -> tuple[pa.Array, dict[int, str]]:
+    """Coerce a column of JSON values (None for a missing field or null) to its Arrow type.
+
+    Returns the array, null where a value is missing or bad, and the bad positions with the
+    reason the per-value coercer gives for them. ``nul_possible=False`` says no value holds a
+    NUL character (true of every value parsed from JSON text without ``\\u0000``: JSON has no
+    other way to write one), which spares the scan for it.
+    """
+    if column_type.name == "json":
+        return _json_column(values, nul_possible)
+    fast, slow = _fast_column(column_type, values, nul_possible)
+    if fast is None:
+        return _with_coerced(column_type, pa.nulls(len(values), arrow_type(column_type)), values, None)
+    return _with_coerced(column_type, fast, values, slow)
+
+
+def _fast_column(
+    column_type: ColumnType, values: list[Any], nul_possible: bool = True
+) -> tuple[pa.Array | None, np.ndarray]:
+    """The column through Arrow kernels, and the positions left to the per-value coercer.
+
+    (None, ...) when no fast path applies: then every value goes through the coercer.
+    """
+    name = column_type.name
+    none = np.empty(0, dtype=np.int64)
+    inferred = _infer(values)
+    if inferred is None:
+        return None, none
+    if inferred.type == pa.null():
+        return pa.nulls(len(values), arrow_type(column_type)), none
+    if name in INTEGER_RANGES and inferred.type == pa.int64():
+        limit = INTEGER_RANGES[name]
+        if name == "bigint":
+            return inferred, none
+        return inferred, _positions(pc.or_(pc.less(inferred, -limit), pc.greater_equal(inferred, limit)))
+    if name == "double precision" and inferred.type in (pa.float64(), pa.int64()):
+        slow = none
+        if inferred.type == pa.int64():
+            # float(int) is exact up to 2**53; larger ints go to the coercer
+            big = pc.greater(pc.abs(inferred), 2**53)
+            slow = _positions(big)
+            inferred = pc.if_else(big, None, inferred).cast(pa.float64())
+        return inferred, np.union1d(slow, _positions(pc.invert(pc.is_finite(inferred))))
+    if name == "boolean" and inferred.type == pa.bool_():
+        return inferred, none
+    if inferred.type != pa.string():
+        return None, none
+    if name in ("varchar", "text"):
+        if name == "varchar":
+            bad = pc.greater(pc.utf8_length(inferred), column_type.length)
+        else:
+            bad = pc.greater(pc.binary_length(inferred), TEXT_MAX_BYTES)
+        if nul_possible:
+            bad = pc.or_(bad, pc.match_substring(inferred, "\x00"))
+        return inferred, _positions(bad)
+    if name == "numeric":
+        assert column_type.precision is not None and column_type.scale is not None
+        pattern = _fast_numeric_pattern(column_type.precision, column_type.scale)
+    elif name == "date":
+        pattern = FAST_DATE
+    elif name in ("timestamp", "timestamptz"):
+        pattern = FAST_TIMESTAMP
+    else:
+        return None, none
+    matched = pc.match_substring_regex(inferred, pattern)
+    every = matched.true_count == len(inferred) - inferred.null_count
+    text = inferred if every else pc.if_else(matched, inferred, None)
+    try:
+        if name in ("timestamp", "timestamptz"):
+            # Without an offset a value is UTC; timestamp keeps the UTC wall-clock time.
+            if pc.ends_with(text, "Z").true_count != len(text) - text.null_count:
+                text = pc.replace_substring_regex(text, FAST_NAIVE_TIMESTAMP, "\\1Z")
+            fast = text.cast(pa.timestamp("us", tz="UTC"))
+        else:
+            fast = text.cast(arrow_type(column_type))
+    except pa.ArrowInvalid:  # e.g. 2026-02-30: the coercer says why, value by value
+        return None, none
+    if every:
+        return fast, np.empty(0, dtype=np.int64)
+    return fast, _positions(pc.and_(pc.invert(matched), pc.is_valid(inferred)))
+
+
+def _with_coerced(
+    column_type: ColumnType, fast: pa.Array, values: list[Any], slow: np.ndarray | None
+) -> tuple[pa.Array, dict[int, str]]:
+    """``fast`` with the per-value coercer's results at the ``slow`` positions (None: every non-null value)."""
+    target = arrow_type(column_type)
+    if slow is None:
+        slow = np.flatnonzero(np.fromiter((value is not None for value in values), dtype=bool, count=len(values)))
+    if not len(slow):
+        return fast.cast(target), {}
+    coerce = coercer(column_type)
+    errors: dict[int, str] = {}
+    fixed: list[Any] = []
+    for index in slow.tolist():
+        try:
+            fixed.append(coerce(values[index]))
+        except CoercionError as exc:
+            errors[index] = str(exc)
+            fixed.append(None)
+    # Positions 0..n-1 take the fast value, except where the coercer's value (appended after them) replaces it.
+    mask = np.zeros(len(values), dtype=bool)
+    mask[slow] = True
+    base = pc.if_else(pa.array(mask), pa.scalar(None, fast.type), fast).cast(target)
+    indices = np.arange(len(values), dtype=np.int64)
+    indices[slow] = len(values) + np.arange(len(slow), dtype=np.int64)
+    return pa.concat_arrays([base, pa.array(fixed, type=target)]).take(pa.array(indices)), errors
+
+
+def _json_column(values: list[Any], nul_possible: bool = True) -> tuple[pa.Array, dict[int, str]]:
+    dumps = orjson.dumps
+    try:
+        texts = [b"" if value is None else dumps(value) for value in values]
+    except orjson.JSONEncodeError:
+        # A value orjson cannot write (nested too deep, ...): the per-value coercer decides each.
+        return _with_coerced(ColumnType("json"), pa.nulls(len(values), pa.string()), values, None)
+    return coerce_json_texts(texts, nul_possible)
+
+
+def coerce_json_texts(texts: list[bytes], nul_possible: bool = True) -> tuple[pa.Array, dict[int, str]]:
+    """A json column from its values' ``orjson.dumps`` texts, ``b""`` for a missing value or null.
+
+    (No value dumps to empty text, so ``b""`` cannot be mistaken for one.)
+    """
+    count = len(texts)
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=count)
+    data = b"".join(texts)
+    valid = lengths > 0
+    if len(data) < 2**31:
+        offsets = np.zeros(count + 1, dtype=np.int32)
+        np.cumsum(lengths, out=offsets[1:])
+        validity = None if valid.all() else pa.array(valid).buffers()[1]
+        nulls = count - int(np.count_nonzero(valid))
+        buffers = [validity, pa.py_buffer(offsets), pa.py_buffer(data)]
+        array = pa.Array.from_buffers(pa.binary(), count, buffers, null_count=nulls)
+    else:  # more than 2 GiB of JSON in one object: let Arrow lay it out
+        array = pa.array([text if text else None for text in texts], type=pa.binary())
+    errors: dict[int, str] = {}
+    # Only a text that holds \u0000 or is huge can fail; _json_text decides those.
+    suspicious = np.flatnonzero(lengths > JSON_MAX_BYTES)
+    if nul_possible and b"\\u0000" in data:
+        suspicious = np.union1d(suspicious, _positions(pc.match_substring(array, "\\u0000")))
+    for index in suspicious.tolist():
+        try:
+            _json_text(texts[index])
+        except CoercionError as exc:
+            errors[index] = str(exc)
+    if errors:
+        mask = np.zeros(count, dtype=bool)
+        mask[list(errors)] = True
+        array = pc.if_else(pa.array(mask), pa.scalar(None, pa.binary()), array)
+    # orjson writes UTF-8 only: the bytes are valid string data as they are.
+    return array.view(pa.string()), errors

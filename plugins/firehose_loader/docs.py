@@ -36,7 +36,8 @@ never overwrites newer rows. Backfill from the UI (*Trigger* → *Backfill*) or:
 **Where to look.** `{settings.loader_schema}.load_hours` has one row per hour (status `loaded`,
 `partial` when records were quarantined or an object was unreadable, `empty` when the hour had
 no objects); `{settings.loader_schema}.ledger` one row per object with raw / valid / quarantined /
-duplicate / inserted / updated / unchanged / superseded counts.
+duplicate / inserted / updated / unchanged / superseded counts. The *Firehose audit* page in the
+UI's navigation (`/firehose/?stream={stream.name}`) shows the last 48 hours and each hour's ledger.
 """
 
 
@@ -66,9 +67,34 @@ the ingest (one transaction, same winner rule), and what the target held before 
 | `repaired_keys` | keys the repair inserted or replaced |
 | `drop_rate` | `missing_keys / s3_keys`: the real-time path's loss for the hour |
 
-**Status.** `ok`: nothing to repair. `repaired`: differences were found and fixed in this run;
-a second run reports `ok`. `failed`: the hour could not be repaired (the message says why); the
-task fails after auditing the other hours and the configured notifier is called. Fix the cause
-and clear the task: the audit is idempotent. An alert is also sent when an hour needed more
-than `audit_alert_threshold` ({stream.audit_alert_threshold}) repaired keys.
+**Status of an audited hour, and what to do.**
+
+| status | meaning | what to do |
+|---|---|---|
+| `ok` | the table matched S3 for the hour | nothing |
+| `repaired` | keys were missing, doubled or stale, or objects late; this run fixed them (a second run reports `ok`) | nothing for one hour; if it keeps happening, look at the real-time path (the drop rate on the dashboard) |
+| `failed` | the repair of this hour was rolled back; `message` says why | fix the cause, then clear `audit_and_repair`; the other hours were audited and the task failed after them |
+
+The configured notifier is called once per run when an hour failed or needed more than
+`audit_alert_threshold` ({stream.audit_alert_threshold}) repaired keys plus late objects.
+
+**Tasks**
+
+| task | what it does | clearing it |
+|---|---|---|
+| `wait_for_settled_hour` | deferrable wait until the interval end + {int(stream.settle_grace.total_seconds() // 60)} min | harmless |
+| `ensure_tables` | creates the loader tables and `{stream.qualified_table}` if missing | harmless |
+| `audit_and_repair` | audits and repairs each hour in its own transaction, writes `audit_results` | audits the same hours again and replaces this run's rows in `audit_results` with what it finds now (normally `ok`: the earlier try already repaired; its findings stay in that try's log) |
+
+**Older hours, backfill.** One run audits `lookback_hours` hours, so to audit further back trigger
+a run with a larger `lookback_hours` (UI: *Trigger*, then the param; CLI:
+`airflow dags trigger {stream.audit_dag_id} -c '{{"lookback_hours": 72}}'`) rather than a backfill,
+whose runs would each audit their own, overlapping, 24 hours. A backfill works all the same
+(UI: *Trigger* → *Backfill*, or
+`airflow backfill create --dag-id {stream.audit_dag_id} --from-date 2026-03-01T00:00:00+00:00 --to-date 2026-03-02T00:00:00+00:00`);
+it only does more work.
+
+**Where to look.** `{settings.loader_schema}.audit_results` (one row per hour and run), and the
+*Firehose audit* page in the UI's navigation (`/firehose/?stream={stream.name}`): the last 48 hours
+as a chart, and each hour's ledger.
 """

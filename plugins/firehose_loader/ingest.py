@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import io
 import re
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow.parquet as pq
 
-from firehose_loader.batch import HourBatch, ObjectStats, QuarantinedRecord, SourceObject, build_hour_batch
+from firehose_loader.batch import HourBatch, ObjectStats, QuarantinedRecord, SourceObject, StagedHour, stage_hour, timed
 from firehose_loader.config import Settings, Stream
+from firehose_loader.decoding import UnreadableObject, decompress
 from firehose_loader.dialects import Dialect, Stage
 from firehose_loader.faults import failpoint
 from firehose_loader.partitions import hour_folder, hour_start, object_basename
@@ -52,11 +55,31 @@ def stage_key(stream: Stream, hour: datetime, run_id: str) -> str:
 
 
 def _read_sources(client: Any, stream: Stream, objects: list[ObjectInfo]) -> Iterator[SourceObject]:
-    for item in objects:
-        yield SourceObject(item.key, item.etag, item.size, read_object(client, stream.bucket, item.key, item.etag))
+    """The objects in order, each read and decompressed in a thread while the one before it is parsed.
+
+    At most two objects are in memory. Decompression releases the GIL, so it overlaps the parse.
+    """
+
+    def read(item: ObjectInfo) -> SourceObject:
+        body = read_object(client, stream.bucket, item.key, item.etag)
+        try:
+            decompressed = decompress(body)
+        except UnreadableObject:
+            decompressed = None  # decoding reports it
+        return SourceObject(item.key, item.etag, item.size, body, decompressed)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="firehose-read") as reader:
+        upcoming = reader.submit(read, objects[0]) if objects else None
+        for index in range(len(objects)):
+            assert upcoming is not None
+            with timed("list+read"):
+                source = upcoming.result()
+            upcoming = reader.submit(read, objects[index + 1]) if index + 1 < len(objects) else None
+            yield source
+            del source
 
 
-def _write_quarantine(client: Any, stream: Stream, hour: datetime, batch: HourBatch) -> dict[str, str]:
+def _write_quarantine(client: Any, stream: Stream, hour: datetime, batch: HourBatch | StagedHour) -> dict[str, str]:
     """Write one JSON-lines file per object with bad records; keys are per hour and object, so a rerun overwrites."""
     hour_text = hour.isoformat()
     by_object: dict[str, list[QuarantinedRecord]] = defaultdict(list)
@@ -78,17 +101,23 @@ def _write_quarantine(client: Any, stream: Stream, hour: datetime, batch: HourBa
 
 
 def extract_hour(client: Any, stream: Stream, hour: datetime, run_id: str) -> dict[str, Any]:
-    """Read, validate, dedupe and stage one hour; return the manifest the load step needs."""
+    """Read, validate, dedupe and stage one hour; return the manifest the load step needs.
+
+    Objects are read one ahead and decoded one at a time; the rows wait in a local temporary
+    folder until deduplication has chosen the winners (see :func:`~firehose_loader.batch.stage_hour`).
+    """
     hour = hour_start(hour)
-    objects = list_hour_objects(client, stream.bucket, stream.prefix, hour)
-    batch = build_hour_batch(stream, _read_sources(client, stream, objects))
-    quarantine_keys = _write_quarantine(client, stream, hour, batch)
-    staged_key = None
-    if batch.rows.num_rows:
-        staged_key = stage_key(stream, hour, run_id)
-        buffer = io.BytesIO()
-        pq.write_table(batch.rows, buffer, compression="zstd")
-        write_object(client, stream.bucket, staged_key, buffer.getvalue(), "application/vnd.apache.parquet")
+    with timed("list+read"):
+        objects = list_hour_objects(client, stream.bucket, stream.prefix, hour)
+    with tempfile.TemporaryDirectory(prefix="firehose-loader-") as workdir:
+        batch = stage_hour(stream, _read_sources(client, stream, objects), workdir)
+        with timed("quarantine write"):
+            quarantine_keys = _write_quarantine(client, stream, hour, batch)
+        staged_key = None
+        if batch.path is not None:
+            staged_key = stage_key(stream, hour, run_id)
+            with timed("stage write"), open(batch.path, "rb") as body:
+                write_object(client, stream.bucket, staged_key, body, "application/vnd.apache.parquet")
     failpoint("after_stage")
     objects_out = []
     for stats in batch.objects:
@@ -99,7 +128,7 @@ def extract_hour(client: Any, stream: Stream, hour: datetime, run_id: str) -> di
         "stream": stream.name,
         "hour": hour.isoformat(),
         "stage_key": staged_key,
-        "rows": batch.rows.num_rows,
+        "rows": batch.rows,
         "objects": objects_out,
         "error_objects": count_error_objects(client, stream.bucket, stream.error_prefix, hour),
     }
@@ -221,6 +250,7 @@ def load_and_merge(
 ) -> dict[str, Any]:
     """Merge the hour with its ledger rows and return the hour's load_hours row."""
     merge_hour(conn, stream, settings, dialect, manifest, stage, run_id)
+    failpoint("after_commit")
     summary = query_one(
         conn, "hour_summary.sql", template_context(stream, settings, dialect), stream.name, manifest_hour(manifest)
     )

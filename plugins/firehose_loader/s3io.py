@@ -25,6 +25,23 @@ class PermanentS3Error(RuntimeError):
     """An S3 error that retrying cannot fix."""
 
 
+class ObjectChangedError(RuntimeError):
+    """A listed object is gone (deleted between list and read) or was rewritten (its ETag changed).
+
+    Nothing of the hour has been staged or merged when this is raised; listing the hour again
+    and reading what is there then is the remedy (see ``airflow_glue.extract_listing_again``).
+    """
+
+    def __init__(self, message: str, bucket: str, key: str) -> None:
+        super().__init__(message)
+        self.bucket = bucket
+        self.key = key
+
+
+GONE_CODES = ("NoSuchKey", "404", "NotFound")
+CHANGED_CODES = ("PreconditionFailed", "412")
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     key: str
@@ -39,10 +56,11 @@ def error_code(exc: Exception) -> str | None:
     return None
 
 
-def raise_if_permanent(exc: Exception, bucket: str) -> None:
+def raise_if_permanent(exc: Exception, bucket: str, key: str | None = None) -> None:
     code = error_code(exc)
     if code in PERMANENT_ERRORS:
-        raise PermanentS3Error(PERMANENT_ERRORS[code].format(bucket=bucket) + f" ({code})") from exc
+        where = f" on s3://{bucket}/{key}" if key else ""
+        raise PermanentS3Error(PERMANENT_ERRORS[code].format(bucket=bucket) + f" ({code}{where})") from exc
 
 
 def list_folder(client: Any, bucket: str, folder: str) -> list[ObjectInfo]:
@@ -54,7 +72,8 @@ def list_folder(client: Any, bucket: str, folder: str) -> list[ObjectInfo]:
             for item in page.get("Contents", []):
                 objects.append(ObjectInfo(item["Key"], item["ETag"].strip('"'), int(item["Size"])))
     except Exception as exc:
-        raise_if_permanent(exc, bucket)
+        raise_if_permanent(exc, bucket, folder)
+        exc.add_note(f"while listing s3://{bucket}/{folder}")
         raise
     return sorted(objects, key=lambda item: item.key)
 
@@ -76,14 +95,30 @@ def count_error_objects(client: Any, bucket: str, error_prefix: str, hour: datet
 
 
 def read_object(client: Any, bucket: str, key: str, etag: str | None = None) -> bytes:
-    """The object's bytes; with ``etag``, only that version (a rewritten object fails instead of mixing versions)."""
+    """The object's bytes; with ``etag``, only that version (a rewritten object fails instead of mixing versions).
+
+    A missing object, or one whose ETag is no longer ``etag``, raises :class:`ObjectChangedError`
+    naming it; a permanent error raises :class:`PermanentS3Error`; anything else (after the
+    client's own retries) is raised as is, with a note naming the object.
+    """
     arguments: dict[str, Any] = {"Bucket": bucket, "Key": key}
     if etag:
         arguments["IfMatch"] = f'"{etag}"'
     try:
         return client.get_object(**arguments)["Body"].read()
     except Exception as exc:
-        raise_if_permanent(exc, bucket)
+        code = error_code(exc)
+        if code in GONE_CODES:
+            what = "was listed but is gone: deleted between list and read" if etag else "does not exist"
+            raise ObjectChangedError(f"s3://{bucket}/{key} {what} ({code})", bucket, key) from exc
+        if etag and code in CHANGED_CODES:
+            raise ObjectChangedError(
+                f"s3://{bucket}/{key} was rewritten between list and read: its ETag is no longer {etag} ({code})",
+                bucket,
+                key,
+            ) from exc
+        raise_if_permanent(exc, bucket, key)
+        exc.add_note(f"while reading s3://{bucket}/{key}")
         raise
 
 
@@ -91,9 +126,10 @@ def object_exists(client: Any, bucket: str, key: str) -> bool:
     try:
         client.head_object(Bucket=bucket, Key=key)
     except Exception as exc:
-        if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+        if error_code(exc) in GONE_CODES:
             return False
-        raise_if_permanent(exc, bucket)
+        raise_if_permanent(exc, bucket, key)
+        exc.add_note(f"while checking s3://{bucket}/{key}")
         raise
     return True
 
@@ -102,7 +138,8 @@ def write_object(client: Any, bucket: str, key: str, body: bytes, content_type: 
     try:
         client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
     except Exception as exc:
-        raise_if_permanent(exc, bucket)
+        raise_if_permanent(exc, bucket, key)
+        exc.add_note(f"while writing s3://{bucket}/{key}")
         raise
 
 
@@ -110,5 +147,6 @@ def copy_object(client: Any, bucket: str, source_key: str, target_key: str) -> N
     try:
         client.copy_object(Bucket=bucket, Key=target_key, CopySource={"Bucket": bucket, "Key": source_key})
     except Exception as exc:
-        raise_if_permanent(exc, bucket)
+        raise_if_permanent(exc, bucket, source_key)
+        exc.add_note(f"while copying s3://{bucket}/{source_key} to {target_key}")
         raise

@@ -1,0 +1,8 @@
+{# Audit dashboard (read-only): one hour's load_hours row. #}
+SELECT hour, status, objects, objects_unreadable, error_objects,
+       records_raw, records_valid, records_quarantined, records_duplicate,
+       records_inserted, records_updated, records_unchanged, records_superseded,
+       records_valid - records_duplicate AS batch_keys,
+       stage_key, run_id, loaded_at
+FROM {{ (loader_schema, "load_hours") | qualified }}
+WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp)

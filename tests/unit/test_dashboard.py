@@ -1,0 +1,297 @@
+"""The audit dashboard's pure parts: the window, merging the query results, the SVG chart, the page, the SQL."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from firehose_loader import dashboard
+from firehose_loader.config import Settings
+from firehose_loader.dashboard import (
+    HourDetail,
+    StreamDashboard,
+    build_points,
+    chart_svg,
+    folder_hour,
+    jsonable,
+    parse_hour,
+    render_page,
+    summarize,
+    warehouse_rows_range,
+    window,
+)
+from firehose_loader.sql import render
+from tests.unit.stream_factory import make_stream
+
+NOW = datetime(2026, 3, 2, 9, 41, 5, tzinfo=UTC)
+SVG = "{http://www.w3.org/2000/svg}"
+STREAM = make_stream(name="orders", prefix="orders/raw/")
+SETTINGS = Settings(loader_schema="loader_meta")
+
+
+def test_window_is_the_48_hours_ending_with_the_current_hour():
+    start, end = window(None, NOW)
+    assert start == datetime(2026, 2, 28, 10, tzinfo=UTC)
+    assert end == datetime(2026, 3, 2, 10, tzinfo=UTC)
+    assert (end - start) / timedelta(hours=1) == 48
+
+
+def test_window_can_end_at_a_chosen_hour():
+    assert window(datetime(2026, 3, 1, 12, tzinfo=UTC), NOW, hours=3) == (
+        datetime(2026, 3, 1, 10, tzinfo=UTC),
+        datetime(2026, 3, 1, 13, tzinfo=UTC),
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2026-03-01T10", "2026-03-01T10:00", "2026-03-01T10:00:00Z", "2026-03-01T11:00:00+01:00", " 2026-03-01 10:00 "],
+)
+def test_parse_hour_accepts_iso_hours(text):
+    assert parse_hour(text) == datetime(2026, 3, 1, 10, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text", ["2026-03-01T10:30", "yesterday", "", "2026-13-01T10:00", "10:00"])
+def test_parse_hour_refuses_what_is_not_a_whole_hour(text):
+    with pytest.raises(ValueError):
+        parse_hour(text)
+
+
+def test_folder_hours_and_the_provenance_range():
+    assert folder_hour("2026/03/01/07") == datetime(2026, 3, 1, 7, tzinfo=UTC)
+    assert folder_hour("2026/03/01/7x") is None
+    start, end = window(datetime(2026, 3, 1, 12, tzinfo=UTC), NOW, hours=3)
+    assert warehouse_rows_range(STREAM, start, end) == {
+        "folder_position": len("orders/raw/") + 1,
+        "low": "orders/raw/2026/03/01/10/",
+        "high": "orders/raw/2026/03/01/13/",
+    }
+
+
+def load_row(hour: datetime, **values) -> dict:
+    row = {
+        "hour": hour.replace(tzinfo=None),
+        "status": "loaded",
+        "objects": 6,
+        "records_raw": 2060,
+        "records_quarantined": 0,
+        "records_duplicate": 60,
+        "batch_keys": 2000,
+        "error_objects": 0,
+        "loaded_at": hour.replace(tzinfo=None) + timedelta(hours=1, minutes=16),
+    }
+    return row | values
+
+
+def audit_row(hour: datetime, **values) -> dict:
+    row = {
+        "hour": hour.replace(tzinfo=None),
+        "audits": 1,
+        "failed_audits": 0,
+        "repaired_audits": 1,
+        "missing_keys": 7,
+        "duplicate_keys": 4,
+        "stale_keys": 3,
+        "late_objects": 1,
+        "repaired_keys": 14,
+        "last_audited_at": hour.replace(tzinfo=None) + timedelta(hours=2),
+        "latest_status": "repaired",
+        "latest_s3_keys": 2010,
+        "latest_error_objects": 2,
+        "latest_message": None,
+        "latest_run_id": "scheduled__x",
+    }
+    return row | values
+
+
+def sample(hours: int = 48) -> StreamDashboard:
+    start, end = window(None, NOW, hours=hours)
+    loaded = [start + timedelta(hours=offset) for offset in (40, 41, 42)]
+    loads = [load_row(hour) for hour in loaded]
+    audits = [
+        audit_row(loaded[1]),
+        audit_row(loaded[2], missing_keys=0, duplicate_keys=0, stale_keys=0, late_objects=0, repaired_keys=0)
+        | {"latest_status": "ok", "repaired_audits": 0, "latest_s3_keys": 2000},
+    ]
+    rows = {loaded[0]: 2000, loaded[1]: 1993, loaded[2]: 2000}
+    points = build_points(start, end, loads, audits, rows)
+    return StreamDashboard(
+        "orders", "sales.order_lines", "ingest_orders", "audit_orders", start, end, True, points, summarize(points)
+    )
+
+
+def test_build_points_gives_one_point_per_hour_and_prefers_the_audits_key_count():
+    board = sample()
+    assert len(board.hours) == 48
+    assert [point.hour for point in board.hours] == [board.start + timedelta(hours=offset) for offset in range(48)]
+    only_loaded, damaged, clean = board.hours[40:43]
+    assert (only_loaded.s3_keys, only_loaded.s3_keys_source, only_loaded.audits) == (2000, "load", 0)
+    assert only_loaded.drop_rate is None and only_loaded.missing_keys is None
+    assert (damaged.s3_keys, damaged.s3_keys_source, damaged.warehouse_rows) == (2010, "audit", 1993)
+    assert (damaged.missing_keys, damaged.duplicate_keys, damaged.stale_keys, damaged.late_objects) == (7, 4, 3, 1)
+    assert damaged.drop_rate == pytest.approx(7 / 2010)
+    assert damaged.error_objects == 2 and damaged.has_drops and damaged.findings == 15
+    assert (clean.audit_status, clean.drop_rate, clean.has_drops) == ("ok", 0.0, False)
+    assert damaged.hour.tzinfo is UTC and damaged.last_audited_at.tzinfo is UTC
+    assert not board.hours[0].has_data
+
+
+def test_summary_drop_rate_is_missing_over_audited_keys():
+    summary = sample().summary
+    assert (summary.hours_loaded, summary.hours_audited, summary.hours_with_drops) == (3, 2, 1)
+    assert (summary.missing_keys, summary.duplicate_keys, summary.stale_keys, summary.late_objects) == (7, 4, 3, 1)
+    assert summary.s3_keys_audited == 4010
+    assert summary.drop_rate == pytest.approx(7 / 4010)
+    assert summarize(build_points(NOW - timedelta(hours=2), NOW, [], [], {})).drop_rate is None
+
+
+def hour_groups(svg: str) -> list[ET.Element]:
+    root = ET.fromstring(svg)
+    return [element for element in root.iter(f"{SVG}g") if "hour" in element.get("class", "").split()]
+
+
+def test_chart_is_valid_svg_with_the_numbers_of_every_hour():
+    board = sample()
+    svg = chart_svg(board, link=lambda hour: f"?hour={hour:%H}", selected=board.hours[41].hour)
+    groups = hour_groups(svg)
+    assert len(groups) == 48
+    damaged = groups[41]
+    assert damaged.get("data-hour") == dashboard.hour_key(board.hours[41].hour)
+    assert {name: damaged.get(f"data-{name}") for name in ("s3-keys", "warehouse-rows", "missing", "duplicate")} == {
+        "s3-keys": "2010",
+        "warehouse-rows": "1993",
+        "missing": "7",
+        "duplicate": "4",
+    }
+    assert (damaged.get("data-stale"), damaged.get("data-late"), damaged.get("data-audit-status")) == (
+        "3",
+        "1",
+        "repaired",
+    )
+    assert float(damaged.get("data-drop-rate")) == pytest.approx(7 / 2010)
+    assert set(damaged.get("class").split()) == {"hour", "drops", "selected"}
+    assert "missing 7, duplicate 4, stale 3, late objects 1" in damaged.find(f"{SVG}title").text
+    assert {rect.get("class") for rect in damaged.iter(f"{SVG}rect")} >= {
+        "hit",
+        "s3-keys",
+        "warehouse-rows",
+        "missing-keys",
+        "duplicate-keys",
+        "stale-keys",
+        "late-objects",
+        "drop-rate",
+    }
+    bands = [rect for rect in ET.fromstring(svg).iter(f"{SVG}rect") if rect.get("class") == "drop-band"]
+    assert len(bands) == 1
+    links = [element.get("href") for element in ET.fromstring(svg).iter(f"{SVG}a")]
+    assert len(links) == 48 and links[41] == f"?hour={board.hours[41].hour:%H}"
+
+
+def test_chart_of_an_empty_window_says_so():
+    start, end = window(None, NOW)
+    points = build_points(start, end, [], [], {})
+    board = StreamDashboard("orders", "sales.order_lines", "i", "a", start, end, False, points, summarize(points))
+    svg = chart_svg(board)
+    assert "no audit in this window" in svg
+    assert all(group.get("data-s3-keys") == "" for group in hour_groups(svg))
+
+
+def test_page_is_self_contained_and_escapes_what_it_shows():
+    board = sample()
+    hour = board.hours[41].hour
+    detail = HourDetail(
+        stream="orders",
+        hour=hour,
+        load=load_row(hour, run_id="run <1>", stage_key="s", objects_unreadable=0, records_valid=2000)
+        | {
+            "records_inserted": 1,
+            "records_updated": 0,
+            "records_unchanged": 0,
+            "records_superseded": 0,
+        },
+        objects=(
+            {
+                "object_key": "orders/raw/2026/03/02/07/orders-1-x",
+                "etag": "e",
+                "size_bytes": 10,
+                "compression": "gzip",
+                "status": "partial",
+                "message": "<script>alert(1)</script>",
+                "records_raw": 3,
+                "records_valid": 2,
+                "records_quarantined": 1,
+                "records_duplicate": 0,
+                "records_inserted": 2,
+                "records_updated": 0,
+                "records_unchanged": 0,
+                "records_superseded": 0,
+                "quarantine_key": "q/orders-1-x.jsonl",
+                "run_id": "r",
+                "loaded_at": NOW,
+            },
+        ),
+        audits=(),
+        totals={
+            "size_bytes": 10,
+            "records_raw": 3,
+            "records_valid": 2,
+            "records_quarantined": 1,
+            "records_duplicate": 0,
+            "records_inserted": 2,
+            "records_updated": 0,
+            "records_unchanged": 0,
+            "records_superseded": 0,
+        },
+    )
+    page = render_page([board], now=NOW, selected_stream="orders", detail=detail, airflow_root="/base/")
+    assert "<script" not in page.replace("&lt;script&gt;", "")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "run &lt;1&gt;" in page
+    # Nothing to fetch from elsewhere: no external URL but the SVG namespace, no stylesheet or image links.
+    assert set(re.findall(r"https?://[^\s\"'<>]+", page)) == {"http://www.w3.org/2000/svg"}
+    assert "<link" not in page and "<img" not in page
+    assert 'id="ledger-orders"' in page and "q/orders-1-x.jsonl" in page
+    assert 'href="/base/dags/ingest_orders"' in page
+    assert "0.17%" in page  # the window's drop rate, 7 / 4010
+
+
+def test_json_is_plain_data():
+    data = json.loads(json.dumps(jsonable(sample())))
+    assert data["stream"] == "orders" and len(data["hours"]) == 48
+    point = data["hours"][41]
+    assert point["missing_keys"] == 7 and point["has_drops"] is True and point["findings"] == 15
+    assert point["hour"].endswith("+00:00")
+    assert data["summary"]["drop_rate"] == pytest.approx(7 / 4010)
+
+
+CONTEXT = {"loader_schema": "loader_meta", "target": ("sales", "order_lines")}
+TEMPLATES = [
+    "dashboard/tables.sql",
+    "dashboard/load_hours.sql",
+    "dashboard/audits.sql",
+    "dashboard/warehouse_rows.sql",
+    "dashboard/hour_load.sql",
+    "dashboard/hour_ledger.sql",
+    "dashboard/hour_audits.sql",
+]
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_dashboard_sql_is_one_read_only_statement_with_quoted_names(template):
+    text = render(template, **CONTEXT)
+    assert text.strip().upper().startswith("SELECT")
+    assert ";" not in text
+    assert not re.search(r"\b(INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|TRUNCATE|GRANT)\b", text, re.IGNORECASE)
+    if "loader_meta" in text:
+        assert '"loader_meta".' in text
+    assert "{{" not in text and "{%" not in text
+
+
+@pytest.mark.parametrize("template", [name for name in TEMPLATES if name != "dashboard/tables.sql"])
+def test_dashboard_sql_refuses_unvalidated_names(template):
+    with pytest.raises(ValueError):
+        render(template, loader_schema='x"; DROP TABLE y; --', target=("sales", "order_lines; --"))

@@ -1,0 +1,271 @@
+"""A simulated Firehose delivery stream and a lossy real-time path, for `make up`.
+
+Runs in the background (``make up`` starts it, ``make down`` stops it) against the local stack:
+
+* **Firehose.** Every few seconds it makes sure the stream's folders of the last few hours
+  (``--hours``, default 6) and of the current hour hold what Firehose would have delivered by
+  now: each hour is a fixed set of objects (mixed encodings, at-least-once duplicates, one
+  damaged record now and then), and an object appears once the moment in its key has passed.
+  The content of an hour never changes between runs (it is seeded by the hour), so a restart
+  rewrites identical objects (same ETags) and nothing counts as new.
+* **Late objects.** For some hours, after the hour was loaded, one more object arrives in the
+  hour's folder (records delivered again, some in a newer version): the audit reports it as a
+  late object and merges it.
+* **The lossy real-time path.** After an hour is loaded (a ``load_hours`` row appears) it damages
+  most hours once with :func:`firehose_loader.simulate.lossy_realtime_path`: rows lost, rows
+  doubled, rows left in an older version. The audit finds and repairs them.
+
+It triggers nothing in Airflow: the scheduler's own runs (and the backfill `make up` creates)
+pick the hours up. What it did is in ``.local/up/producer.log``; what it already damaged is in
+``.local/up/producer-state.json``.
+
+    python tools/producer.py [--stream events] [--hours 6] [--records 400] [--interval 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import random
+import signal
+import sys
+import time
+import zlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import orjson
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugins"))
+
+from firehose_loader.config import Settings, Stream, load_config  # noqa: E402
+from firehose_loader.partitions import HOUR, hour_prefix, hour_start  # noqa: E402
+from firehose_loader.simulate import (  # noqa: E402
+    SimulatedObject,
+    lossy_realtime_path,
+    make_object,
+    product_hour,
+)
+
+STATE_DIR = ROOT / ".local" / "up"
+log = logging.getLogger("producer")
+
+
+def hour_seed(stream: Stream, hour: datetime) -> int:
+    return zlib.crc32(f"{stream.name} {hour:%Y-%m-%dT%H}".encode())
+
+
+def planned_objects(stream: Stream, hour: datetime, records: int) -> list[SimulatedObject]:
+    """What Firehose delivers for ``hour``: the same objects every time it is asked."""
+    rng = random.Random(hour_seed(stream, hour))
+    objects = product_hour(stream.prefix, stream.name, hour, records, rng)
+    if hour_seed(stream, hour) % 3 == 0:
+        # A producer sent a truncated record: it goes to quarantine, the rest of the object loads.
+        broken = [b'{"event_id": "evt-broken-' + f"{hour:%H}".encode() + b'", "received_at": ']
+        objects.append(make_object(stream.prefix, stream.name, hour, 57, broken, "ndjson", rng))
+    return objects
+
+
+def late_object(stream: Stream, hour: datetime, records: int) -> SimulatedObject | None:
+    """For some hours, an object that arrives after the hour was loaded; None for the others.
+
+    It holds 8 of the hour's records again: 4 as they were (a retry), 4 in a newer version.
+    """
+    seed = hour_seed(stream, hour)
+    if seed % 4 != 1:
+        return None
+    rng = random.Random(seed + 1)
+    delivered = []
+    for item in planned_objects(stream, hour, records):
+        for record in item.records:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                delivered.append(orjson.loads(record))
+    chosen = rng.sample(sorted(delivered, key=lambda event: event["event_id"]), 8)
+    last = hour + HOUR - timedelta(microseconds=1)
+    newer = []
+    for event in chosen[4:]:
+        moment = datetime.fromisoformat(event["received_at"].replace("Z", "+00:00")) + timedelta(seconds=30)
+        newer.append({**event, "received_at": min(moment, last).isoformat().replace("+00:00", "Z")})
+    return make_object(stream.prefix, stream.name, hour, 59, chosen[:4] + newer, "gzip-ndjson", rng)
+
+
+def key_moment(key: str) -> datetime:
+    """When Firehose wrote an object, from its key (``<stream>-1-YYYY-MM-DD-HH-MM-SS-<uuid>``)."""
+    name = key.rsplit("/", 1)[-1]
+    stamp = "-".join(name.split("-")[2:8])
+    return datetime.strptime(stamp, "%Y-%m-%d-%H-%M-%S").replace(tzinfo=UTC)
+
+
+def damage_plan(stream: Stream, hour: datetime) -> tuple[int, int, int]:
+    """(rows lost, rows doubled, rows left older) for an hour; a quarter of the hours stay clean."""
+    rng = random.Random(hour_seed(stream, hour) + 7)
+    if rng.random() < 0.25:
+        return 0, 0, 0
+    return rng.randint(1, 12), rng.randint(0, 5), rng.randint(0, 4)
+
+
+class Producer:
+    def __init__(self, stream: Stream, settings: Settings, hours: int, records: int, state_file: Path) -> None:
+        self.stream = stream
+        self.settings = settings
+        self.hours = hours
+        self.records = records
+        self.state_file = state_file
+        self.s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
+        self.state = self.load_state()
+        self.plans: dict[datetime, list[SimulatedObject]] = {}
+
+    def load_state(self) -> dict[str, list[str]]:
+        with contextlib.suppress(OSError, ValueError):
+            return json.loads(self.state_file.read_text())
+        return {"damaged": [], "late": []}
+
+    def save_state(self) -> None:
+        self.state_file.write_text(json.dumps(self.state, indent=1) + "\n")
+
+    def tag(self, hour: datetime) -> str:
+        return f"{self.stream.name} {hour:%Y-%m-%dT%H:00}"
+
+    def window(self, now: datetime) -> list[datetime]:
+        current = hour_start(now)
+        return [current - index * HOUR for index in range(self.hours, -1, -1)]
+
+    def existing_keys(self, hour: datetime) -> set[str]:
+        keys = set()
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.stream.bucket, Prefix=hour_prefix(self.stream.prefix, hour)):
+            keys.update(item["Key"] for item in page.get("Contents", []))
+        return keys
+
+    def deliver(self, now: datetime) -> int:
+        """Write every object whose moment has passed and that is not in S3 yet."""
+        with contextlib.suppress(self.s3.exceptions.BucketAlreadyOwnedByYou):
+            self.s3.create_bucket(Bucket=self.stream.bucket)
+        written = 0
+        hours = self.window(now)
+        self.plans = {hour: self.plans.get(hour) or planned_objects(self.stream, hour, self.records) for hour in hours}
+        for hour in hours:
+            existing = self.existing_keys(hour)
+            for item in self.plans[hour]:
+                if item.key not in existing and key_moment(item.key) <= now:
+                    self.s3.put_object(Bucket=self.stream.bucket, Key=item.key, Body=item.body)
+                    written += 1
+            if self.tag(hour) in self.state["late"]:
+                late = late_object(self.stream, hour, self.records)
+                if late is not None and late.key not in existing:  # moto forgot it (a restarted stack)
+                    self.s3.put_object(Bucket=self.stream.bucket, Key=late.key, Body=late.body)
+                    written += 1
+        return written
+
+    def loaded_hours(self, conn: psycopg.Connection, hours: list[datetime]) -> set[datetime]:
+        exists = conn.execute(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = 'load_hours'",
+            (self.settings.loader_schema,),
+        ).fetchone()
+        if exists is None:
+            return set()
+        rows = conn.execute(
+            sql.SQL("SELECT hour FROM {} WHERE stream = %s AND hour = ANY(%s) AND status <> 'empty'").format(
+                sql.Identifier(self.settings.loader_schema, "load_hours")
+            ),
+            (self.stream.name, [hour.replace(tzinfo=None) for hour in hours]),
+        ).fetchall()
+        return {row[0].replace(tzinfo=UTC) for row in rows}
+
+    def after_loads(self, now: datetime) -> None:
+        """Damage newly loaded hours once (the real-time path) and deliver late objects for some of them."""
+        hours = self.window(now)
+        with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
+            loaded = self.loaded_hours(conn, hours)
+            conn.rollback()
+            for hour in sorted(loaded):
+                tag = self.tag(hour)
+                if tag not in self.state["damaged"]:
+                    drops, duplicates, stale = damage_plan(self.stream, hour)
+                    if drops or duplicates or stale:
+                        lossy_realtime_path(conn, self.stream, self.settings, hour, drops, duplicates, stale)
+                        log.info(
+                            "real-time path damaged %s: %d rows lost, %d doubled, %d older",
+                            tag,
+                            drops,
+                            duplicates,
+                            stale,
+                        )
+                    else:
+                        log.info("real-time path left %s intact", tag)
+                    self.state["damaged"].append(tag)
+                    self.save_state()
+                if tag not in self.state["late"]:
+                    late = late_object(self.stream, hour, self.records)
+                    if late is not None:
+                        self.s3.put_object(Bucket=self.stream.bucket, Key=late.key, Body=late.body)
+                        log.info("Firehose delivered a late object into %s: %s", tag, late.key)
+                    self.state["late"].append(tag)
+                    self.save_state()
+
+    def once(self) -> None:
+        now = datetime.now(UTC)
+        written = self.deliver(now)
+        if written:
+            log.info("delivered %d objects to s3://%s/%s", written, self.stream.bucket, self.stream.prefix)
+        self.after_loads(now)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stream", default="events", help="the stream to produce for (default: events)")
+    parser.add_argument("--hours", type=int, default=6, help="complete hours before the current one to fill")
+    parser.add_argument("--records", type=int, default=400, help="distinct events per hour")
+    parser.add_argument("--interval", type=float, default=15.0, help="seconds between two passes")
+    parser.add_argument("--once", action="store_true", help="one pass, then exit")
+    parser.add_argument("--ready-file", type=Path, help="touched after the first pass")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+
+    config = load_config()
+    producer = Producer(
+        config.stream(args.stream), config.settings, args.hours, args.records, STATE_DIR / "producer-state.json"
+    )
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    stopping = False
+
+    def stop(signum, frame) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info(
+        "producing %s: the last %d hours and the current one, %d events an hour, into s3://%s/%s",
+        args.stream,
+        args.hours,
+        args.records,
+        producer.stream.bucket,
+        producer.stream.prefix,
+    )
+    first = True
+    while not stopping:
+        try:
+            producer.once()
+        except Exception:
+            log.exception("pass failed; trying again in %.0f s", args.interval)
+        if first and args.ready_file:
+            args.ready_file.touch()
+        first = False
+        if args.once:
+            break
+        deadline = time.monotonic() + args.interval
+        while not stopping and time.monotonic() < deadline:
+            time.sleep(0.2)
+    log.info("producer stopped")
+
+
+if __name__ == "__main__":
+    main()
