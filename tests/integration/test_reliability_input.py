@@ -20,7 +20,6 @@ from typing import Any
 
 import orjson
 import psycopg
-import pytest
 from psycopg import sql
 
 from firehose_loader.config import Settings
