@@ -81,7 +81,12 @@ COLUMNS = {
 KEY = "event_id"
 ORDER = "received_at"
 # The loader's own tables (ledger, load_hours); a baseline from another commit gets its own schema.
-LOADER_SCHEMA = os.environ.get("BENCH_LOADER_SCHEMA", "bench_loader")
+# Schemas, the loader's stream names and stage keys start with this, so that runs side by side
+# (a developer's `make bench` and the test suite's smoke run) do not touch each other's tables.
+NAMESPACE = os.environ.get("BENCH_NAMESPACE", "bench")
+if not re.fullmatch(r"[a-z][a-z0-9_]{0,20}", NAMESPACE):
+    raise SystemExit(f"BENCH_NAMESPACE must be a short lowercase identifier, got {NAMESPACE!r}")
+LOADER_SCHEMA = os.environ.get("BENCH_LOADER_SCHEMA", f"{NAMESPACE}_loader")
 DEFAULT_CONTENDERS = ("limit", "ours", "dag", "naive", "dlt")
 
 
@@ -96,16 +101,23 @@ def stream_name(size: int) -> str:
     return f"bench_{size}"
 
 
+def loader_stream_name(size: int) -> str:
+    """The stream name ours loads under (ledger rows, stage keys, the DAG id)."""
+    return f"{NAMESPACE}_{size}"
+
+
 def table_for(contender: str, size: int) -> tuple[str, str]:
     if contender.startswith("ours before"):
         contender = "ours_before"
-    schema = "bench_" + re.sub(r"[^a-z0-9_]", "_", contender.lower())
+    if contender == "dlt":  # dlt keeps its own state tables in the dataset: one per size
+        contender = f"dlt_{size}"
+    schema = f"{NAMESPACE}_" + re.sub(r"[^a-z0-9_]", "_", contender.lower())
     return schema, f"events_{size}"
 
 
-def stream_entry(size: int, schema: str = "bench_ours") -> dict[str, Any]:
+def stream_entry(size: int, schema: str) -> dict[str, Any]:
     return {
-        "name": stream_name(size),
+        "name": loader_stream_name(size),
         "bucket": BUCKET,
         "prefix": prefix_for(size),
         "table": f"{schema}.events_{size}",
@@ -113,8 +125,8 @@ def stream_entry(size: int, schema: str = "bench_ours") -> dict[str, Any]:
         "order_by": ORDER,
         "columns": COLUMNS,
         "settle_grace_minutes": 0,
-        "staging_prefix": "bench-staging/",
-        "quarantine_prefix": "bench-quarantine/",
+        "staging_prefix": f"{NAMESPACE.replace('_', '-')}-staging/",
+        "quarantine_prefix": f"{NAMESPACE.replace('_', '-')}-quarantine/",
     }
 
 
@@ -367,7 +379,9 @@ def contender_ours_extract(size: int) -> dict[str, Any]:
     from firehose_loader.config import parse_config
     from firehose_loader.ingest import extract_hour
 
-    stream = parse_config({"streams": [stream_entry(size, os.environ.get("BENCH_SCHEMA", "bench_ours"))]}).streams[0]
+    stream = parse_config(
+        {"streams": [stream_entry(size, os.environ.get("BENCH_SCHEMA", table_for("ours", size)[0]))]}
+    ).streams[0]
     client = s3_client()
     stages = Stages()
     started = start_clock()
@@ -395,7 +409,9 @@ def ours_context(size: int) -> tuple[Any, Any, Any]:
     from firehose_loader.config import Settings, parse_config
     from firehose_loader.dialects import Postgres
 
-    stream = parse_config({"streams": [stream_entry(size, os.environ.get("BENCH_SCHEMA", "bench_ours"))]}).streams[0]
+    stream = parse_config(
+        {"streams": [stream_entry(size, os.environ.get("BENCH_SCHEMA", table_for("ours", size)[0]))]}
+    ).streams[0]
     return stream, Settings(loader_schema=LOADER_SCHEMA), Postgres()
 
 
@@ -642,11 +658,11 @@ def run_worker(
 
 def prepare_ours(schema: str, size: int, loader_schema: str = LOADER_SCHEMA) -> None:
     with pg_connect(autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        conn.execute(f'DROP TABLE IF EXISTS "{schema}"."events_{size}"')
         for table in ("ledger", "load_hours"):
             exists = conn.execute("SELECT to_regclass(%s)", (f"{loader_schema}.{table}",)).fetchone()[0]
             if exists:
-                conn.execute(f"DELETE FROM {loader_schema}.{table} WHERE stream = %s", (stream_name(size),))
+                conn.execute(f"DELETE FROM {loader_schema}.{table} WHERE stream = %s", (loader_stream_name(size),))
 
 
 def run_ours(size: int, label: str = "ours", pythonpath: str | None = None) -> dict[str, Any]:
@@ -689,7 +705,7 @@ def contender_dag(size: int) -> dict[str, Any]:
     streams_file.write_text(
         yaml.safe_dump({"loader_schema": LOADER_SCHEMA, "streams": [stream_entry(size, schema)]}, sort_keys=False)
     )
-    command = ["airflow", "dags", "test", f"ingest_{stream_name(size)}", (HOUR + HOUR_LENGTH).isoformat()]
+    command = ["airflow", "dags", "test", f"ingest_{loader_stream_name(size)}", (HOUR + HOUR_LENGTH).isoformat()]
     environment = {**os.environ, "STREAMS_CONFIG": str(streams_file)}
     environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"
     started = start_clock()
@@ -700,7 +716,7 @@ def contender_dag(size: int) -> dict[str, Any]:
     with pg_connect(autocommit=True) as conn:
         status = conn.execute(
             f"SELECT status FROM {LOADER_SCHEMA}.load_hours WHERE stream = %s AND hour = %s",
-            (stream_name(size), HOUR.replace(tzinfo=None)),
+            (loader_stream_name(size), HOUR.replace(tzinfo=None)),
         ).fetchone()
     if completed.returncode != 0 or status is None or status[0] != "loaded":
         raise RuntimeError(f"airflow dags test failed (exit {completed.returncode}, load_hours {status}); see {log}")
@@ -850,7 +866,7 @@ def merge_cost(size: int, base_rows: int) -> dict[str, Any]:
     from firehose_loader.dialects import Postgres
     from firehose_loader.ingest import ensure_tables, extract_hour, load_and_merge, staged_batch
 
-    schema = "bench_big"
+    schema = f"{NAMESPACE}_big"
     entry = stream_entry(size, schema)
     stream = parse_config({"streams": [entry]}).streams[0]
     settings = Settings(loader_schema=LOADER_SCHEMA)
@@ -927,7 +943,7 @@ def prepare_ours_ledger(size: int) -> None:
     with pg_connect(autocommit=True) as conn:
         for name in ("ledger", "load_hours"):
             if conn.execute("SELECT to_regclass(%s)", (f"{LOADER_SCHEMA}.{name}",)).fetchone()[0]:
-                conn.execute(f"DELETE FROM {LOADER_SCHEMA}.{name} WHERE stream = %s", (stream_name(size),))
+                conn.execute(f"DELETE FROM {LOADER_SCHEMA}.{name} WHERE stream = %s", (loader_stream_name(size),))
 
 
 # --- report -----------------------------------------------------------------------------------------------------------

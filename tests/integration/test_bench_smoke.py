@@ -9,31 +9,43 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
+from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.integration
 
 
-def test_bench_script_completes_and_the_contenders_agree(stack_up, tmp_path: Path) -> None:
+def test_bench_script_completes_and_the_contenders_agree(stack_up, warehouse, tmp_path: Path) -> None:
     results = tmp_path / "results.md"
+    # Its own schemas, so a developer's `make bench` running meanwhile is not disturbed.
+    namespace = f"bench_smoke_{uuid.uuid4().hex[:8]}"
     environment = {
         **os.environ,
         "BENCH_SIZES": "5000",
         "BENCH_CONTENDERS": "limit,ours,naive,dlt",
         "BENCH_RESULTS": str(results),
+        "BENCH_NAMESPACE": namespace,
     }
-    completed = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py")],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    try:
+        completed = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "run.py")],
+            cwd=ROOT,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        schemas = warehouse.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (f"{namespace}%",)
+        ).fetchall()
+        for (schema,) in schemas:
+            warehouse.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
     assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
     report = results.read_text()
     assert "Row checks: **all tables agree** (expected 5,000 rows, one per key)" in report
