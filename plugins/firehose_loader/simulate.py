@@ -64,6 +64,16 @@ def make_object(
 
 
 EVENT_TYPES = ("page_view", "click", "signup", "purchase", "logout")
+# The columns of the bundled example stream (include/streams.yml) that product events fill.
+PRODUCT_EVENT_COLUMNS = {
+    "event_id": "varchar(64)",
+    "event_type": "varchar(64)",
+    "user_id": "bigint",
+    "received_at": "timestamptz",
+    "amount": "numeric(12,2)",
+    "is_test": "boolean",
+    "properties": "json",
+}
 
 
 def product_event(rng: random.Random, hour: datetime, number: int) -> dict[str, Any]:

@@ -43,7 +43,7 @@ from firehose_loader.config import Settings, Stream, load_config
 from firehose_loader.dialects import Postgres
 from firehose_loader.ingest import ensure_tables, extract_hour, load_and_merge, staged_batch
 from firehose_loader.partitions import HOUR, hour_start
-from firehose_loader.simulate import lossy_realtime_path, make_object, product_hour
+from firehose_loader.simulate import PRODUCT_EVENT_COLUMNS, lossy_realtime_path, make_object, product_hour
 from tools import airflow_local, stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,15 +61,7 @@ SCREENSHOTS = ROOT / ".local" / "screenshots"
 DATABASE = "airflow_browser"
 RECORDS_PER_HOUR = 300
 DAMAGE = {"drops": 7, "duplicates": 4, "stale": 3}
-EXAMPLE_COLUMNS = {
-    "event_id": "varchar(64)",
-    "event_type": "varchar(64)",
-    "user_id": "bigint",
-    "received_at": "timestamptz",
-    "amount": "numeric(12,2)",
-    "is_test": "boolean",
-    "properties": "json",
-}
+EXAMPLE_COLUMNS = PRODUCT_EVENT_COLUMNS
 
 
 def pytest_collection_modifyitems(config, items):

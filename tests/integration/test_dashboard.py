@@ -17,19 +17,11 @@ from firehose_loader.config import load_config
 from firehose_loader.dashboard import hour_key, jsonable, query_hour, query_stream, window
 from firehose_loader.dialects import Postgres
 from firehose_loader.ingest import ensure_tables, extract_hour, load_and_merge, staged_batch
-from firehose_loader.simulate import lossy_realtime_path, make_object, product_hour
+from firehose_loader.simulate import PRODUCT_EVENT_COLUMNS, lossy_realtime_path, make_object, product_hour
 
 pytestmark = pytest.mark.integration
 
-EXAMPLE_COLUMNS = {
-    "event_id": "varchar(64)",
-    "event_type": "varchar(64)",
-    "user_id": "bigint",
-    "received_at": "timestamptz",
-    "amount": "numeric(12,2)",
-    "is_test": "boolean",
-    "properties": "json",
-}
+EXAMPLE_COLUMNS = PRODUCT_EVENT_COLUMNS
 HOURS = [datetime(2026, 5, 1, 10, tzinfo=UTC), datetime(2026, 5, 1, 11, tzinfo=UTC)]
 
 
