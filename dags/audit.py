@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from airflow.sdk import Param, dag, get_current_context, task
 
 from firehose_loader.airflow_glue import RETRY_DEFAULTS, run_audit
 from firehose_loader.config import Settings, Stream, load_config
 from firehose_loader.dag_parts import HOURLY, settled_and_ready, table_asset
 from firehose_loader.docs import audit_doc_md
+
+AUDIT_AFTER_INGEST = timedelta(minutes=10)
 
 
 def build_audit_dag(stream: Stream, settings: Settings):
@@ -31,7 +35,9 @@ def build_audit_dag(stream: Stream, settings: Settings):
                 stream, settings, data_interval_end, int(params["lookback_hours"]), run_id, get_current_context()
             )
 
-        settled_and_ready(stream, settings) >> audit_and_repair()
+        # Ten minutes after the ingest's own wait, so the newest hour's ingest normally committed first
+        # and the audit does not load that hour itself and report all of it missing.
+        settled_and_ready(stream, settings, extra_wait=AUDIT_AFTER_INGEST) >> audit_and_repair()
 
     return audit()
 

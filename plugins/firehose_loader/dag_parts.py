@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
 from airflow.sdk import Asset, CronDataIntervalTimetable, XComArg, task
 
@@ -20,14 +22,14 @@ def table_asset(stream: Stream, settings: Settings) -> Asset:
     )
 
 
-def settled_and_ready(stream: Stream, settings: Settings) -> XComArg:
+def settled_and_ready(stream: Stream, settings: Settings, extra_wait: timedelta = timedelta(0)) -> XComArg:
     """Wait (deferred, no worker slot) until the interval's last hour has settled, then create missing tables.
 
     Call inside a DAG; returns the task that the DAG's own work follows.
     """
     wait_for_settled_hour = TimeDeltaSensor(
         task_id="wait_for_settled_hour",
-        delta=stream.settle_grace,
+        delta=stream.settle_grace + extra_wait,
         deferrable=True,
         retries=0,
     )
