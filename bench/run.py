@@ -57,7 +57,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+# Workers run from a copy of this script (see worker_script) and are told where the project is.
+ROOT = Path(os.environ.get("BENCH_ROOT") or Path(__file__).resolve().parents[1])
 # The library under test: this tree's plugins/, or a baseline's (see BENCH_BASELINE) in its worker processes.
 PLUGINS = Path(os.environ.get("BENCH_PLUGINS") or ROOT / "plugins")
 if str(PLUGINS) not in sys.path:
@@ -628,6 +629,19 @@ def worker_main(name: str, size: int, out: str) -> None:
 # --- orchestration ----------------------------------------------------------------------------------------------------
 
 
+_worker_copy: Path | None = None
+
+
+def worker_script() -> Path:
+    """A copy of this script taken when the run started: workers are not affected by edits made meanwhile."""
+    global _worker_copy
+    if _worker_copy is None:
+        folder = Path(tempfile.mkdtemp(prefix="bench-script-"))
+        _worker_copy = folder / "run.py"
+        shutil.copyfile(Path(__file__).resolve(), _worker_copy)
+    return _worker_copy
+
+
 def run_worker(
     name: str, size: int, env: dict[str, str] | None = None, pythonpath: str | None = None
 ) -> dict[str, Any]:
@@ -638,10 +652,11 @@ def run_worker(
     # process compile pandas & co. again, seconds each): a deployed worker imports from bytecode.
     environment.pop("PYTHONDONTWRITEBYTECODE", None)
     environment["BENCH_PLUGINS"] = pythonpath or str(PLUGINS)
+    environment["BENCH_ROOT"] = str(ROOT)
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath or str(PLUGINS), str(ROOT)]))
     started = time.perf_counter()
     completed = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "worker", name, str(size), out],
+        [sys.executable, str(worker_script()), "worker", name, str(size), out],
         env=environment,
         cwd=str(ROOT),
         capture_output=True,
