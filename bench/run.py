@@ -642,15 +642,21 @@ def worker_script() -> Path:
     return _worker_copy
 
 
+def deployed_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment for a child that should import as a deployed worker does."""
+    environment = {**os.environ, **(extra or {})}
+    # Let Python cache compiled modules (this sandbox sets PYTHONDONTWRITEBYTECODE, which makes every
+    # process compile pandas & co. again, seconds each): a deployed worker imports from bytecode.
+    environment.pop("PYTHONDONTWRITEBYTECODE", None)
+    return environment
+
+
 def run_worker(
     name: str, size: int, env: dict[str, str] | None = None, pythonpath: str | None = None
 ) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         out = handle.name
-    environment = {**os.environ, **(env or {})}
-    # Let Python cache compiled modules (this sandbox sets PYTHONDONTWRITEBYTECODE, which makes every
-    # process compile pandas & co. again, seconds each): a deployed worker imports from bytecode.
-    environment.pop("PYTHONDONTWRITEBYTECODE", None)
+    environment = deployed_environment(env)
     environment["BENCH_PLUGINS"] = pythonpath or str(PLUGINS)
     environment["BENCH_ROOT"] = str(ROOT)
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath or str(PLUGINS), str(ROOT)]))
@@ -721,7 +727,7 @@ def contender_dag(size: int) -> dict[str, Any]:
         yaml.safe_dump({"loader_schema": LOADER_SCHEMA, "streams": [stream_entry(size, schema)]}, sort_keys=False)
     )
     command = ["airflow", "dags", "test", f"ingest_{loader_stream_name(size)}", (HOUR + HOUR_LENGTH).isoformat()]
-    environment = {**os.environ, "STREAMS_CONFIG": str(streams_file)}
+    environment = deployed_environment({"STREAMS_CONFIG": str(streams_file)})
     environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"
     started = start_clock()
     completed = subprocess.run(command, env=environment, cwd=str(ROOT), capture_output=True, text=True)

@@ -40,6 +40,9 @@ PG_PORT = int(os.environ.get("FIREHOSE_PG_PORT", "54329"))
 S3_PORT = int(os.environ.get("FIREHOSE_S3_PORT", "54330"))
 PG_SYSTEM_USER = "firehose-pg"
 PG_USER = "postgres"
+# An hour's load writes about twice its JSON size as WAL; with the default max_wal_size (1 GB) a
+# 1 M-record hour forces a checkpoint every few seconds. docker-compose.yaml starts its server alike.
+PG_SETTINGS = "-c max_connections=200 -c shared_buffers=512MB -c max_wal_size=4GB -c checkpoint_timeout=15min"
 DATABASES = ("warehouse", "airflow")
 HOST = "127.0.0.1"
 
@@ -117,7 +120,7 @@ def start_postgres() -> None:
     PG_LOG.touch()
     if owner:
         os.chown(PG_LOG, owner.pw_uid, owner.pw_gid)
-    options = f"-h {HOST} -p {PG_PORT} -k {shlex.quote(str(PGDATA))} -c max_connections=200"
+    options = f"-h {HOST} -p {PG_PORT} -k {shlex.quote(str(PGDATA))} {PG_SETTINGS}"
     run_as_pg_user(
         [str(pg_bin() / "pg_ctl"), "-w", "-t", "60", "-D", str(PGDATA), "-l", str(PG_LOG), "-o", options, "start"],
         stdout=subprocess.DEVNULL,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -30,11 +30,11 @@ from firehose_loader.sql import render
 
 @dataclass(frozen=True)
 class Stage:
-    """The staged Parquet batch of a run: where it is, and how to read it into memory."""
+    """The staged Parquet batch of a run: where it is, and how to read it a record batch at a time."""
 
     bucket: str
     key: str
-    read: Callable[[], pa.Table]
+    batches: Callable[[], Iterator[pa.RecordBatch]]
     rows: int | None = None  # how many rows the stage holds, when the caller knows
 
     @property
@@ -88,24 +88,52 @@ class Postgres:
         return render("postgres/lock_target.sql", **context).strip()
 
     def copy_into_staging(self, cursor: Any, context: dict[str, Any], stage: Stage) -> None:
-        """Stream the staged rows into the staging table with COPY FROM STDIN (CSV).
+        """Stream the staged rows into the staging table with COPY FROM STDIN (CSV), a batch at a time.
 
         Every non-null value is quoted, so an unquoted empty field is NULL and ``""`` is
-        the empty string; the text ``NULL`` is just text.
+        the empty string; the text ``NULL`` is just text. Only one record batch and its CSV
+        are in memory at once, whatever the size of the hour.
         """
-        buffer = io.BytesIO()
-        pa_csv.write_csv(
-            stage.read(),
-            buffer,
-            pa_csv.WriteOptions(include_header=False, quoting_style="all_valid"),
-        )
         statement = render("postgres/copy_staging.sql", **context)
+        options = pa_csv.WriteOptions(include_header=False, quoting_style="all_valid")
         if hasattr(cursor, "copy"):  # psycopg 3, which the postgres provider prefers when installed
-            with cursor.copy(statement) as copy:
-                copy.write(buffer.getbuffer())
-        else:  # psycopg2
-            buffer.seek(0)
-            cursor.copy_expert(statement, buffer)
+            from psycopg.copy import QueuedLibpqWriter
+
+            # A writer thread sends the data while this one renders the next batch's CSV
+            # (its queue holds at most ~128 MB).
+            with cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy:
+                for batch in stage.batches():
+                    copy.write(_csv_bytes(batch, options))
+        else:  # psycopg2 reads a file object: hand it the batches' CSV one after another
+            cursor.copy_expert(statement, _ChunkReader(_csv_bytes(batch, options) for batch in stage.batches()))
+
+
+def _csv_bytes(batch: pa.RecordBatch, options: pa_csv.WriteOptions) -> memoryview:
+    buffer = io.BytesIO()
+    pa_csv.write_csv(batch, buffer, options)
+    return buffer.getbuffer()
+
+
+class _ChunkReader(io.RawIOBase):
+    """A readable file over an iterator of byte chunks (what psycopg2's copy_expert reads from)."""
+
+    def __init__(self, chunks: Iterator[memoryview]) -> None:
+        self._chunks = chunks
+        self._current = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while not self._current:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._current = memoryview(chunk).cast("B")
+        size = min(len(target), len(self._current))
+        target[:size] = self._current[:size]
+        self._current = self._current[size:]
+        return size
 
 
 # The role Redshift assumes to read the stage: an IAM role ARN (a comma-separated chain of up
@@ -201,7 +229,7 @@ class Redshift:
         # loaded too. The staging table must hold exactly the staged rows.
         cursor.execute(render("redshift/staged_rows.sql", **context).strip())
         (loaded,) = cursor.fetchone()
-        expected = stage.rows if stage.rows is not None else stage.read().num_rows
+        expected = stage.rows if stage.rows is not None else sum(batch.num_rows for batch in stage.batches())
         if loaded != expected:
             raise StageMismatchError(
                 f"COPY from {stage.uri} loaded {loaded} rows but the stage holds {expected}: another object "

@@ -8,7 +8,6 @@ merges it, with the ledger, in one transaction.
 
 from __future__ import annotations
 
-import io
 import re
 import tempfile
 from collections import defaultdict
@@ -17,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from firehose_loader.batch import HourBatch, ObjectStats, QuarantinedRecord, SourceObject, StagedHour, stage_hour, timed
@@ -39,6 +39,8 @@ from firehose_loader.transactions import retry_serialization_failures
 STAGING_TABLE = "firehose_staging"
 OBJECTS_TABLE = "firehose_objects"
 PLAN_TABLE = "firehose_plan"
+# Rows decoded from the stage (and rendered as CSV for PostgreSQL) at a time: ~50 MB of these events.
+STAGE_READ_BATCH_ROWS = 65_536
 
 
 def run_token(run_id: str) -> str:
@@ -139,12 +141,13 @@ def staged_batch(client: Any, stream: Stream, manifest: dict[str, Any]) -> Stage
     key = manifest["stage_key"]
     if key is None:
         return None
-    return Stage(
-        stream.bucket,
-        key,
-        lambda: pq.read_table(io.BytesIO(read_object(client, stream.bucket, key))),
-        rows=manifest.get("rows"),
-    )
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        # The Parquet bytes (compressed) stay in memory; the rows are decoded one batch at a time.
+        stage_file = pq.ParquetFile(pa.BufferReader(read_object(client, stream.bucket, key)))
+        yield from stage_file.iter_batches(batch_size=STAGE_READ_BATCH_ROWS)
+
+    return Stage(stream.bucket, key, batches, rows=manifest.get("rows"))
 
 
 def template_context(stream: Stream, settings: Settings, dialect: Dialect) -> dict[str, Any]:

@@ -259,3 +259,11 @@ def test_dockerfile_copies_only_what_the_build_context_keeps():
     for source in sources:
         assert (REPO / source).exists(), source
         assert "*" not in ignored or source in kept, f"{source} is excluded from the build context by .dockerignore"
+
+
+def test_postgres_runs_with_the_local_stack_settings(compose: dict) -> None:
+    from tools.stack import PG_SETTINGS
+
+    command = compose["services"]["postgres"]["command"]
+    assert command[0] == "postgres"
+    assert command[1:] == PG_SETTINGS.split()
