@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import TriggerRule, dag, task
 
-from firehose_loader.airflow_glue import RETRY_DEFAULTS, run_extract, run_load_and_merge
+from firehose_loader.airflow_glue import (
+    RETRY_DEFAULTS,
+    run_combine_parts,
+    run_extract,
+    run_extract_part,
+    run_load_and_merge,
+)
 from firehose_loader.config import Settings, Stream, load_config
 from firehose_loader.dag_parts import HOURLY, settled_and_ready, table_asset
 from firehose_loader.docs import ingest_doc_md
@@ -22,17 +28,31 @@ def build_ingest_dag(stream: Stream, settings: Settings):
         default_args={"owner": stream.owner, **RETRY_DEFAULTS},
     )
     def ingest():
+        # Returns the parts of an hour over the stream's split_above_bytes, which extract_part
+        # extracts one task each; a smaller hour is extracted here and has none. The manifest
+        # goes to combine_parts under its own XCom key.
         @task
-        def extract_hour(data_interval_start=None, data_interval_end=None, run_id=None) -> dict:
-            return run_extract(stream, settings, data_interval_start, data_interval_end, run_id)
+        def extract_hour(data_interval_start=None, data_interval_end=None, run_id=None, ti=None) -> list:
+            manifest = run_extract(stream, settings, data_interval_start, data_interval_end, run_id)
+            ti.xcom_push(key="manifest", value=manifest)
+            return manifest["parts"]
+
+        @task
+        def extract_part(part: dict, run_id=None) -> dict:
+            return run_extract_part(stream, settings, part, run_id)
+
+        @task(trigger_rule=TriggerRule.NONE_FAILED)
+        def combine_parts(manifest: dict, parts: list, run_id=None) -> dict:
+            return run_combine_parts(stream, settings, manifest, parts, run_id)
 
         @task(outlets=[table_asset(stream, settings)])
         def load_and_merge(manifest: dict, run_id=None) -> dict:
             return run_load_and_merge(stream, settings, manifest, run_id)
 
-        manifest = extract_hour()
-        settled_and_ready(stream, settings) >> manifest
-        load_and_merge(manifest)
+        split = extract_hour()
+        settled_and_ready(stream, settings) >> split
+        parts = extract_part.expand(part=split)
+        load_and_merge(combine_parts(split["manifest"], parts))
 
     return ingest()
 

@@ -10,7 +10,14 @@ from typing import Any
 
 from firehose_loader.config import Settings, Stream
 from firehose_loader.dialects import REDSHIFT_EXTRA_KEYS, Dialect, dialect_for
-from firehose_loader.ingest import ensure_tables, extract_hour, load_and_merge, staged_batch
+from firehose_loader.ingest import (
+    combine_hour_parts,
+    ensure_tables,
+    extract_or_split,
+    extract_part,
+    load_and_merge,
+    staged_batch,
+)
 from firehose_loader.partitions import HOUR, hour_start
 from firehose_loader.s3io import ObjectChangedError, PermanentS3Error
 
@@ -142,6 +149,49 @@ def run_extract(stream: Stream, settings: Settings, start: datetime, end: dateti
         manifest = extract_listing_again(s3_client(settings), stream, hour, run_id)
     except PermanentS3Error as exc:
         fail_fast(exc)
+    if manifest["parts"]:
+        log.info(
+            "hour %s: %d objects over %d bytes, split into %d parts for extract_part",
+            manifest["hour"],
+            sum(len(part["objects"]) for part in manifest["parts"]),
+            stream.split_above_bytes,
+            len(manifest["parts"]),
+        )
+    else:
+        log_manifest(manifest)
+    return manifest
+
+
+def run_extract_part(stream: Stream, settings: Settings, part: dict[str, Any], run_id: str) -> dict[str, Any]:
+    try:
+        result = extract_part(s3_client(settings), stream, part, run_id)
+    except PermanentS3Error as exc:
+        fail_fast(exc)
+    log.info(
+        "hour %s part %d: %d objects, %d rows staged at %s",
+        part["hour"],
+        part["index"],
+        len(result["objects"]),
+        result["rows"],
+        result["stage_key"],
+    )
+    return result
+
+
+def run_combine_parts(
+    stream: Stream, settings: Settings, manifest: dict[str, Any], parts: list[dict[str, Any]], run_id: str
+) -> dict[str, Any]:
+    if not manifest["parts"]:
+        return manifest  # the hour was extracted whole by extract_hour
+    try:
+        combined = combine_hour_parts(s3_client(settings), stream, manifest, list(parts), run_id)
+    except PermanentS3Error as exc:
+        fail_fast(exc)
+    log_manifest(combined)
+    return combined
+
+
+def log_manifest(manifest: dict[str, Any]) -> None:
     log.info(
         "hour %s: %d objects, %d rows staged at %s, %d error-output objects",
         manifest["hour"],
@@ -150,7 +200,6 @@ def run_extract(stream: Stream, settings: Settings, start: datetime, end: dateti
         manifest["stage_key"],
         manifest["error_objects"],
     )
-    return manifest
 
 
 def extract_listing_again(client: Any, stream: Stream, hour: datetime, run_id: str) -> dict[str, Any]:
@@ -162,7 +211,7 @@ def extract_listing_again(client: Any, stream: Stream, hour: datetime, run_id: s
     """
     for attempt in range(1, LIST_ATTEMPTS + 1):
         try:
-            return extract_hour(client, stream, hour, run_id)
+            return extract_or_split(client, stream, hour, run_id)
         except ObjectChangedError as exc:
             if attempt == LIST_ATTEMPTS:
                 raise

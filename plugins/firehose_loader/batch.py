@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
@@ -419,13 +419,60 @@ def stage_hour(stream: Stream, objects: Iterable[SourceObject], directory: Path 
     with timed("stage write"):
         batch.path = directory / "stage.parquet"
         batch.rows = len(winners)
-        _write_winners(spill_path, keep, batch.path, schema)
+        _write_winners(_spilled_batches(spill_path), keep, batch.path, schema)
     spill_path.unlink()
     return batch
 
 
-def _write_winners(spill_path: Path, keep: np.ndarray, stage_path: Path, schema: pa.Schema) -> None:
-    """Copy the kept rows of the spill file into a zstd Parquet file, a row group at a time."""
+@dataclass
+class CombinedParts:
+    """What :func:`combine_parts` leaves: the hour's stage file and the rows each object lost across parts."""
+
+    path: Path | None
+    rows: int
+    cross_part_duplicates: dict[str, int]
+
+
+def combine_parts(stream: Stream, part_paths: Sequence[Path], stage_path: Path) -> CombinedParts:
+    """Dedupe the stages of an hour's parts (each deduplicated on its own) into one stage file.
+
+    A key's winner over the hour is the greatest (order_by, object key, offset) among the parts'
+    winners, so the result is the one :func:`stage_hour` gives for all the objects at once. Only
+    the key, order, object and offset columns of every row are in memory, then one row group.
+    """
+    if not part_paths:
+        return CombinedParts(None, 0, {})
+    schema = arrow_schema(stream)
+    key_columns = [*stream.key, stream.order_by, OBJECT_COLUMN, OFFSET_COLUMN]
+    with timed("dedupe"):
+        keys = pa.concat_tables([pq.read_table(path, columns=key_columns, schema=schema) for path in part_paths])
+        if keys.num_rows == 0:
+            return CombinedParts(None, 0, {})
+        object_rank, names = _object_ranks(keys.column(OBJECT_COLUMN).combine_chunks())
+        winners, losers = _winners(stream, keys, object_rank)
+        del keys
+        cross_part_duplicates = _count_losers(object_rank[losers], names)
+        keep = np.zeros(len(object_rank), dtype=bool)
+        keep[winners] = True
+    with timed("stage write"):
+        batches = (
+            batch
+            for path in part_paths
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=STAGE_ROW_GROUP, use_threads=False)
+        )
+        _write_winners(batches, keep, stage_path, schema)
+    return CombinedParts(stage_path, len(winners), cross_part_duplicates)
+
+
+def _spilled_batches(spill_path: Path) -> Iterator[pa.RecordBatch]:
+    with pa.OSFile(str(spill_path), "rb") as source:
+        reader = pa.ipc.open_file(source)
+        for index in range(reader.num_record_batches):
+            yield reader.get_batch(index)
+
+
+def _write_winners(batches: Iterable[pa.RecordBatch], keep: np.ndarray, stage_path: Path, schema: pa.Schema) -> None:
+    """Copy the kept rows of ``batches`` (in order, ``keep`` one flag per row) into a zstd Parquet file, a row group at a time."""
     writer: pq.ParquetWriter | None = None
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
@@ -445,24 +492,22 @@ def _write_winners(spill_path: Path, keep: np.ndarray, stage_path: Path, schema:
         writer.write_table(table)
         pending, pending_rows = [], 0
 
-    with pa.OSFile(str(spill_path), "rb") as source:
-        reader = pa.ipc.open_file(source)
-        try:
-            for index in range(reader.num_record_batches):
-                record_batch = reader.get_batch(index)
-                mask = keep[position : position + record_batch.num_rows]
-                position += record_batch.num_rows
-                chosen = record_batch.filter(pa.array(mask))
-                if chosen.num_rows:
-                    pending.append(chosen)
-                    pending_rows += chosen.num_rows
-                if pending_rows >= STAGE_ROW_GROUP:
-                    flush()
-            if pending:
+    try:
+        for record_batch in batches:
+            mask = keep[position : position + record_batch.num_rows]
+            position += record_batch.num_rows
+            chosen = record_batch.filter(pa.array(mask))
+            if chosen.num_rows:
+                pending.append(chosen)
+                pending_rows += chosen.num_rows
+            if pending_rows >= STAGE_ROW_GROUP:
                 flush()
-        finally:
-            if writer is not None:
-                writer.close()
+        if pending:
+            flush()
+    finally:
+        if writer is not None:
+            writer.close()
+    assert position == len(keep), "every row was seen once"
 
 
 def _dictionary_columns(table: pa.Table, sample_rows: int = 10_000) -> list[str]:

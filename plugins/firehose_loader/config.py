@@ -27,6 +27,8 @@ STREAM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 PREFIX = re.compile(r"^([A-Za-z0-9!_.*'()-]+/)*$")
 LOADER_COLUMNS = ("_firehose_object", "_firehose_offset")
+# 1 GiB of gzip objects is ~4 M records of 0.7 KB: about what one extract task holds in 1.5 GB (bench/results.md).
+DEFAULT_SPLIT_ABOVE_BYTES = 1 << 30
 
 
 class ConfigError(ValueError):
@@ -136,6 +138,9 @@ class Stream:
     tags: tuple[str, ...] = field(default_factory=tuple)
     owner: str = "data-engineering"
     max_record_bytes: int = 1_048_576
+    # An hour whose objects total more than this (bytes as stored in S3) is extracted by several
+    # tasks, each reading at most this much; see ingest.extract_or_split.
+    split_above_bytes: int = DEFAULT_SPLIT_ABOVE_BYTES
     start_date: datetime = datetime(2026, 1, 1, tzinfo=UTC)
     catchup: bool = False
     audit_alert_threshold: int = 0
@@ -182,7 +187,7 @@ class StreamsConfig:
 STREAM_FIELDS = {
     "name", "bucket", "prefix", "table", "key", "order_by", "columns", "settle_grace_minutes",
     "staging_prefix", "quarantine_prefix", "error_prefix", "tags", "owner", "max_record_bytes",
-    "start_date", "catchup", "audit_alert_threshold", "audit_notifier",
+    "split_above_bytes", "start_date", "catchup", "audit_alert_threshold", "audit_notifier",
 }  # fmt: skip
 SETTINGS_FIELDS = {"aws_conn_id", "warehouse_conn_id", "loader_schema"}
 
@@ -271,6 +276,9 @@ def parse_stream(entry: Any, index: int) -> Stream:
     max_record_bytes = entry.get("max_record_bytes", 1_048_576)
     if not isinstance(max_record_bytes, int) or max_record_bytes < 1024:
         raise ConfigError(f"{where}, field 'max_record_bytes': must be an integer >= 1024")
+    split_above_bytes = entry.get("split_above_bytes", DEFAULT_SPLIT_ABOVE_BYTES)
+    if not isinstance(split_above_bytes, int) or isinstance(split_above_bytes, bool) or split_above_bytes < 1:
+        raise ConfigError(f"{where}, field 'split_above_bytes': must be a positive integer, got {split_above_bytes!r}")
     owner = entry.get("owner", "data-engineering")
     if not isinstance(owner, str) or not owner.strip():
         raise ConfigError(f"{where}, field 'owner': must be a non-empty string, got {owner!r}")
@@ -319,6 +327,7 @@ def parse_stream(entry: Any, index: int) -> Stream:
         tags=tuple(tags),
         owner=owner,
         max_record_bytes=max_record_bytes,
+        split_above_bytes=split_above_bytes,
         start_date=start_date,
         catchup=catchup,
         audit_alert_threshold=threshold,

@@ -8,6 +8,7 @@ from firehose_loader.config import Settings, Stream
 def ingest_doc_md(stream: Stream, settings: Settings) -> str:
     grace = int(stream.settle_grace.total_seconds() // 60)
     key = ", ".join(stream.key)
+    split_size = f"{stream.split_above_bytes / 2**20:,.0f} MiB"
     return f"""
 ### Hourly Firehose load: `{stream.name}` → `{stream.qualified_table}`
 
@@ -22,7 +23,9 @@ until the hour has settled (interval end + {grace} min, for Firehose buffering).
 |---|---|---|
 | `wait_for_settled_hour` | deferrable wait until end + {grace} min | harmless |
 | `ensure_tables` | creates `{stream.qualified_table}` and the loader tables if missing | harmless |
-| `extract_hour` | lists the hour's exact keys, decodes, validates, dedupes, stages Parquet under `{stream.staging_prefix}`, writes bad records to `{stream.quarantine_prefix}{stream.name}/` | re-reads S3; clear with *downstream* so the new stage is loaded |
+| `extract_hour` | lists the hour's exact keys, decodes, validates, dedupes, stages Parquet under `{stream.staging_prefix}`, writes bad records to `{stream.quarantine_prefix}{stream.name}/`; an hour of more than {split_size} of objects is only listed and split into parts | re-reads S3; clear with *downstream* so the new stage is loaded |
+| `extract_part` | mapped, one per part of a split hour (skipped otherwise): the same work for the part's objects | re-reads its objects; clear with *downstream* |
+| `combine_parts` | dedupes a split hour's part stages into the hour's stage (passes the manifest through otherwise) | harmless; clear with *downstream* |
 | `load_and_merge` | COPY into a temporary staging table and merge into the target with the ledger, in one transaction | re-merges the same stage; rewrites nothing that is already there |
 
 **Rerun, clear, backfill.** Every step derives from the data interval, never from the

@@ -13,19 +13,31 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from firehose_loader.batch import HourBatch, ObjectStats, QuarantinedRecord, SourceObject, StagedHour, stage_hour, timed
+from firehose_loader.batch import (
+    HourBatch,
+    ObjectStats,
+    QuarantinedRecord,
+    SourceObject,
+    StagedHour,
+    combine_parts,
+    stage_hour,
+    timed,
+)
 from firehose_loader.config import Settings, Stream
 from firehose_loader.decoding import UnreadableObject, decompress
 from firehose_loader.dialects import Dialect, Stage
 from firehose_loader.faults import failpoint
 from firehose_loader.partitions import hour_folder, hour_start, object_basename
 from firehose_loader.s3io import (
+    ObjectChangedError,
     ObjectInfo,
     copy_object,
     count_error_objects,
@@ -41,6 +53,8 @@ OBJECTS_TABLE = "firehose_objects"
 PLAN_TABLE = "firehose_plan"
 # Rows decoded from the stage (and rendered as CSV for PostgreSQL) at a time: ~50 MB of these events.
 STAGE_READ_BATCH_ROWS = 65_536
+# Times a part reads its objects again after one of them changed since the hour was listed.
+PART_READ_ATTEMPTS = 3
 
 
 def run_token(run_id: str) -> str:
@@ -54,6 +68,11 @@ def quarantine_key(stream: Stream, hour: datetime, object_key: str, suffix: str 
 
 def stage_key(stream: Stream, hour: datetime, run_id: str) -> str:
     return f"{stream.staging_prefix}{stream.name}/{hour_folder(hour)}{run_token(run_id)}.parquet"
+
+
+def part_stage_key(stream: Stream, hour: datetime, run_id: str, index: int) -> str:
+    # Not under the stage key as a prefix: Redshift's COPY would load the parts with the stage.
+    return f"{stream.staging_prefix}{stream.name}/{hour_folder(hour)}{run_token(run_id)}.part-{index:04d}.parquet"
 
 
 def _read_sources(client: Any, stream: Stream, objects: list[ObjectInfo]) -> Iterator[SourceObject]:
@@ -103,7 +122,7 @@ def _write_quarantine(client: Any, stream: Stream, hour: datetime, batch: HourBa
 
 
 def extract_hour(client: Any, stream: Stream, hour: datetime, run_id: str) -> dict[str, Any]:
-    """Read, validate, dedupe and stage one hour; return the manifest the load step needs.
+    """Read, validate, dedupe and stage one hour in this process; return the manifest the load step needs.
 
     Objects are read one ahead and decoded one at a time; the rows wait in a local temporary
     folder until deduplication has chosen the winners (see :func:`~firehose_loader.batch.stage_hour`).
@@ -111,13 +130,134 @@ def extract_hour(client: Any, stream: Stream, hour: datetime, run_id: str) -> di
     hour = hour_start(hour)
     with timed("list+read"):
         objects = list_hour_objects(client, stream.bucket, stream.prefix, hour)
+    return _extract_objects(client, stream, hour, run_id, objects)
+
+
+def extract_or_split(client: Any, stream: Stream, hour: datetime, run_id: str) -> dict[str, Any]:
+    """The ingest DAG's extract step: the hour's manifest, or for a big hour the parts to extract apart.
+
+    An hour whose objects total at most ``stream.split_above_bytes`` is extracted here, as
+    :func:`extract_hour` does, and its manifest has no parts. A bigger one is only listed: the
+    manifest's ``parts`` group its objects (in key order) into parts of at most that many bytes,
+    each extracted by :func:`extract_part` in a task of its own, and :func:`combine_hour_parts`
+    dedupes across them.
+    """
+    hour = hour_start(hour)
+    with timed("list+read"):
+        objects = list_hour_objects(client, stream.bucket, stream.prefix, hour)
+    if sum(item.size for item in objects) <= stream.split_above_bytes:
+        return {**_extract_objects(client, stream, hour, run_id, objects), "parts": []}
+    parts = split_into_parts(objects, stream.split_above_bytes)
+    return {
+        "stream": stream.name,
+        "hour": hour.isoformat(),
+        "parts": [
+            {"index": index, "hour": hour.isoformat(), "objects": [asdict(item) for item in part]}
+            for index, part in enumerate(parts)
+        ],
+    }
+
+
+def split_into_parts(objects: Sequence[ObjectInfo], part_bytes: int) -> list[list[ObjectInfo]]:
+    """Consecutive groups of the objects of at most ``part_bytes`` each (an object bigger than that is a part alone)."""
+    parts: list[list[ObjectInfo]] = []
+    size = 0
+    for item in objects:
+        if not parts or size + item.size > part_bytes:
+            parts.append([])
+            size = 0
+        parts[-1].append(item)
+        size += item.size
+    return parts
+
+
+def extract_part(client: Any, stream: Stream, part: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Read, validate, dedupe and stage one part of a split hour; its stage holds the part's winners.
+
+    An object rewritten or deleted since the hour was listed is taken as it is now (its new
+    version, or not at all); an object that arrived since is not in any part: the audit finds it.
+    """
+    hour = hour_start(datetime.fromisoformat(part["hour"]))
+    objects = [ObjectInfo(**item) for item in part["objects"]]
+    key = part_stage_key(stream, hour, run_id, part["index"])
+    for attempt in range(1, PART_READ_ATTEMPTS + 1):
+        try:
+            rows, staged_key, objects_out = _stage_objects(client, stream, hour, objects, key)
+            break
+        except ObjectChangedError:
+            if attempt == PART_READ_ATTEMPTS:
+                raise
+            current = {item.key: item for item in list_hour_objects(client, stream.bucket, stream.prefix, hour)}
+            objects = [current[item.key] for item in objects if item.key in current]
+    return {"index": part["index"], "stage_key": staged_key, "rows": rows, "objects": objects_out}
+
+
+def combine_hour_parts(
+    client: Any, stream: Stream, split: dict[str, Any], parts: Sequence[dict[str, Any]], run_id: str
+) -> dict[str, Any]:
+    """The manifest of a split hour: its parts' stages deduplicated into one stage, their counts summed.
+
+    For an hour that was not split (``split`` is already the manifest) this returns it unchanged.
+    """
+    if not split["parts"]:
+        return split
+    hour = hour_start(datetime.fromisoformat(split["hour"]))
+    parts = sorted(parts, key=lambda part: part["index"])
+    if [part["index"] for part in parts] != list(range(len(split["parts"]))):
+        raise ValueError(f"hour {hour.isoformat()} was split into {len(split['parts'])} parts but got {len(parts)}")
+    objects_out = [entry for part in parts for entry in part["objects"]]
+    staged_key = None
+    with tempfile.TemporaryDirectory(prefix="firehose-loader-") as workdir:
+        part_paths = []
+        for part in parts:
+            if part["stage_key"] is not None:
+                path = Path(workdir) / f"part-{part['index']}.parquet"
+                with timed("list+read"):
+                    path.write_bytes(read_object(client, stream.bucket, part["stage_key"]))
+                part_paths.append(path)
+        combined = combine_parts(stream, part_paths, Path(workdir) / "stage.parquet")
+        for entry in objects_out:
+            entry["records_duplicate"] += combined.cross_part_duplicates.get(entry["key"], 0)
+        if combined.path is not None:
+            staged_key = stage_key(stream, hour, run_id)
+            with timed("stage write"), open(combined.path, "rb") as body:
+                write_object(client, stream.bucket, staged_key, body, "application/vnd.apache.parquet")
+    return {
+        "stream": stream.name,
+        "hour": hour.isoformat(),
+        "stage_key": staged_key,
+        "rows": combined.rows,
+        "objects": objects_out,
+        "error_objects": count_error_objects(client, stream.bucket, stream.error_prefix, hour),
+        "parts": [part["stage_key"] for part in parts],
+    }
+
+
+def _extract_objects(
+    client: Any, stream: Stream, hour: datetime, run_id: str, objects: list[ObjectInfo]
+) -> dict[str, Any]:
+    rows, staged_key, objects_out = _stage_objects(client, stream, hour, objects, stage_key(stream, hour, run_id))
+    return {
+        "stream": stream.name,
+        "hour": hour.isoformat(),
+        "stage_key": staged_key,
+        "rows": rows,
+        "objects": objects_out,
+        "error_objects": count_error_objects(client, stream.bucket, stream.error_prefix, hour),
+    }
+
+
+def _stage_objects(
+    client: Any, stream: Stream, hour: datetime, objects: list[ObjectInfo], key: str
+) -> tuple[int, str | None, list[dict[str, Any]]]:
+    """Stage the objects' deduplicated rows at ``key`` and quarantine their bad records: (rows, stage key or None, object entries)."""
     with tempfile.TemporaryDirectory(prefix="firehose-loader-") as workdir:
         batch = stage_hour(stream, _read_sources(client, stream, objects), workdir)
         with timed("quarantine write"):
             quarantine_keys = _write_quarantine(client, stream, hour, batch)
         staged_key = None
         if batch.path is not None:
-            staged_key = stage_key(stream, hour, run_id)
+            staged_key = key
             with timed("stage write"), open(batch.path, "rb") as body:
                 write_object(client, stream.bucket, staged_key, body, "application/vnd.apache.parquet")
     failpoint("after_stage")
@@ -126,14 +266,7 @@ def extract_hour(client: Any, stream: Stream, hour: datetime, run_id: str) -> di
         entry = stats.as_dict()
         entry["quarantine_key"] = quarantine_keys.get(stats.key)
         objects_out.append(entry)
-    return {
-        "stream": stream.name,
-        "hour": hour.isoformat(),
-        "stage_key": staged_key,
-        "rows": batch.rows,
-        "objects": objects_out,
-        "error_objects": count_error_objects(client, stream.bucket, stream.error_prefix, hour),
-    }
+    return batch.rows, staged_key, objects_out
 
 
 def staged_batch(client: Any, stream: Stream, manifest: dict[str, Any]) -> Stage | None:

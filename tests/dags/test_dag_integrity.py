@@ -106,3 +106,16 @@ def test_bad_stream_config_is_an_import_error_naming_stream_and_field(monkeypatc
     assert "stream 'broken'" in errors
     assert message in errors
     assert bag.dag_ids == []
+
+
+def test_big_hours_fan_out_to_mapped_parts_and_meet_again_before_the_merge(bag):
+    for stream in load_config().streams:
+        dag = bag.get_dag(stream.ingest_dag_id)
+        part = dag.get_task("extract_part")
+        combine = dag.get_task("combine_parts")
+        assert type(part).__name__.endswith("MappedOperator")
+        assert part.upstream_task_ids == {"extract_hour"}
+        assert combine.upstream_task_ids == {"extract_hour", "extract_part"}
+        # A small hour maps over no parts and skips extract_part; the merge must still run.
+        assert str(combine.trigger_rule) in ("none_failed", "TriggerRule.NONE_FAILED")
+        assert dag.get_task("load_and_merge").upstream_task_ids == {"combine_parts"}

@@ -187,6 +187,9 @@ BAD_STREAMS = [
     pytest.param({"settle_grace_minutes": 1441}, "settle_grace_minutes", "1441", id="grace-too-long"),
     pytest.param({"settle_grace_minutes": True}, "settle_grace_minutes", "True", id="grace-boolean"),
     pytest.param({"max_record_bytes": 10}, "max_record_bytes", "", id="max-record-bytes-small"),
+    pytest.param({"split_above_bytes": 0}, "split_above_bytes", "0", id="split-above-zero"),
+    pytest.param({"split_above_bytes": "1GB"}, "split_above_bytes", "1GB", id="split-above-text"),
+    pytest.param({"split_above_bytes": True}, "split_above_bytes", "True", id="split-above-boolean"),
     pytest.param({"tags": "sales"}, "tags", "", id="tags-not-list"),
     pytest.param({"start_date": "yesterday"}, "start_date", "yesterday", id="start-date-unparsable"),
     pytest.param({"start_date": "2026-01-01T00:30:00+00:00"}, "start_date", "00:30", id="start-date-not-hour"),
@@ -341,3 +344,8 @@ def test_error_in_file_names_stream_and_field(tmp_path: Path) -> None:
         load_config(path)
     assert "'orders'" in str(caught.value)
     assert "field 'prefix'" in str(caught.value)
+
+
+def test_split_above_bytes_defaults_to_one_gib_and_is_read_from_the_stream() -> None:
+    assert parse_config(config_with(stream_entry())).streams[0].split_above_bytes == 1 << 30
+    assert parse_config(config_with(stream_entry(split_above_bytes=5_000))).streams[0].split_above_bytes == 5_000

@@ -99,7 +99,7 @@ def test_extract_lists_the_hour_again_when_an_object_vanished(
             raise outcome
         return outcome
 
-    monkeypatch.setattr(airflow_glue, "extract_hour", extract)
+    monkeypatch.setattr(airflow_glue, "extract_or_split", extract)
     hour = datetime(2026, 3, 1, 10, tzinfo=UTC)
     with caplog.at_level(logging.WARNING, logger="firehose_loader.airflow_glue"):
         assert airflow_glue.extract_listing_again(None, make_stream(), hour, "run") == {"hour": "ok"}
@@ -115,7 +115,7 @@ def test_extract_gives_up_after_its_listings_and_the_error_names_the_object(monk
     def extract(*args: Any) -> dict[str, Any]:
         raise gone()
 
-    monkeypatch.setattr(airflow_glue, "extract_hour", extract)
+    monkeypatch.setattr(airflow_glue, "extract_or_split", extract)
     with pytest.raises(ObjectChangedError, match=KEY):
         airflow_glue.extract_listing_again(None, make_stream(), datetime(2026, 3, 1, 10, tzinfo=UTC), "run")
 

@@ -1,0 +1,147 @@
+"""An hour over ``split_above_bytes`` is extracted by mapped ``extract_part`` tasks and combined.
+
+Promise: splitting changes where the work runs, not what is loaded. The same three hours go to
+two streams, one extracted whole and one split into parts of a few objects each (keys duplicated
+across parts, ties on the order column, bad records, an unreadable object); both must end with
+byte-identical tables, the same ledger and load_hours counts, and the same quarantine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from firehose_loader.ingest import part_stage_key, stage_key
+from tests.integration.conftest import dump_table, put, run_hour
+from tests.integration.test_ingest import HOURS, rich_stream_fields, table_rows, write_hours
+
+# write_hours' objects are 1-9 KB: parts of one to three objects. (Their gzip headers hold the time of
+# writing, so ETags differ between the twins and are left out of the comparison.)
+PART_BYTES = 9_000
+LEDGER_COLUMNS = (
+    "hour, object_key, size_bytes, compression, status, message, records_raw, records_valid,"
+    " records_quarantined, records_duplicate, records_inserted, records_updated, records_unchanged,"
+    " records_superseded, quarantine_key"
+)
+LOAD_HOURS_COLUMNS = (
+    "hour, status, objects, objects_unreadable, error_objects, records_raw, records_valid, records_quarantined,"
+    " records_duplicate, records_inserted, records_updated, records_unchanged, records_superseded"
+)
+
+
+def write_unreadable(s3: Any, bucket: str) -> None:
+    body = b"\x1f\x8b" + bytes(range(256)) * 4  # gzip magic, then nothing gzip can read
+    put(s3, bucket, f"events/{HOURS[1]:%Y/%m/%d/%H}/stream-1-corrupt.gz", body)
+
+
+@pytest.fixture(scope="module")
+def twins(streams, s3):
+    whole = streams.declare(s3, "whole_hours", **rich_stream_fields())
+    split = streams.declare(s3, "split_hours", **rich_stream_fields(), split_above_bytes=PART_BYTES)
+    expected = write_hours(s3, whole["bucket"], seed=23)
+    assert write_hours(s3, split["bucket"], seed=23).rows() == expected.rows()
+    for entry in (whole, split):
+        write_unreadable(s3, entry["bucket"])
+    runs: dict[str, list] = {"whole": [], "split": []}
+    for hour in HOURS:
+        runs["whole"].append(run_hour(whole["name"], hour))
+        runs["split"].append(run_hour(split["name"], hour))
+    return whole, split, expected, runs
+
+
+def task_states(dag_run) -> dict[str, list[str]]:
+    states: dict[str, list[str]] = {}
+    for ti in dag_run.get_task_instances():
+        states.setdefault(ti.task_id, []).append(str(ti.state))
+    return states
+
+
+def ledger(warehouse: Any, stream: str) -> list[tuple]:
+    return warehouse.execute(
+        f"SELECT {LEDGER_COLUMNS} FROM firehose_loader.ledger WHERE stream = %s ORDER BY hour, object_key",
+        (stream,),
+    ).fetchall()
+
+
+def load_hours(warehouse: Any, stream: str) -> list[tuple]:
+    return warehouse.execute(
+        f"SELECT {LOAD_HOURS_COLUMNS} FROM firehose_loader.load_hours WHERE stream = %s ORDER BY hour",
+        (stream,),
+    ).fetchall()
+
+
+def without_stream_name(rows: list[tuple], name: str) -> list[tuple]:
+    """Ledger rows with the stream's name taken out of quarantine keys (each stream has its own)."""
+    return [
+        tuple(value.replace(name, "<stream>") if isinstance(value, str) else value for value in row) for row in rows
+    ]
+
+
+def test_big_hours_run_as_parts_and_small_ones_do_not(twins):
+    _whole, _split, _expected, runs = twins
+    for run in runs["whole"]:
+        states = task_states(run)
+        assert run.state == "success"
+        assert states["extract_part"] == ["skipped"]  # mapped over no parts
+        assert states["combine_parts"] == ["success"]
+    for run in runs["split"]:
+        states = task_states(run)
+        assert run.state == "success"
+        assert len(states["extract_part"]) >= 3
+        assert set(states["extract_part"]) == {"success"}
+
+
+def test_split_hours_load_the_same_table_ledger_and_counts(twins, warehouse):
+    whole, split, expected, _runs = twins
+    assert table_rows(warehouse, split["table"]) == expected.rows()
+    assert dump_table(warehouse, split["table"], "tenant, event_id") == dump_table(
+        warehouse, whole["table"], "tenant, event_id"
+    )
+    split_ledger = ledger(warehouse, split["name"])
+    assert without_stream_name(split_ledger, split["name"]) == without_stream_name(
+        ledger(warehouse, whole["name"]), whole["name"]
+    )
+    assert sum(row[10] for row in split_ledger) > 0  # duplicates were removed, some of them across parts
+    assert load_hours(warehouse, split["name"]) == load_hours(warehouse, whole["name"])
+    assert [row[1] for row in load_hours(warehouse, split["name"])] == ["partial"] * len(HOURS)
+
+
+def test_split_hours_quarantine_the_same_records(twins, s3):
+    whole, split, _expected, _runs = twins
+
+    def quarantine(entry: dict[str, Any]) -> dict[str, bytes]:
+        prefix = f"firehose-loader/quarantine/{entry['name']}/"
+        listing = s3.list_objects_v2(Bucket=entry["bucket"], Prefix=prefix).get("Contents", [])
+        return {
+            item["Key"].removeprefix(prefix): s3.get_object(Bucket=entry["bucket"], Key=item["Key"])["Body"]
+            .read()
+            .replace(entry["name"].encode(), b"<stream>")
+            .replace(entry["bucket"].encode(), b"<bucket>")
+            for item in listing
+        }
+
+    kept = quarantine(split)
+    assert kept == quarantine(whole)
+    assert any(name.endswith("stream-1-corrupt.gz") for name in kept)  # the unreadable object, copied as is
+
+
+def test_rerun_of_a_split_hour_rewrites_nothing(twins, warehouse):
+    _whole, split, _expected, _runs = twins
+    before = dump_table(warehouse, split["table"], "tenant, event_id")
+    assert run_hour(split["name"], HOURS[1]).state == "success"
+    assert dump_table(warehouse, split["table"], "tenant, event_id") == before
+    (_hour, _status, *_counts, inserted, updated, unchanged, _superseded) = load_hours(warehouse, split["name"])[1]
+    assert (inserted, updated) == (0, 0) and unchanged > 0
+
+
+def test_part_stages_are_not_under_the_stage_key_prefix(twins):
+    """Redshift's COPY loads every key under the stage key as a prefix: the parts must not match it."""
+    _whole, split, _expected, _runs = twins
+    from firehose_loader.config import load_config
+
+    stream = next(item for item in load_config().streams if item.name == split["name"])
+    final = stage_key(stream, HOURS[0], "manual__2026-03-01T10:00:00+00:00")
+    for index in (0, 1, 12):
+        part = part_stage_key(stream, HOURS[0], "manual__2026-03-01T10:00:00+00:00", index)
+        assert not part.startswith(final) and part != final
