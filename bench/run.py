@@ -12,6 +12,8 @@ objects and writes into the same PostgreSQL, each into its own table:
 - ``ours``: the DAG's three tasks as three processes, as Airflow runs them: ``ensure_tables``,
   ``extract_hour`` (list + read, decode + validate, dedupe, stage write) and ``load_and_merge``
   (COPY + merge with the ledger), calling the same functions the tasks call.
+- ``split``: the same hour split into parts (``split_above_bytes``) as the DAG does above that size:
+  list + split, ``extract_part`` processes two at a time, ``combine_parts``, ``load_and_merge``.
 - ``dag``: the whole ingest DAG with ``airflow dags test`` (sensor, three tasks, Airflow's own overhead).
 - ``naive``: ``pandas.read_json(lines=True)`` per object, ``drop_duplicates`` on the key
   after sorting by the order column, COPY into a fresh table.
@@ -24,7 +26,9 @@ over every column) and the results are printed and written to ``bench/results.md
 Environment:
   BENCH_SIZES        comma-separated record counts (default 100000,1000000)
   BENCH_FULL=1       add 3600000 (a full shard-hour)
-  BENCH_CONTENDERS   default limit,ours,dag,naive,dlt
+  BENCH_CONTENDERS   default limit,ours,split,dag,naive,dlt
+  BENCH_SPLIT_BYTES  the split contender's split_above_bytes (default 268435456: a 3.6 M hour in 4 parts);
+                     BENCH_SPLIT_WORKERS parts run at once (default 2), from BENCH_SPLIT_MIN records (default 3600000)
   BENCH_DLT_MAX      largest size dlt runs at (default 1000000; dlt takes minutes per million)
   BENCH_NAIVE_MAX    largest size the naive loader runs at (default 1000000: it needs ~7 GB per million)
   BENCH_BASELINE     a git ref (or a folder with plugins/ and include/): also run ``ours`` from there, once
@@ -88,7 +92,10 @@ NAMESPACE = os.environ.get("BENCH_NAMESPACE", "bench")
 if not re.fullmatch(r"[a-z][a-z0-9_]{0,20}", NAMESPACE):
     raise SystemExit(f"BENCH_NAMESPACE must be a short lowercase identifier, got {NAMESPACE!r}")
 LOADER_SCHEMA = os.environ.get("BENCH_LOADER_SCHEMA", f"{NAMESPACE}_loader")
-DEFAULT_CONTENDERS = ("limit", "ours", "dag", "naive", "dlt")
+DEFAULT_CONTENDERS = ("limit", "ours", "split", "dag", "naive", "dlt")
+# The split contender: parts of at most this many bytes of objects, run this many at a time.
+SPLIT_BYTES = int(os.environ.get("BENCH_SPLIT_BYTES", str(256 << 20)))
+SPLIT_WORKERS = int(os.environ.get("BENCH_SPLIT_WORKERS", "2"))
 
 
 # --- shared helpers ---------------------------------------------------------------------------------------------------
@@ -406,6 +413,47 @@ def contender_ours_extract(size: int) -> dict[str, Any]:
     }
 
 
+def split_stream(size: int) -> Any:
+    from firehose_loader.config import parse_config
+
+    entry = {**stream_entry(size, table_for("split", size)[0]), "split_above_bytes": SPLIT_BYTES}
+    return parse_config({"streams": [entry]}).streams[0]
+
+
+def contender_split_plan(size: int) -> dict[str, Any]:
+    from firehose_loader.ingest import extract_or_split
+
+    client = s3_client()
+    started = start_clock()
+    plan = extract_or_split(client, split_stream(size), HOUR, f"bench_{size}")
+    Path(os.environ["BENCH_MANIFEST"]).write_text(json.dumps(plan))
+    return {"seconds": time.perf_counter() - started, "stages": {}, "parts": len(plan["parts"])}
+
+
+def contender_split_part(size: int) -> dict[str, Any]:
+    from firehose_loader.ingest import extract_part
+
+    plan = json.loads(Path(os.environ["BENCH_MANIFEST"]).read_text())
+    part = plan["parts"][int(os.environ["BENCH_PART"])]
+    client = s3_client()
+    started = start_clock()
+    result = extract_part(client, split_stream(size), part, f"bench_{size}")
+    Path(os.environ["BENCH_PART_OUT"]).write_text(json.dumps(result))
+    return {"seconds": time.perf_counter() - started, "stages": {}}
+
+
+def contender_split_combine(size: int) -> dict[str, Any]:
+    from firehose_loader.ingest import combine_hour_parts
+
+    plan = json.loads(Path(os.environ["BENCH_MANIFEST"]).read_text())
+    parts = [json.loads(Path(path).read_text()) for path in os.environ["BENCH_PART_OUTS"].split(os.pathsep)]
+    client = s3_client()
+    started = start_clock()
+    manifest = combine_hour_parts(client, split_stream(size), plan, parts, f"bench_{size}")
+    Path(os.environ["BENCH_MANIFEST"]).write_text(json.dumps(manifest))
+    return {"seconds": time.perf_counter() - started, "stages": {}}
+
+
 def ours_context(size: int) -> tuple[Any, Any, Any]:
     from firehose_loader.config import Settings, parse_config
     from firehose_loader.dialects import Postgres
@@ -595,6 +643,9 @@ WORKERS = {
     "ours:ensure_tables": "contender_ours_ensure_tables",
     "ours:extract": "contender_ours_extract",
     "ours:load": "contender_ours_load",
+    "split:plan": "contender_split_plan",
+    "split:part": "contender_split_part",
+    "split:combine": "contender_split_combine",
     "naive": "contender_naive",
     "dag": "contender_dag",
     "dlt": "contender_dlt",
@@ -713,6 +764,52 @@ def run_ours(size: int, label: str = "ours", pythonpath: str | None = None) -> d
         },
         "extract": phases["extract"],
         "summary": phases["load"].get("summary"),
+    }
+
+
+def run_split(size: int) -> dict[str, Any]:
+    """A split hour as the DAG runs it: extract_hour lists and splits, the parts run SPLIT_WORKERS at a
+    time (as many worker slots as cores), combine_parts dedupes across them, then load_and_merge."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    schema = table_for("split", size)[0]
+    prepare_ours(schema, size)
+    folder = Path(tempfile.mkdtemp(prefix="bench-split-"))
+    env = {"BENCH_MANIFEST": str(folder / "manifest.json"), "BENCH_SCHEMA": schema}
+    started = time.perf_counter()
+    phases = {"ensure_tables": run_worker("ours:ensure_tables", size, env), "plan": run_worker("split:plan", size, env)}
+    count = phases["plan"]["parts"]
+    outputs = [str(folder / f"part-{index}.json") for index in range(count)]
+    parts_started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=SPLIT_WORKERS) as pool:
+        part_runs = list(
+            pool.map(
+                lambda index: run_worker(
+                    "split:part", size, {**env, "BENCH_PART": str(index), "BENCH_PART_OUT": outputs[index]}
+                ),
+                range(count),
+            )
+        )
+    parts_seconds = time.perf_counter() - parts_started
+    phases["combine"] = run_worker("split:combine", size, {**env, "BENCH_PART_OUTS": os.pathsep.join(outputs)})
+    phases["load"] = run_worker("ours:load", size, env)
+    seconds = time.perf_counter() - started
+    shutil.rmtree(folder, ignore_errors=True)
+    every = [*phases.values(), *part_runs]
+    return {
+        "seconds": seconds,
+        "cpu_seconds": sum(run["cpu_seconds"] for run in every),
+        "peak_rss": max(run["peak_rss"] for run in every),
+        "stages": {
+            "list+split": phases["plan"]["seconds"],
+            f"{count} part{'' if count == 1 else 's'}, {SPLIT_WORKERS} at a time": parts_seconds,
+            "combine": phases["combine"]["seconds"],
+            "COPY+merge": phases["load"]["seconds"],
+        },
+        "parts": count,
+        "part_peak_rss": max(run["peak_rss"] for run in part_runs),
+        "combine_peak_rss": phases["combine"]["peak_rss"],
+        "load_peak_rss": phases["load"]["peak_rss"],
     }
 
 
@@ -850,6 +947,12 @@ def run_size(size: int, contenders: list[str], baseline: str | None, repeat: int
                 print("  dag: skipped above BENCH_DAG_MAX")
                 continue
             runs.append(("dag", lambda: (prepare_ours(table_for("dag", size)[0], size), run_worker("dag", size))[1]))
+            continue
+        if contender == "split":
+            if size < int(os.environ.get("BENCH_SPLIT_MIN", "3600000")):
+                print("  split: skipped below BENCH_SPLIT_MIN")
+                continue
+            runs.append(("split", lambda: run_split(size)))
             continue
         if contender == "ours":
             runs.append(("ours", lambda: run_ours(size)))
@@ -1013,6 +1116,16 @@ def size_report(run: dict[str, Any]) -> tuple[list[str], bool]:
             )
             + f". Rows staged {extract['rows']:,}, duplicates removed {extract['records_duplicate']:,}, "
             f"quarantined {extract['records_quarantined']:,}.",
+            "",
+        ]
+    split = results.get("split")
+    if split:
+        lines += [
+            f"**split** (the same hour as the DAG runs it above `split_above_bytes` = {SPLIT_BYTES:,} bytes): "
+            f"{split['parts']} part{'' if split['parts'] == 1 else 's'}, {SPLIT_WORKERS} at a time; "
+            + ", ".join(f"{name} {value:.1f} s" for name, value in split["stages"].items())
+            + f"; end to end {split['seconds']:.1f} s. Peak RSS per task: parts {fmt_rss(split['part_peak_rss'])}, "
+            f"combine {fmt_rss(split['combine_peak_rss'])}, load {fmt_rss(split['load_peak_rss'])}.",
             "",
         ]
     ours = results.get("ours")
