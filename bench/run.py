@@ -36,6 +36,7 @@ Environment:
   BENCH_DAG_MAX      largest size the whole-DAG run (`airflow dags test`) runs at (default 1000000)
   BENCH_MERGE_BASE   rows already in the target for the merge-cost run (e.g. 10000000; 0 = skip)
   BENCH_RESULTS      where to write the report (default bench/results.md)
+  BENCH_SEED         the generator's seed (default 20260301): another seed is another hour of the same shape
   BENCH_REPEAT       runs of the limit and of ours per size, interleaved; medians are reported (default 1);
                      above 1 M records at most BENCH_REPEAT_LARGE (default 1)
 """
@@ -71,7 +72,8 @@ if str(PLUGINS) not in sys.path:
 BUCKET = "firehose-bench"
 HOUR = datetime(2026, 3, 1, 10, tzinfo=UTC)
 HOUR_LENGTH = timedelta(hours=1)
-SEED = 20260301
+# BENCH_SEED draws a different hour (same shape) for an independent check of the results.
+SEED = int(os.environ.get("BENCH_SEED", "20260301"))
 # Bump when the generated data changes: a stored hour with another version is generated again.
 GENERATOR_VERSION = 1
 COLUMNS = {
@@ -1206,6 +1208,7 @@ def write_report(path: Path, runs: list[dict[str, Any]], merge: dict[str, Any] |
         f"- machine: {info['nproc']} cores ({info['cpu']}), {info['memory']}, Linux {info['kernel']}, "
         f"Python {info['python']}",
         f"- versions: {info['versions']}",
+        f"- data: seed {SEED} (`BENCH_SEED`), hour {HOUR.isoformat()}",
         f"- load average when the report was written: {load_average()} (other work shares this machine)",
         "",
         "Reproduce:",
