@@ -37,7 +37,7 @@ Environment:
   BENCH_MERGE_BASE   rows already in the target for the merge-cost run (e.g. 10000000; 0 = skip)
   BENCH_RESULTS      where to write the report (default bench/results.md)
   BENCH_SEED         the generator's seed (default 20260301): another seed is another hour of the same shape
-  BENCH_REPEAT       runs of the limit and of ours per size, interleaved; medians are reported (default 1);
+  BENCH_REPEAT       runs of the limit, ours and dag per size, interleaved; medians are reported (default 1);
                      above 1 M records at most BENCH_REPEAT_LARGE (default 1)
 """
 
@@ -964,14 +964,14 @@ def run_size(size: int, contenders: list[str], baseline: str | None, repeat: int
                 runs.append((label, lambda tree=tree, label=label: run_ours(size, label, tree)))
         else:
             runs.append((contender, lambda contender=contender: run_worker(contender, size)))
-    # The limit and ours run `repeat` times, interleaved so that they share the machine's load;
+    # The limit, ours and the whole DAG run `repeat` times, interleaved so that they share the machine's load;
     # the others run once. Each reports its median run.
     attempts: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in runs}
     if size > 1_000_000:
         repeat = min(repeat, int(os.environ.get("BENCH_REPEAT_LARGE", "1")))
     for round_number in range(repeat):
         for label, run in runs:
-            if round_number and label not in ("limit", "ours"):
+            if round_number and label not in ("limit", "ours", "dag"):
                 continue
             load_before = load_average()
             result = run()

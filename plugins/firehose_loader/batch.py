@@ -443,12 +443,30 @@ def combine_parts(stream: Stream, part_paths: Sequence[Path], stage_path: Path) 
     if not part_paths:
         return CombinedParts(None, 0, {})
     schema = arrow_schema(stream)
-    key_columns = [*stream.key, stream.order_by, OBJECT_COLUMN, OFFSET_COLUMN]
+    key_columns = [*stream.key, stream.order_by, OFFSET_COLUMN]
     with timed("dedupe"):
+        # The object column is read as a dictionary and turned into ranks part by part: as text it
+        # would hold a copy of an object key per row (~70 bytes, more than the rest of the row here).
+        objects = [
+            chunk
+            for path in part_paths
+            for chunk in pq.read_table(path, columns=[OBJECT_COLUMN], read_dictionary=[OBJECT_COLUMN]).column(0).chunks
+        ]
+        names = sorted({name for chunk in objects for name in chunk.dictionary.to_pylist()})
+        rank_of_name = {name: rank for rank, name in enumerate(names)}
+        object_rank = np.concatenate(
+            [
+                np.array([rank_of_name[name] for name in chunk.dictionary.to_pylist()], dtype=np.int64)[
+                    chunk.indices.to_numpy(zero_copy_only=False)
+                ]
+                for chunk in objects
+            ]
+            or [np.empty(0, dtype=np.int64)]
+        )
+        del objects
         keys = pa.concat_tables([pq.read_table(path, columns=key_columns, schema=schema) for path in part_paths])
         if keys.num_rows == 0:
             return CombinedParts(None, 0, {})
-        object_rank, names = _object_ranks(keys.column(OBJECT_COLUMN).combine_chunks())
         winners, losers = _winners(stream, keys, object_rank)
         del keys
         cross_part_duplicates = _count_losers(object_rank[losers], names)

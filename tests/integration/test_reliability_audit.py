@@ -155,3 +155,42 @@ def test_two_audits_and_an_ingest_of_a_damaged_hour_at_once_end_as_a_clean_load_
             0,
         )
         assert snapshot(warehouse, entry) == after
+
+
+def test_a_retried_audit_keeps_what_its_first_try_repaired(s3, warehouse):
+    """Airflow retries (or a user clears) audit_and_repair under the same run id: the second try finds the
+    hour clean because the first try repaired it, and must not record "ok" over those findings."""
+    entry, stream = unlisted_stream(s3, "rel_audit_retry", **SIMPLE)
+    write_objects(s3, entry["bucket"], late=False)
+    load_in_process(entry, HOUR, "scheduled__load")
+    damage(warehouse, entry["table"])
+
+    def audit_now(run_id: str) -> dict[str, Any]:
+        with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
+            return audit(s3, stream, run_id)(conn)
+
+    first = audit_now("scheduled__audit")
+    found = (first["status"], first["missing_keys"], first["duplicate_keys"], first["stale_keys"])
+    assert found == ("repaired", 3, 2, 2)
+
+    retried = audit_now("scheduled__audit")
+    assert (retried["status"], retried["missing_keys"], retried["duplicate_keys"], retried["stale_keys"]) == found
+    assert [row[:2] for row in audit_rows(warehouse, stream)] == [("scheduled__audit", "repaired")]
+
+    # New damage before a further try: that try's findings replace the row of the run.
+    target = sql.Identifier(*entry["table"].split("."))
+    warehouse.execute(sql.SQL("DELETE FROM {} WHERE id = 'k100'").format(target))
+    again = audit_now("scheduled__audit")
+    assert (again["status"], again["missing_keys"], again["duplicate_keys"], again["stale_keys"]) == (
+        "repaired",
+        1,
+        0,
+        0,
+    )
+
+    # Another run finds nothing and says so.
+    assert audit_now("scheduled__next")["status"] == "ok"
+    assert [row[:2] for row in audit_rows(warehouse, stream)] == [
+        ("scheduled__audit", "repaired"),
+        ("scheduled__next", "ok"),
+    ]

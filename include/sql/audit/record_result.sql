@@ -1,15 +1,25 @@
 {#
   Runs inside the repair transaction, after merge.sql: the plan says, per key of
   the hour's S3 truth, what the target held before the merge.
+
+  A retry (or a clear) of the same audit run finds the hour its earlier try already
+  repaired clean; it must not record "ok" over what that try found and fixed. So an
+  earlier row of this run is replaced, unless it is 'repaired' and this try found nothing.
 #}
+{% set found_something %}(
+    CAST(%(late_objects)s AS bigint) > 0
+    OR EXISTS (SELECT 1 FROM {{ plan | ident }} p WHERE p.action = 'insert' OR p.copies > 1 OR p.stale = 1)
+){% endset %}
 DELETE FROM {{ (loader_schema, "audit_results") | qualified }}
 WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp)
-  AND run_id = CAST(%(run_id)s AS varchar(256));
+  AND run_id = CAST(%(run_id)s AS varchar(256))
+  AND (status <> 'repaired' OR {{ found_something }});
 
 INSERT INTO {{ (loader_schema, "audit_results") | qualified }} (
     stream, hour, run_id, audited_at, status,
     s3_keys, missing_keys, duplicate_keys, stale_keys, late_objects, error_objects, repaired_keys, drop_rate
 )
+SELECT * FROM (
 SELECT
     CAST(%(stream)s AS varchar(64)),
     CAST(%(hour)s AS timestamp),
@@ -32,4 +42,10 @@ SELECT
         WHEN COUNT(*) = 0 THEN NULL
         ELSE CAST(SUM(CASE WHEN action = 'insert' THEN 1 ELSE 0 END) AS double precision) / COUNT(*)
     END
-FROM {{ plan | ident }};
+FROM {{ plan | ident }}
+) finding
+WHERE NOT EXISTS (
+    SELECT 1 FROM {{ (loader_schema, "audit_results") | qualified }} kept
+    WHERE kept.stream = CAST(%(stream)s AS varchar(64)) AND kept.hour = CAST(%(hour)s AS timestamp)
+      AND kept.run_id = CAST(%(run_id)s AS varchar(256))
+);
