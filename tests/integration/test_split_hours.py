@@ -145,3 +145,40 @@ def test_part_stages_are_not_under_the_stage_key_prefix(twins):
     for index in (0, 1, 12):
         part = part_stage_key(stream, HOURS[0], "manual__2026-03-01T10:00:00+00:00", index)
         assert not part.startswith(final) and part != final
+
+
+def test_a_part_takes_objects_as_they_are_when_they_changed_after_the_listing(s3):
+    """Between extract_hour's listing and a part's read, one object is rewritten and one deleted:
+    the part reads the new version, leaves the deleted one out, and its ledger entries say so."""
+    from datetime import UTC, datetime
+
+    from firehose_loader.ingest import extract_or_split, extract_part
+    from tests.integration.test_reliability_support import SIMPLE, ndjson, object_key, unlisted_stream
+
+    hour = datetime(2026, 5, 9, 7, tzinfo=UTC)
+    entry, stream = unlisted_stream(s3, "split_changed", **SIMPLE, split_above_bytes=1)
+    bodies = {
+        name: ndjson([{"id": f"{name}-{n}", "seq": 1, "note": "first"} for n in range(5)]) for name in ("a", "b", "c")
+    }
+    for name, body in bodies.items():
+        s3.put_object(Bucket=entry["bucket"], Key=object_key(hour, name), Body=body)
+    split = extract_or_split(s3, stream, hour, "manual__changed")
+    assert [[item["key"] for item in part["objects"]] for part in split["parts"]] == [
+        [object_key(hour, "a")],
+        [object_key(hour, "b")],
+        [object_key(hour, "c")],
+    ]
+
+    rewritten = ndjson([{"id": f"b-{n}", "seq": 2, "note": "second"} for n in range(7)])
+    s3.put_object(Bucket=entry["bucket"], Key=object_key(hour, "b"), Body=rewritten)
+    s3.delete_object(Bucket=entry["bucket"], Key=object_key(hour, "c"))
+
+    parts = [extract_part(s3, stream, part, "manual__changed") for part in split["parts"]]
+    assert [[item["key"] for item in part["objects"]] for part in parts] == [
+        [object_key(hour, "a")],
+        [object_key(hour, "b")],
+        [],
+    ]
+    (b_entry,) = parts[1]["objects"]
+    assert (b_entry["records_raw"], b_entry["size"]) == (7, len(rewritten))
+    assert parts[2]["stage_key"] is None and parts[2]["rows"] == 0
