@@ -181,7 +181,9 @@ def test_task_killed_with_sigkill_in_the_middle_of_the_merge_changes_nothing_and
 
     try:
         holders = wait_for(holding_the_lock, "the load to hold the table lock in an open transaction", timeout=120)
-        assert f"failpoint before_commit: paused (pid {process.pid})" in log.read_text()
+        # The transaction is idle (and holds the lock) a moment before the failpoint writes its line.
+        paused = f"failpoint before_commit: paused (pid {process.pid})"
+        wait_for(lambda: paused in log.read_text(), "the failpoint to report the pause", timeout=30)
         assert snapshot(warehouse, entry) == before  # the merge is done but not visible before the commit
         os.killpg(process.pid, signal.SIGKILL)
         assert process.wait(timeout=30) == -signal.SIGKILL
