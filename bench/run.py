@@ -76,6 +76,7 @@ HOUR_LENGTH = timedelta(hours=1)
 SEED = int(os.environ.get("BENCH_SEED", "20260301"))
 # Bump when the generated data changes: a stored hour with another version is generated again.
 GENERATOR_VERSION = 1
+# simulate.PRODUCT_EVENT_COLUMNS, written out: a BENCH_BASELINE tree may predate that name.
 COLUMNS = {
     "event_id": "varchar(64)",
     "event_type": "varchar(64)",
