@@ -13,9 +13,13 @@ the JSON bytes. Both validate column by column and dedupe the same way.
 from __future__ import annotations
 
 import base64
+import multiprocessing
+import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import closing, contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache, partial
@@ -316,18 +320,26 @@ def _count_losers(loser_ranks: np.ndarray, names: list[str]) -> dict[str, int]:
     return {names[rank]: int(count) for rank, count in enumerate(counts) if count}
 
 
-def _read_object_rows(stream: Stream, source: SourceObject, batch: HourBatch | StagedHour) -> pa.Table | None:
-    """Decode and validate one object into ``batch``'s accounting; its valid rows, or None if unreadable."""
+@dataclass
+class ObjectRows:
+    """One object decoded and validated: its account, its valid rows and its bad records."""
+
+    stats: ObjectStats
+    rows: pa.Table | None  # None when the object is unreadable
+    quarantined: list[QuarantinedRecord]
+    unreadable: SourceObject | None = None
+
+
+def decode_and_validate(stream: Stream, source: SourceObject) -> ObjectRows:
+    """Decompress, decode and validate one object (pure: runs in a decode process as well as here)."""
     stats = ObjectStats(key=source.key, etag=source.etag, size=source.size)
-    batch.objects.append(stats)
     try:
         decompressed = source.decompressed
         plain, compression, warning = decompressed if decompressed is not None else decompress(source.body)
     except UnreadableObject as exc:
         stats.status = "unreadable"
         stats.message = str(exc)
-        batch.unreadable.append(source)
-        return None
+        return ObjectRows(stats, None, [], unreadable=source)
     stats.compression = compression
     table, quarantined, stats.records_raw = _validate_plain(stream, source.key, plain)
     stats.records_valid = table.num_rows
@@ -337,8 +349,54 @@ def _read_object_rows(stream: Stream, source: SourceObject, batch: HourBatch | S
         stats.status = "empty"
     elif quarantined or warning:
         stats.status = "partial"
-    batch.quarantined.extend(quarantined)
-    return table
+    return ObjectRows(stats, table, quarantined)
+
+
+def decoded_objects(stream: Stream, objects: Iterable[SourceObject], processes: int = 1) -> Iterator[ObjectRows]:
+    """The objects decoded, in their order; with ``processes`` > 1 that many worker processes decode side by side.
+
+    Decoding holds the GIL, so threads would not help. The workers are forked before
+    ``objects`` is first read (a reader thread may start then: forking is safe before it,
+    and a forked worker starts at once, without importing anything again). At most
+    ``processes + 1`` objects are out at a time, so memory stays bounded as in one process.
+    """
+    if processes <= 1:
+        for source in objects:
+            yield decode_and_validate(stream, source)
+        return
+    with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("fork")) as pool:
+        # Submitting forks every worker now, before the reader thread exists.
+        for started in [pool.submit(os.getpid) for _ in range(processes)]:
+            started.result()
+        pending: deque[Future[ObjectRows]] = deque()
+        try:
+            for source in objects:
+                pending.append(pool.submit(decode_and_validate, stream, source))
+                del source
+                if len(pending) > processes:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity, which container CPU sets narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _add_object(batch: HourBatch | StagedHour, decoded: ObjectRows) -> pa.Table | None:
+    """Record one decoded object in ``batch``'s accounting; its valid rows, or None if unreadable."""
+    batch.objects.append(decoded.stats)
+    batch.quarantined.extend(decoded.quarantined)
+    if decoded.unreadable is not None:
+        batch.unreadable.append(decoded.unreadable)
+    return decoded.rows
 
 
 def build_hour_batch(stream: Stream, objects: Iterable[SourceObject]) -> HourBatch:
@@ -349,8 +407,8 @@ def build_hour_batch(stream: Stream, objects: Iterable[SourceObject]) -> HourBat
     """
     tables: list[pa.Table] = []
     batch = HourBatch(rows=arrow_schema(stream).empty_table())
-    for source in objects:
-        table = _read_object_rows(stream, source, batch)
+    for decoded in decoded_objects(stream, objects):
+        table = _add_object(batch, decoded)
         if table is not None:
             tables.append(table)
     if tables:
@@ -376,13 +434,16 @@ class StagedHour:
         return sum(stats.records_raw for stats in self.objects)
 
 
-def stage_hour(stream: Stream, objects: Iterable[SourceObject], directory: Path | str) -> StagedHour:
+def stage_hour(
+    stream: Stream, objects: Iterable[SourceObject], directory: Path | str, *, decode_processes: int = 1
+) -> StagedHour:
     """Decode, validate and dedupe one hour's objects into ``directory``/stage.parquet, in bounded memory.
 
     The same rows and counts as :func:`build_hour_batch` (the stage's rows are in the order the
-    objects were read, not sorted by key). Memory holds one object's body and rows at a time,
-    plus the key, order column and offset of every valid row; the rows themselves wait in a
-    local Arrow file until deduplication has chosen the winners.
+    objects were read, not sorted by key), with ``decode_processes`` decoding side by side. Memory
+    holds the objects being decoded (one, or ``decode_processes + 1``) and the key, order column
+    and offset of every valid row; the rows themselves wait in a local Arrow file until
+    deduplication has chosen the winners.
     """
     directory = Path(directory)
     schema = arrow_schema(stream)
@@ -391,16 +452,25 @@ def stage_hour(stream: Stream, objects: Iterable[SourceObject], directory: Path 
     key_columns = [*stream.key, stream.order_by, OFFSET_COLUMN]
     keys: list[pa.Table] = []
     object_rows: list[tuple[str, int]] = []
-    with pa.OSFile(str(spill_path), "wb") as sink, pa.ipc.new_file(sink, schema) as spill:
-        for source in objects:
+    with (
+        pa.OSFile(str(spill_path), "wb") as sink,
+        pa.ipc.new_file(sink, schema) as spill,
+        closing(decoded_objects(stream, objects, decode_processes)) as decoded,
+    ):
+        while True:
             with timed("decode+validate"):
-                table = _read_object_rows(stream, source, batch)
+                next_object = next(decoded, None)
+            if next_object is None:
+                break
+            table = _add_object(batch, next_object)
+            source_key = next_object.stats.key
+            del next_object
             if table is None or table.num_rows == 0:
                 continue
             with timed("spill"):
                 spill.write_table(table, max_chunksize=STAGE_ROW_GROUP)
                 keys.append(table.select(key_columns))
-                object_rows.append((source.key, table.num_rows))
+                object_rows.append((source_key, table.num_rows))
     if not keys:
         return batch
     with timed("dedupe"):

@@ -29,6 +29,9 @@ PREFIX = re.compile(r"^([A-Za-z0-9!_.*'()-]+/)*$")
 LOADER_COLUMNS = ("_firehose_object", "_firehose_offset")
 # 1 GiB of gzip objects is ~4 M records of 0.7 KB: about what one extract task holds in 1.5 GB (bench/results.md).
 DEFAULT_SPLIT_ABOVE_BYTES = 1 << 30
+# Processes that decode one extract task's objects: two cores decode an hour in about half the time.
+DEFAULT_DECODE_PROCESSES = 2
+MAX_DECODE_PROCESSES = 64
 
 
 class ConfigError(ValueError):
@@ -141,6 +144,9 @@ class Stream:
     # An hour whose objects total more than this (bytes as stored in S3) is extracted by several
     # tasks, each reading at most this much; see ingest.extract_or_split.
     split_above_bytes: int = DEFAULT_SPLIT_ABOVE_BYTES
+    # Worker processes that decode and validate an extract task's objects side by side (1: in
+    # the task's own process); never more than the task may use CPUs. See batch.decoded_objects.
+    decode_processes: int = DEFAULT_DECODE_PROCESSES
     start_date: datetime = datetime(2026, 1, 1, tzinfo=UTC)
     catchup: bool = False
     audit_alert_threshold: int = 0
@@ -187,7 +193,7 @@ class StreamsConfig:
 STREAM_FIELDS = {
     "name", "bucket", "prefix", "table", "key", "order_by", "columns", "settle_grace_minutes",
     "staging_prefix", "quarantine_prefix", "error_prefix", "tags", "owner", "max_record_bytes",
-    "split_above_bytes", "start_date", "catchup", "audit_alert_threshold", "audit_notifier",
+    "split_above_bytes", "decode_processes", "start_date", "catchup", "audit_alert_threshold", "audit_notifier",
 }  # fmt: skip
 SETTINGS_FIELDS = {"aws_conn_id", "warehouse_conn_id", "loader_schema"}
 
@@ -279,6 +285,15 @@ def parse_stream(entry: Any, index: int) -> Stream:
     split_above_bytes = entry.get("split_above_bytes", DEFAULT_SPLIT_ABOVE_BYTES)
     if not isinstance(split_above_bytes, int) or isinstance(split_above_bytes, bool) or split_above_bytes < 1:
         raise ConfigError(f"{where}, field 'split_above_bytes': must be a positive integer, got {split_above_bytes!r}")
+    decode_processes = entry.get("decode_processes", DEFAULT_DECODE_PROCESSES)
+    if (
+        not isinstance(decode_processes, int)
+        or isinstance(decode_processes, bool)
+        or not 1 <= decode_processes <= MAX_DECODE_PROCESSES
+    ):
+        raise ConfigError(
+            f"{where}, field 'decode_processes': must be an integer 1..{MAX_DECODE_PROCESSES}, got {decode_processes!r}"
+        )
     owner = entry.get("owner", "data-engineering")
     if not isinstance(owner, str) or not owner.strip():
         raise ConfigError(f"{where}, field 'owner': must be a non-empty string, got {owner!r}")
@@ -328,6 +343,7 @@ def parse_stream(entry: Any, index: int) -> Stream:
         owner=owner,
         max_record_bytes=max_record_bytes,
         split_above_bytes=split_above_bytes,
+        decode_processes=decode_processes,
         start_date=start_date,
         catchup=catchup,
         audit_alert_threshold=threshold,

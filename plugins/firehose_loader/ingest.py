@@ -13,6 +13,7 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ from firehose_loader.batch import (
     combine_parts,
     stage_hour,
     timed,
+    usable_cpus,
 )
 from firehose_loader.config import Settings, Stream
 from firehose_loader.decoding import UnreadableObject, decompress
@@ -55,6 +57,9 @@ PLAN_TABLE = "firehose_plan"
 STAGE_READ_BATCH_ROWS = 65_536
 # Times a part reads its objects again after one of them changed since the hour was listed.
 PART_READ_ATTEMPTS = 3
+# Below this many bytes of objects (as stored) an extract decodes in its own process: forking
+# workers and passing objects to them would cost more than a second core saves.
+PARALLEL_DECODE_MIN_BYTES = 8 << 20
 
 
 def run_token(run_id: str) -> str:
@@ -75,18 +80,21 @@ def part_stage_key(stream: Stream, hour: datetime, run_id: str, index: int) -> s
     return f"{stream.staging_prefix}{stream.name}/{hour_folder(hour)}{run_token(run_id)}.part-{index:04d}.parquet"
 
 
-def _read_sources(client: Any, stream: Stream, objects: list[ObjectInfo]) -> Iterator[SourceObject]:
-    """The objects in order, each read and decompressed in a thread while the one before it is parsed.
+def _read_sources(
+    client: Any, stream: Stream, objects: list[ObjectInfo], *, decompress_here: bool = True
+) -> Iterator[SourceObject]:
+    """The objects in order, each read (and decompressed) in a thread while the one before it is parsed.
 
-    At most two objects are in memory. Decompression releases the GIL, so it overlaps the parse.
+    At most two objects are in memory. Decompression releases the GIL, so it overlaps the parse;
+    without ``decompress_here`` the decode processes decompress what they decode.
     """
 
     def read(item: ObjectInfo) -> SourceObject:
         body = read_object(client, stream.bucket, item.key, item.etag)
-        try:
-            decompressed = decompress(body)
-        except UnreadableObject:
-            decompressed = None  # decoding reports it
+        decompressed = None
+        if decompress_here:
+            with suppress(UnreadableObject):  # decoding reports it
+                decompressed = decompress(body)
         return SourceObject(item.key, item.etag, item.size, body, decompressed)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="firehose-read") as reader:
@@ -247,12 +255,22 @@ def _extract_objects(
     }
 
 
+def decode_processes(stream: Stream, objects: Sequence[ObjectInfo]) -> int:
+    """How many processes decode these objects: the stream's ``decode_processes``, at most one per
+    usable CPU and per object, and one for a small batch (workers would cost more than they save)."""
+    if sum(item.size for item in objects) < PARALLEL_DECODE_MIN_BYTES:
+        return 1
+    return max(1, min(stream.decode_processes, usable_cpus(), len(objects)))
+
+
 def _stage_objects(
     client: Any, stream: Stream, hour: datetime, objects: list[ObjectInfo], key: str
 ) -> tuple[int, str | None, list[dict[str, Any]]]:
     """Stage the objects' deduplicated rows at ``key`` and quarantine their bad records: (rows, stage key or None, object entries)."""
     with tempfile.TemporaryDirectory(prefix="firehose-loader-") as workdir:
-        batch = stage_hour(stream, _read_sources(client, stream, objects), workdir)
+        processes = decode_processes(stream, objects)
+        sources = _read_sources(client, stream, objects, decompress_here=processes == 1)
+        batch = stage_hour(stream, sources, workdir, decode_processes=processes)
         with timed("quarantine write"):
             quarantine_keys = _write_quarantine(client, stream, hour, batch)
         staged_key = None

@@ -107,22 +107,23 @@ def test_split_hours_load_the_same_table_ledger_and_counts(twins, warehouse):
     assert [row[1] for row in load_hours(warehouse, split["name"])] == ["partial"] * len(HOURS)
 
 
+def quarantine_of(s3: Any, entry: dict[str, Any]) -> dict[str, bytes]:
+    """A stream's quarantine files by name, with its stream name and bucket taken out (each twin has its own)."""
+    prefix = f"firehose-loader/quarantine/{entry['name']}/"
+    listing = s3.list_objects_v2(Bucket=entry["bucket"], Prefix=prefix).get("Contents", [])
+    return {
+        item["Key"].removeprefix(prefix): s3.get_object(Bucket=entry["bucket"], Key=item["Key"])["Body"]
+        .read()
+        .replace(entry["name"].encode(), b"<stream>")
+        .replace(entry["bucket"].encode(), b"<bucket>")
+        for item in listing
+    }
+
+
 def test_split_hours_quarantine_the_same_records(twins, s3):
     whole, split, _expected, _runs = twins
-
-    def quarantine(entry: dict[str, Any]) -> dict[str, bytes]:
-        prefix = f"firehose-loader/quarantine/{entry['name']}/"
-        listing = s3.list_objects_v2(Bucket=entry["bucket"], Prefix=prefix).get("Contents", [])
-        return {
-            item["Key"].removeprefix(prefix): s3.get_object(Bucket=entry["bucket"], Key=item["Key"])["Body"]
-            .read()
-            .replace(entry["name"].encode(), b"<stream>")
-            .replace(entry["bucket"].encode(), b"<bucket>")
-            for item in listing
-        }
-
-    kept = quarantine(split)
-    assert kept == quarantine(whole)
+    kept = quarantine_of(s3, split)
+    assert kept == quarantine_of(s3, whole)
     assert any(name.endswith("stream-1-corrupt.gz") for name in kept)  # the unreadable object, copied as is
 
 

@@ -190,6 +190,10 @@ BAD_STREAMS = [
     pytest.param({"split_above_bytes": 0}, "split_above_bytes", "0", id="split-above-zero"),
     pytest.param({"split_above_bytes": "1GB"}, "split_above_bytes", "1GB", id="split-above-text"),
     pytest.param({"split_above_bytes": True}, "split_above_bytes", "True", id="split-above-boolean"),
+    pytest.param({"decode_processes": 0}, "decode_processes", "0", id="decode-processes-zero"),
+    pytest.param({"decode_processes": 65}, "decode_processes", "65", id="decode-processes-too-many"),
+    pytest.param({"decode_processes": "2"}, "decode_processes", "'2'", id="decode-processes-text"),
+    pytest.param({"decode_processes": True}, "decode_processes", "True", id="decode-processes-boolean"),
     pytest.param({"tags": "sales"}, "tags", "", id="tags-not-list"),
     pytest.param({"start_date": "yesterday"}, "start_date", "yesterday", id="start-date-unparsable"),
     pytest.param({"start_date": "2026-01-01T00:30:00+00:00"}, "start_date", "00:30", id="start-date-not-hour"),
@@ -344,6 +348,11 @@ def test_error_in_file_names_stream_and_field(tmp_path: Path) -> None:
         load_config(path)
     assert "'orders'" in str(caught.value)
     assert "field 'prefix'" in str(caught.value)
+
+
+def test_decode_processes_defaults_to_two_and_is_read_from_the_stream() -> None:
+    assert parse_config(config_with(stream_entry())).streams[0].decode_processes == 2
+    assert parse_config(config_with(stream_entry(decode_processes=1))).streams[0].decode_processes == 1
 
 
 def test_split_above_bytes_defaults_to_one_gib_and_is_read_from_the_stream() -> None:
