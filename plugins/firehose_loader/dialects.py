@@ -19,10 +19,10 @@ import io
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, Protocol
 
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 
 from firehose_loader.config import MAX_VARCHAR, ColumnType
 from firehose_loader.sql import render
@@ -88,36 +88,60 @@ class Postgres:
         return render("postgres/lock_target.sql", **context).strip()
 
     def copy_into_staging(self, cursor: Any, context: dict[str, Any], stage: Stage) -> None:
-        """Stream the staged rows into the staging table with COPY FROM STDIN (CSV), a batch at a time.
+        """Stream the staged rows into the staging table with binary COPY FROM STDIN, a batch at a time.
 
-        Every non-null value is quoted, so an unquoted empty field is NULL and ``""`` is
-        the empty string; the text ``NULL`` is just text. Only one record batch and its CSV
+        pgpq encodes each Arrow record batch in PostgreSQL's binary COPY format: the server
+        reads numbers, timestamps and text without parsing them (only JSON is parsed, into
+        jsonb), and NULL stays apart from every text. Only one record batch and its encoding
         are in memory at once, whatever the size of the hour.
         """
         statement = render("postgres/copy_staging.sql", **context)
-        options = pa_csv.WriteOptions(include_header=False, quoting_style="all_valid")
+        jsonb_columns = {column["name"] for column in context["columns"] if column["staging_type"] == "jsonb"}
+        chunks = _binary_copy_chunks(stage.batches(), jsonb_columns)
+        header = next(chunks, None)
+        if header is None:
+            return  # no batches: nothing to copy (binary COPY of no bytes at all is an error)
+        chunks = chain([header], chunks)
         if hasattr(cursor, "copy"):  # psycopg 3, which the postgres provider prefers when installed
             from psycopg.copy import QueuedLibpqWriter
 
-            # A writer thread sends the data while this one renders the next batch's CSV
+            # A writer thread sends the data while this one encodes the next batch
             # (its queue holds at most ~128 MB).
             with cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy:
-                for batch in stage.batches():
-                    copy.write(_csv_bytes(batch, options))
-        else:  # psycopg2 reads a file object: hand it the batches' CSV one after another
-            cursor.copy_expert(statement, _ChunkReader(_csv_bytes(batch, options) for batch in stage.batches()))
+                for chunk in chunks:
+                    copy.write(chunk)
+        else:  # psycopg2 reads a file object: hand it the chunks one after another
+            cursor.copy_expert(statement, _ChunkReader(chunks))
 
 
-def _csv_bytes(batch: pa.RecordBatch, options: pa_csv.WriteOptions) -> memoryview:
-    buffer = io.BytesIO()
-    pa_csv.write_csv(batch, buffer, options)
-    return buffer.getbuffer()
+def _binary_copy_chunks(batches: Iterator[pa.RecordBatch], jsonb_columns: set[str]) -> Iterator[bytes]:
+    """The batches in PostgreSQL's binary COPY format: a header, one chunk per batch, the trailer.
+
+    Each Arrow type is sent as the PostgreSQL type the stage's schema maps it to (int16/32/64,
+    float64, bool, decimal128 as numeric, date32, timestamp[us] with or without a zone, string as
+    text); the JSON columns, Arrow strings, are sent as jsonb.
+    """
+    from pgpq import ArrowToPostgresBinaryEncoder
+    from pgpq.encoders import StringEncoderBuilder
+    from pgpq.schema import Jsonb
+
+    encoder = None
+    for batch in batches:
+        if encoder is None:
+            encoders = {field.name: ArrowToPostgresBinaryEncoder.infer_encoder(field) for field in batch.schema}
+            for name in jsonb_columns:
+                encoders[name] = StringEncoderBuilder.new_with_output(batch.schema.field(name), Jsonb())
+            encoder = ArrowToPostgresBinaryEncoder.new_with_encoders(batch.schema, encoders)
+            yield encoder.write_header()
+        yield encoder.write_batch(batch)
+    if encoder is not None:
+        yield encoder.finish()
 
 
 class _ChunkReader(io.RawIOBase):
     """A readable file over an iterator of byte chunks (what psycopg2's copy_expert reads from)."""
 
-    def __init__(self, chunks: Iterator[memoryview]) -> None:
+    def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
         self._current = memoryview(b"")
 

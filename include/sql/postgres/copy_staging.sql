@@ -1,2 +1,2 @@
 COPY {{ staging | ident }} ({% for column in columns %}{{ column.name | ident }}, {% endfor %}"_firehose_object", "_firehose_offset")
-FROM STDIN WITH (FORMAT csv, HEADER false, ENCODING 'UTF8')
+FROM STDIN WITH (FORMAT binary)
