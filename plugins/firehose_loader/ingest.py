@@ -53,7 +53,7 @@ from firehose_loader.transactions import retry_serialization_failures
 STAGING_TABLE = "firehose_staging"
 OBJECTS_TABLE = "firehose_objects"
 PLAN_TABLE = "firehose_plan"
-# Rows decoded from the stage (and rendered as CSV for PostgreSQL) at a time: ~50 MB of these events.
+# Rows decoded from the stage (and encoded for PostgreSQL's binary COPY) at a time: ~50 MB of these events.
 STAGE_READ_BATCH_ROWS = 65_536
 # Times a part reads its objects again after one of them changed since the hour was listed.
 PART_READ_ATTEMPTS = 3
