@@ -164,7 +164,11 @@ def hour_objects(client: Any, size: int) -> list[tuple[str, int]]:
 
 
 class PeakRss:
-    """Peak resident memory of this process and its children: getrusage, plus a sampler for the sum."""
+    """Peak memory of this process and its children: getrusage, plus a sampler for the tree's sum.
+
+    The sampler sums proportional set sizes (PSS): the extract's decode workers are forked and
+    share the parent's pages, which a sum of RSS would count once per process.
+    """
 
     def __init__(self, interval: float = 0.05) -> None:
         self.interval = interval
@@ -178,8 +182,10 @@ class PeakRss:
         me = psutil.Process()
         while not self._stop.is_set():
             try:
-                total = me.memory_info().rss + sum(
-                    child.memory_info().rss for child in me.children(recursive=True) if child.is_running()
+                total = sum(
+                    process.memory_full_info().pss
+                    for process in [me, *me.children(recursive=True)]
+                    if process.is_running()
                 )
             except psutil.Error:
                 total = 0
@@ -1226,8 +1232,9 @@ def write_report(path: Path, runs: list[dict[str, Any]], merge: dict[str, Any] |
         "",
         f"Written by `bench/run.py` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Each contender runs in a fresh",
         "process (ours: one process per DAG task) on the same objects in the local S3 (moto server) and",
-        "writes into the same PostgreSQL. Peak RSS is the process's (ru_maxrss, and a sampler of the process",
-        "tree); it does not include the S3 or PostgreSQL servers.",
+        "writes into the same PostgreSQL. Peak RSS is the larger of the process's ru_maxrss and a sampler's",
+        "sum over its process tree (of PSS, so that forked decode workers' shared pages count once); it does",
+        "not include the S3 or PostgreSQL servers.",
         "",
         f"- machine: {info['nproc']} cores ({info['cpu']}), {info['memory']}, Linux {info['kernel']}, "
         f"Python {info['python']}",
