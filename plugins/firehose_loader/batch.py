@@ -355,10 +355,11 @@ def decode_and_validate(stream: Stream, source: SourceObject) -> ObjectRows:
 def decoded_objects(stream: Stream, objects: Iterable[SourceObject], processes: int = 1) -> Iterator[ObjectRows]:
     """The objects decoded, in their order; with ``processes`` > 1 that many worker processes decode side by side.
 
-    Decoding holds the GIL, so threads would not help. The workers are forked before
-    ``objects`` is first read (a reader thread may start then: forking is safe before it,
-    and a forked worker starts at once, without importing anything again). At most
-    ``processes + 1`` objects are out at a time, so memory stays bounded as in one process.
+    Decoding holds the GIL, so threads would not help. The workers are forked, which starts
+    them at once without importing anything again, and before ``objects`` is first read, so
+    before the reader thread behind it exists (forking a process with threads can copy a
+    lock some thread holds). At most ``processes + 1`` objects are out at a time, so memory
+    stays bounded as in one process.
     """
     if processes <= 1:
         for source in objects:
