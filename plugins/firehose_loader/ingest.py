@@ -9,6 +9,7 @@ merges it, with the ledger, in one transaction.
 from __future__ import annotations
 
 import re
+import sys
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -257,8 +258,10 @@ def _extract_objects(
 
 def decode_processes(stream: Stream, objects: Sequence[ObjectInfo]) -> int:
     """How many processes decode these objects: the stream's ``decode_processes``, at most one per
-    usable CPU and per object, and one for a small batch (workers would cost more than they save)."""
-    if sum(item.size for item in objects) < PARALLEL_DECODE_MIN_BYTES:
+    usable CPU and per object; one for a small batch (workers would cost more than they save), and
+    one off Linux (the workers are forked, which macOS does not support once its system frameworks
+    have been used, as a proxy lookup does)."""
+    if sys.platform != "linux" or sum(item.size for item in objects) < PARALLEL_DECODE_MIN_BYTES:
         return 1
     return max(1, min(stream.decode_processes, usable_cpus(), len(objects)))
 

@@ -601,3 +601,25 @@ def test_an_hour_is_split_into_consecutive_parts_of_at_most_the_limit() -> None:
     ]
     assert [item for part in parts for item in part] == objects
     assert split_into_parts([], 10) == []
+
+
+def test_decode_processes_follow_the_stream_the_cpus_the_objects_and_the_platform(monkeypatch: Any) -> None:
+    import sys
+    from dataclasses import replace
+
+    from firehose_loader import ingest
+    from firehose_loader.ingest import PARALLEL_DECODE_MIN_BYTES, decode_processes
+    from firehose_loader.s3io import ObjectInfo
+
+    stream = replace(STREAM, decode_processes=3)
+    big = [ObjectInfo(f"k{index}", "e", PARALLEL_DECODE_MIN_BYTES // 2) for index in range(4)]
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(ingest, "usable_cpus", lambda: 8)
+    assert decode_processes(stream, big) == 3
+    assert decode_processes(stream, big[:2]) == 2  # one object per worker at most
+    assert decode_processes(stream, big[:1]) == 1  # under the size where workers pay off
+    monkeypatch.setattr(ingest, "usable_cpus", lambda: 2)
+    assert decode_processes(stream, big) == 2
+    assert decode_processes(replace(stream, decode_processes=1), big) == 1
+    monkeypatch.setattr(sys, "platform", "darwin")  # workers are forked: Linux only
+    assert decode_processes(stream, big) == 1
