@@ -29,7 +29,8 @@ PREFIX = re.compile(r"^([A-Za-z0-9!_.*'()-]+/)*$")
 LOADER_COLUMNS = ("_firehose_object", "_firehose_offset")
 # 1 GiB of gzip objects is ~4 M records of 0.7 KB: about what one extract task holds in 1.5 GB (bench/results.md).
 DEFAULT_SPLIT_ABOVE_BYTES = 1 << 30
-# Processes that decode one extract task's objects: two cores decode an hour in about half the time.
+# Processes that decode one extract task's objects: on two cores they take about a third off the
+# decoding of the bench's 1 M-record hour (bench/NOTES.md).
 DEFAULT_DECODE_PROCESSES = 2
 MAX_DECODE_PROCESSES = 64
 
@@ -145,7 +146,7 @@ class Stream:
     # tasks, each reading at most this much; see ingest.extract_or_split.
     split_above_bytes: int = DEFAULT_SPLIT_ABOVE_BYTES
     # Worker processes that decode and validate an extract task's objects side by side (1: in
-    # the task's own process); never more than the task may use CPUs. See batch.decoded_objects.
+    # the task's own process); never more than the CPUs the task may use. See batch.decoded_objects.
     decode_processes: int = DEFAULT_DECODE_PROCESSES
     start_date: datetime = datetime(2026, 1, 1, tzinfo=UTC)
     catchup: bool = False

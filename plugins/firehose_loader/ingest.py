@@ -86,7 +86,7 @@ def _read_sources(
 ) -> Iterator[SourceObject]:
     """The objects in order, each read (and decompressed) in a thread while the one before it is parsed.
 
-    At most two objects are in memory. Decompression releases the GIL, so it overlaps the parse;
+    The reader holds one object ahead. Decompression releases the GIL, so it overlaps the parse;
     without ``decompress_here`` the decode processes decompress what they decode.
     """
 
