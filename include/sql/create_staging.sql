@@ -3,8 +3,9 @@ DROP TABLE IF EXISTS {{ staging | ident }};
 DROP TABLE IF EXISTS {{ objects | ident }};
 DROP TABLE IF EXISTS {{ plan | ident }};
 
+-- Whole rows, or only the merge plan's columns where the dialect COPYs the winners itself.
 CREATE TEMPORARY TABLE {{ staging | ident }} (
-{% for column in columns %}
+{% for column in staging_columns %}
     {{ column.name | ident }} {{ column.staging_type }},
 {% endfor %}
     "_firehose_object" {{ object_key_type }} NOT NULL,

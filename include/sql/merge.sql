@@ -9,6 +9,9 @@
   meets (a row from the real-time path has no provenance and loses ties). The
   same version seen again is left alone, so a rerun rewrites nothing.
 
+  With a staging table of whole rows (stages_rows) the winners are inserted from it;
+  otherwise the caller sends them after this template (Dialect.insert_winners).
+
   The plan also records what the audit reports: how many rows the key had in the
   target (copies) and whether the target's version was older (stale). Without
   write_ledger (an audit that re-read nothing) the ledger keeps the load's counts.
@@ -25,6 +28,7 @@ SELECT
     s.{{ column | ident }},
 {% endfor %}
     s."_firehose_object",
+    s."_firehose_offset",
     CASE
         WHEN c.copies IS NULL THEN 'insert'
         WHEN c.copies = 1 AND c."_firehose_object" = s."_firehose_object" AND c."_firehose_offset" = s."_firehose_offset" THEN 'unchanged'
@@ -64,11 +68,14 @@ DELETE FROM {{ target | qualified }}
 USING {{ plan | ident }} p
 WHERE {{ same_key(target | qualified, "p") }} AND p.action = 'update';
 
+{% if stages_rows %}
 INSERT INTO {{ target | qualified }} ({% for column in columns %}{{ column.name | ident }}, {% endfor %}"_firehose_object", "_firehose_offset")
 SELECT {% for column in columns %}{{ column.insert_expression }}, {% endfor %}s."_firehose_object", s."_firehose_offset"
 FROM {{ staging | ident }} s
 JOIN {{ plan | ident }} p ON {{ same_key("p", "s") }}
 WHERE p.action IN ('insert', 'update');
+{% endif %}
+{# Otherwise the staging table holds only the plan's columns: the dialect COPYs the winners (insert_winners). #}
 
 {% if write_ledger %}
 DELETE FROM {{ (loader_schema, "ledger") | qualified }}

@@ -11,21 +11,28 @@ and ``insert_expression`` (how the merge's INSERT ... SELECT reads it from the
 staging table, alias ``s``). They differ only where the stage cannot be loaded
 into the target type directly: Redshift stages a json column as its text and
 parses it into SUPER with JSON_PARSE.
+
+Where the winning rows come from differs too (``stages_rows``). Redshift COPYs the
+whole stage into the staging table and the merge inserts from it. PostgreSQL stages
+only what the merge plan reads (key, order_by, provenance) and COPYs the winners
+straight into the target once the plan is made: every row is written once, not into
+a staging table first and then again into the target.
 """
 
 from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any, Protocol
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from firehose_loader.config import MAX_VARCHAR, ColumnType
-from firehose_loader.sql import render
+from firehose_loader.sql import quote_qualified, render
 
 
 @dataclass(frozen=True)
@@ -34,7 +41,8 @@ class Stage:
 
     bucket: str
     key: str
-    batches: Callable[[], Iterator[pa.RecordBatch]]
+    # The stage's rows a record batch at a time: all columns, or only those named.
+    batches: Callable[[Sequence[str] | None], Iterator[pa.RecordBatch]]
     rows: int | None = None  # how many rows the stage holds, when the caller knows
 
     @property
@@ -45,6 +53,9 @@ class Stage:
 class Dialect(Protocol):
     name: str
     object_key_type: str
+    # True: the staging table holds whole rows and merge.sql inserts the winners from it.
+    # False: it holds only the plan's columns and insert_winners COPYs the winners.
+    stages_rows: bool
 
     def column_type(self, column_type: ColumnType) -> str: ...
 
@@ -60,10 +71,17 @@ class Dialect(Protocol):
 
     def copy_into_staging(self, cursor: Any, context: dict[str, Any], stage: Stage) -> None: ...
 
+    def insert_winners(self, cursor: Any, context: dict[str, Any], stage: Stage) -> None: ...
+
+
+class TargetTypeError(ValueError):
+    """The target table has a column whose type is not the one the streams file declares."""
+
 
 @dataclass(frozen=True)
 class Postgres:
     name: str = "postgres"
+    stages_rows: bool = False
 
     def column_type(self, column_type: ColumnType) -> str:
         return "jsonb" if column_type.name == "json" else str(column_type)
@@ -88,30 +106,107 @@ class Postgres:
         return render("postgres/lock_target.sql", **context).strip()
 
     def copy_into_staging(self, cursor: Any, context: dict[str, Any], stage: Stage) -> None:
-        """Stream the staged rows into the staging table with binary COPY FROM STDIN, a batch at a time.
-
-        pgpq encodes each Arrow record batch in PostgreSQL's binary COPY format: the server
-        reads numbers, timestamps and text without parsing them (only JSON is parsed, into
-        jsonb), and NULL stays apart from every text. Only one record batch and its encoding
-        are in memory at once, whatever the size of the hour.
-        """
+        """COPY the staged rows' plan columns (key, order_by, provenance) into the staging table."""
+        names = [column["name"] for column in context["staging_columns"]]
         statement = render("postgres/copy_staging.sql", **context)
-        jsonb_columns = {column["name"] for column in context["columns"] if column["staging_type"] == "jsonb"}
-        chunks = _binary_copy_chunks(stage.batches(), jsonb_columns)
-        header = next(chunks, None)
-        if header is None:
-            return  # no batches: nothing to copy (binary COPY of no bytes at all is an error)
-        chunks = chain([header], chunks)
-        if hasattr(cursor, "copy"):  # psycopg 3, which the postgres provider prefers when installed
-            from psycopg.copy import QueuedLibpqWriter
+        _copy_binary(cursor, statement, stage.batches([*names, *PROVENANCE]), _jsonb_names(context["staging_columns"]))
 
-            # A writer thread sends the data while this one encodes the next batch
-            # (its queue holds at most ~128 MB).
-            with cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy:
-                for chunk in chunks:
-                    copy.write(chunk)
-        else:  # psycopg2 reads a file object: hand it the chunks one after another
-            cursor.copy_expert(statement, _ChunkReader(chunks))
+    def insert_winners(self, cursor: Any, context: dict[str, Any], stage: Stage) -> None:
+        """COPY the rows the merge plan inserts or updates straight from the stage into the target.
+
+        Runs after merge.sql, in its transaction: the plan (firehose_plan) says which staged
+        rows lose or are already there; every other row is sent. A rerun of a loaded hour
+        sends nothing.
+        """
+        cursor.execute(
+            render("postgres/target_type_mismatches.sql"),
+            {
+                "table": quote_qualified(context["target"]),
+                "names": [column["name"] for column in context["columns"]],
+                "types": [column["type"] for column in context["columns"]],
+            },
+        )
+        _check_target_types(context, cursor.fetchall())
+        cursor.execute(render("postgres/rows_not_inserted.sql", **context))
+        not_inserted = _offsets_by_object(cursor.fetchall())
+        if stage.rows is not None and sum(len(offsets) for offsets in not_inserted.values()) >= stage.rows:
+            return
+        batches = (_without_rows(batch, not_inserted) for batch in stage.batches(None))
+        statement = render("postgres/copy_winners.sql", **context)
+        _copy_binary(
+            cursor, statement, (batch for batch in batches if batch.num_rows), _jsonb_names(context["columns"])
+        )
+
+
+# The loader's provenance columns, after the stream's columns in the stage and the tables.
+PROVENANCE = ("_firehose_object", "_firehose_offset")
+
+
+def _jsonb_names(columns: Sequence[Mapping[str, Any]]) -> set[str]:
+    return {column["name"] for column in columns if column["staging_type"] == "jsonb"}
+
+
+def _copy_binary(cursor: Any, statement: str, batches: Iterator[pa.RecordBatch], jsonb_columns: set[str]) -> None:
+    """Stream record batches into ``COPY ... FROM STDIN WITH (FORMAT binary)``, a batch at a time.
+
+    pgpq encodes each Arrow record batch in PostgreSQL's binary COPY format: the server
+    reads numbers, timestamps and text without parsing them (only JSON is parsed, into
+    jsonb), and NULL stays apart from every text. Only one record batch and its encoding
+    are in memory at once, whatever the size of the hour.
+    """
+    chunks = _binary_copy_chunks(batches, jsonb_columns)
+    header = next(chunks, None)
+    if header is None:
+        return  # no batches: nothing to copy (binary COPY of no bytes at all is an error)
+    chunks = chain([header], chunks)
+    if hasattr(cursor, "copy"):  # psycopg 3, which the postgres provider prefers when installed
+        from psycopg.copy import QueuedLibpqWriter
+
+        # A writer thread sends the data while this one encodes the next batch
+        # (its queue holds at most ~128 MB).
+        with cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy:
+            for chunk in chunks:
+                copy.write(chunk)
+    else:  # psycopg2 reads a file object: hand it the chunks one after another
+        cursor.copy_expert(statement, _ChunkReader(chunks))
+
+
+def _check_target_types(context: Mapping[str, Any], mismatches: Sequence[tuple[str, str, str | None]]) -> None:
+    """Binary COPY sends each value as its declared type, which a column of another type refuses."""
+    target = ".".join(context["target"])
+    for name, declared, found in mismatches:
+        if found is None:
+            raise TargetTypeError(
+                f"table {target} has no column {name!r}, which the streams file declares: "
+                f"add it (ALTER TABLE {target} ADD COLUMN {name} {declared}) or recreate the table"
+            )
+        raise TargetTypeError(
+            f"column {name!r} of {target} is {found} but the streams file declares {declared}: the loader "
+            f"writes the declared type; change the column (ALTER TABLE {target} ALTER COLUMN {name} TYPE "
+            f"{declared}) or the streams file"
+        )
+
+
+def _offsets_by_object(rows: Sequence[tuple[str, int]]) -> dict[str, pa.Array]:
+    by_object: dict[str, list[int]] = {}
+    for object_key, offset in rows:
+        by_object.setdefault(object_key, []).append(offset)
+    return {object_key: pa.array(offsets, pa.int64()) for object_key, offsets in by_object.items()}
+
+
+def _without_rows(batch: pa.RecordBatch, offsets_by_object: Mapping[str, pa.Array]) -> pa.RecordBatch:
+    """The batch without the rows whose (object, offset) is listed: a staged row's identity."""
+    if not offsets_by_object:
+        return batch
+    objects, offsets = batch.column("_firehose_object"), batch.column("_firehose_offset")
+    dropped = None
+    for object_key in pc.unique(objects).to_pylist():
+        listed = offsets_by_object.get(object_key)
+        if listed is None:
+            continue
+        rows = pc.and_(pc.equal(objects, object_key), pc.is_in(offsets, value_set=listed))
+        dropped = rows if dropped is None else pc.or_(dropped, rows)
+    return batch if dropped is None else batch.filter(pc.invert(dropped))
 
 
 def _binary_copy_chunks(batches: Iterator[pa.RecordBatch], jsonb_columns: set[str]) -> Iterator[bytes]:
@@ -188,6 +283,7 @@ class Redshift:
 
     iam_role: str
     name: str = "redshift"
+    stages_rows: bool = True
     # Redshift compares varchar values byte by byte, and UTF-8 byte order is code point
     # order, which is how Python orders object keys; there is no COLLATE to add (and 1024
     # bytes is S3's own limit for a key).
@@ -253,12 +349,15 @@ class Redshift:
         # loaded too. The staging table must hold exactly the staged rows.
         cursor.execute(render("redshift/staged_rows.sql", **context).strip())
         (loaded,) = cursor.fetchone()
-        expected = stage.rows if stage.rows is not None else sum(batch.num_rows for batch in stage.batches())
+        expected = stage.rows if stage.rows is not None else sum(batch.num_rows for batch in stage.batches(None))
         if loaded != expected:
             raise StageMismatchError(
                 f"COPY from {stage.uri} loaded {loaded} rows but the stage holds {expected}: another object "
                 "under the same key prefix was loaded with it; remove it and clear the task"
             )
+
+    def insert_winners(self, cursor: Any, context: dict[str, Any], stage: Stage) -> None:
+        """Nothing more to do: merge.sql inserted the winners from the staging table."""
 
 
 DIALECTS: dict[str, Callable[[Mapping[str, Any]], Dialect]] = {

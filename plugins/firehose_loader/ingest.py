@@ -3,7 +3,8 @@
 ``extract_hour`` reads the hour's objects and leaves a staged, deduplicated
 Parquet object plus quarantine files in S3; it returns a small manifest (XCom).
 ``load_and_merge`` copies the stage into a session-local staging table and
-merges it, with the ledger, in one transaction.
+merges it, with the ledger, in one transaction (see dialects for what each
+warehouse stages).
 """
 
 from __future__ import annotations
@@ -296,26 +297,36 @@ def staged_batch(client: Any, stream: Stream, manifest: dict[str, Any]) -> Stage
     if key is None:
         return None
 
-    def batches() -> Iterator[pa.RecordBatch]:
-        # The Parquet bytes (compressed) stay in memory; the rows are decoded one batch at a time.
-        stage_file = pq.ParquetFile(pa.BufferReader(read_object(client, stream.bucket, key)))
-        yield from stage_file.iter_batches(batch_size=STAGE_READ_BATCH_ROWS)
+    stage_bytes: list[bytes] = []
+
+    def batches(columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
+        # The Parquet bytes (compressed) are read once and stay in memory while the stage is
+        # read (once for the merge plan's columns, once for the rows); rows are decoded a
+        # batch at a time.
+        if not stage_bytes:
+            stage_bytes.append(read_object(client, stream.bucket, key))
+        stage_file = pq.ParquetFile(pa.BufferReader(stage_bytes[0]))
+        yield from stage_file.iter_batches(batch_size=STAGE_READ_BATCH_ROWS, columns=columns)
 
     return Stage(stream.bucket, key, batches, rows=manifest.get("rows"))
 
 
 def template_context(stream: Stream, settings: Settings, dialect: Dialect) -> dict[str, Any]:
+    columns = [
+        {
+            "name": name,
+            "type": dialect.column_type(kind),
+            "staging_type": dialect.staging_type(kind),
+            "insert_expression": dialect.insert_expression(name, kind),
+        }
+        for name, kind in stream.columns.items()
+    ]
+    plan_columns = {*stream.key, stream.order_by}
     return {
         "target": (stream.schema, stream.table),
-        "columns": [
-            {
-                "name": name,
-                "type": dialect.column_type(kind),
-                "staging_type": dialect.staging_type(kind),
-                "insert_expression": dialect.insert_expression(name, kind),
-            }
-            for name, kind in stream.columns.items()
-        ],
+        "columns": columns,
+        "staging_columns": [c for c in columns if dialect.stages_rows or c["name"] in plan_columns],
+        "stages_rows": dialect.stages_rows,
         "key": list(stream.key),
         "order_by": stream.order_by,
         "loader_schema": settings.loader_schema,
@@ -386,6 +397,8 @@ def merge_hour(
             merge_context = {**context, "lock_statement": dialect.lock_statement(context)}
             for statement in render_statements("merge.sql", **merge_context):
                 cursor.execute(statement, parameters)
+            if stage is not None:
+                dialect.insert_winners(cursor, context, stage)
             for template, extra in then:
                 for statement in render_statements(template, **context):
                     cursor.execute(statement, {**parameters, **extra})

@@ -105,7 +105,7 @@ class Cursor:
 
 
 def stage(key: str, rows: int | None = 2, bucket: str = "firehose-orders") -> Stage:
-    return Stage(bucket, key, lambda: iter(pa.table({"a": [1, 2]}).to_batches()), rows=rows)
+    return Stage(bucket, key, lambda columns=None: iter(pa.table({"a": [1, 2]}).to_batches()), rows=rows)
 
 
 @pytest.mark.parametrize(

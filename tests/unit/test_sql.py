@@ -72,6 +72,7 @@ def context_for(stream: Stream, with_lock: bool = True) -> dict[str, Any]:
 def rendered(stream: Stream) -> dict[str, list[str]]:
     context = context_for(stream)
     templates = ["create_loader_tables.sql", "create_target.sql", "create_staging.sql", "merge.sql"]
+    templates += ["postgres/copy_staging.sql", "postgres/copy_winners.sql", "postgres/rows_not_inserted.sql"]
     templates += list(DIALECT.extra_ddl_templates())
     return {template: render_statements(template, **context) for template in templates}
 
@@ -127,9 +128,25 @@ def test_create_target_quotes_every_stream_identifier() -> None:
         assert ("NOT NULL" in line) == (name in STREAM.key)
 
 
-def test_create_staging_quotes_every_column() -> None:
-    statements = RENDERED["create_staging.sql"]
-    assert set(STREAM.columns) <= quoted_names(statements)
+def test_postgres_stages_only_what_the_merge_plan_reads() -> None:
+    (create,) = [s for s in RENDERED["create_staging.sql"] if s.startswith('CREATE TEMPORARY TABLE "firehose_staging"')]
+    plan_columns = {*STREAM.key, STREAM.order_by, "_firehose_object", "_firehose_offset"}
+    assert quoted_names([create]) == {"firehose_staging", *plan_columns, "C"}
+    (copy,) = RENDERED["postgres/copy_staging.sql"]
+    assert quoted_names([copy]) == {"firehose_staging", *plan_columns}
+
+
+def test_the_winners_go_into_the_target_with_every_column() -> None:
+    (copy,) = RENDERED["postgres/copy_winners.sql"]
+    assert copy.startswith(f'COPY "{STREAM.schema}"."{STREAM.table}" (')
+    assert quoted_names([copy]) == {
+        STREAM.schema,
+        STREAM.table,
+        *STREAM.columns,
+        "_firehose_object",
+        "_firehose_offset",
+    }
+    assert not any(s.startswith(f'INSERT INTO "{STREAM.schema}"') for s in RENDERED["merge.sql"])
 
 
 def test_create_loader_tables_quote_loader_schema() -> None:
@@ -140,7 +157,7 @@ def test_create_loader_tables_quote_loader_schema() -> None:
 
 def test_merge_quotes_key_order_by_and_columns() -> None:
     statements = RENDERED["merge.sql"]
-    names = quoted_names(statements)
+    names = quoted_names(statements + RENDERED["postgres/copy_winners.sql"])
     assert stream_identifiers(STREAM) <= names
     assert SETTINGS.loader_schema in names
     assert statements[0].startswith("LOCK TABLE")

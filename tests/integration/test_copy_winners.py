@@ -1,14 +1,16 @@
-"""The PostgreSQL dialect's COPY into the staging table, against the real server, with both drivers.
+"""The PostgreSQL dialect's COPY of the merge's winners into the target, against the real server, with both drivers.
 
 The stage is handed over one record batch at a time in PostgreSQL's binary COPY format (only one
 batch and its encoding are in memory); every value of every column type the streams file accepts
-must arrive exactly, whichever batch it is in and whichever driver the provider uses.
+must arrive exactly, whichever batch it is in and whichever driver the provider uses; the rows the
+merge plan keeps out are not sent, and a target column of another type is named.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -20,7 +22,7 @@ import pytest
 
 from firehose_loader.coercion import arrow_type
 from firehose_loader.config import parse_column_type
-from firehose_loader.dialects import Postgres, Stage
+from firehose_loader.dialects import Postgres, Stage, TargetTypeError
 
 # One column of each type the streams file accepts.
 COLUMNS = {
@@ -97,22 +99,33 @@ def stage_rows(count: int) -> pa.Table:
     return pa.table(arrays)
 
 
+TARGET = ("copy_test", "events")
+
+
 def context() -> dict:
     dialect = Postgres()
-    return {
-        "staging": "copy_test_staging",
-        "columns": [
-            {"name": name, "staging_type": dialect.staging_type(parse_column_type(kind))}
-            for name, kind in COLUMNS.items()
-        ],
-    }
+    columns = [
+        {
+            "name": name,
+            "type": dialect.column_type(parse_column_type(kind)),
+            "staging_type": dialect.staging_type(parse_column_type(kind)),
+        }
+        for name, kind in COLUMNS.items()
+    ]
+    return {"target": TARGET, "plan": "firehose_plan", "columns": columns}
 
 
-def create_staging(cursor) -> None:
-    columns = ", ".join(f'"{column["name"]}" {column["staging_type"]}' for column in context()["columns"])
+def create_target(cursor, types: dict[str, str] | None = None) -> None:
+    """The target table as ensure_tables makes it (or with other ``types``), and a merge plan for it."""
+    types = {column["name"]: column["type"] for column in context()["columns"]} | (types or {})
+    columns = ", ".join(f'"{name}" {kind}' for name, kind in types.items())
+    cursor.execute('CREATE SCHEMA "copy_test"')
     cursor.execute(
-        f'CREATE TEMPORARY TABLE copy_test_staging ({columns}, "_firehose_object" text NOT NULL, '
-        '"_firehose_offset" bigint NOT NULL)'
+        f'CREATE TABLE "copy_test"."events" ({columns}, "_firehose_object" varchar(1024) COLLATE "C", '
+        '"_firehose_offset" bigint)'
+    )
+    cursor.execute(
+        'CREATE TEMPORARY TABLE firehose_plan ("_firehose_object" text, "_firehose_offset" bigint, action text)'
     )
 
 
@@ -127,7 +140,7 @@ def expected_rows(table: pa.Table) -> list[tuple]:
 def read_back(cursor) -> list[tuple]:
     names = ", ".join(f'"{name}"' for name in COLUMNS).replace('"body"', '"body"::text')
     cursor.execute(
-        f'SELECT {names}, "_firehose_object", "_firehose_offset" FROM copy_test_staging ORDER BY "_firehose_offset"'
+        f'SELECT {names}, "_firehose_object", "_firehose_offset" FROM "copy_test"."events" ORDER BY "_firehose_offset"'
     )
     rows = []
     for row in cursor.fetchall():
@@ -140,14 +153,18 @@ def read_back(cursor) -> list[tuple]:
     return rows
 
 
-def copy_stage(driver: str, batches) -> list[tuple]:
+def insert_winners(driver: str, batches, plan: list[tuple[str, int, str]] = (), types=None) -> list[tuple]:
+    """Postgres.insert_winners into a fresh target, the merge plan given; the target's rows after it (rolled back)."""
     connect = psycopg.connect if driver == "psycopg" else psycopg2.connect
     conn = connect(os.environ["WAREHOUSE_URL"])
     try:
         with conn.cursor() as cursor:
             cursor.execute("SET TIME ZONE 'America/Los_Angeles'")  # a session zone must not shift anything
-            create_staging(cursor)
-            Postgres().copy_into_staging(cursor, context(), Stage("bucket", "stage.parquet", batches))
+            create_target(cursor, types)
+            for row in plan:
+                cursor.execute("INSERT INTO firehose_plan VALUES (%s, %s, %s)", row)
+            stage = Stage("bucket", "stage.parquet", lambda columns=None: batches())
+            Postgres().insert_winners(cursor, context(), stage)
             loaded = read_back(cursor)
         conn.rollback()
     finally:
@@ -165,7 +182,7 @@ def test_copy_streams_every_batch_exactly(stack_up, driver: str) -> None:
             handed_out.append(batch.num_rows)
             yield batch
 
-    loaded = copy_stage(driver, batches)
+    loaded = insert_winners(driver, batches)
 
     assert len(handed_out) == 8 and sum(handed_out) == 1_000  # the stage went over in batches, not at once
     assert loaded == expected_rows(table)
@@ -178,4 +195,80 @@ def test_copy_streams_every_batch_exactly(stack_up, driver: str) -> None:
 
 @pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
 def test_copy_of_a_stage_without_batches_loads_nothing(stack_up, driver: str) -> None:
-    assert copy_stage(driver, lambda: iter(())) == []
+    assert insert_winners(driver, lambda: iter(())) == []
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_rows_the_plan_does_not_insert_are_not_sent(stack_up, driver: str) -> None:
+    table = stage_rows(1_000)
+    # Rows are identified by (object, offset): offset 5 of obj-0 and of obj-1 are different rows.
+    plan = [
+        ("obj-0", 5, "unchanged"),
+        ("obj-1", 105, "superseded"),
+        ("obj-2", 5, "unchanged"),
+        ("obj-3", 300, "insert"),
+    ]
+    plan += [("obj-4", 400, "update"), ("obj-9", 999, "superseded")]
+
+    loaded = insert_winners(driver, lambda: iter(table.to_batches(max_chunksize=128)), plan)
+
+    skipped = {5, 105, 999}  # obj-2 holds offsets 200..299: its offset 5 is not a staged row
+    assert [row[-1] for row in loaded] == [offset for offset in range(1_000) if offset not in skipped]
+    assert loaded == [row for row in expected_rows(table) if row[-1] not in skipped]
+
+
+def test_a_rerun_that_inserts_nothing_sends_nothing(stack_up) -> None:
+    table = stage_rows(300)
+    handed_out: list[int] = []
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in table.to_batches(max_chunksize=128):
+            handed_out.append(batch.num_rows)
+            yield batch
+
+    plan = [(f"obj-{offset // 100}", offset, "unchanged") for offset in range(300)]
+    conn = psycopg.connect(os.environ["WAREHOUSE_URL"])
+    try:
+        with conn.cursor() as cursor:
+            create_target(cursor)
+            cursor.executemany("INSERT INTO firehose_plan VALUES (%s, %s, %s)", plan)
+            Postgres().insert_winners(
+                cursor, context(), Stage("bucket", "stage.parquet", lambda c=None: batches(), rows=300)
+            )
+            cursor.execute('SELECT count(*) FROM "copy_test"."events"')
+            assert cursor.fetchone() == (0,)
+        conn.rollback()
+    finally:
+        conn.close()
+    assert handed_out == []  # the stage was not even read
+
+
+@pytest.mark.parametrize(
+    ("types", "message"),
+    [
+        ({"medium": "bigint"}, "column 'medium' of copy_test.events is bigint but the streams file declares integer"),
+        (
+            {"at": "timestamp"},
+            "column 'at' of copy_test.events is timestamp without time zone but the streams file declares timestamptz",
+        ),
+        ({"body": "json"}, "column 'body' of copy_test.events is json but the streams file declares jsonb"),
+    ],
+)
+def test_a_target_column_of_another_type_is_named(stack_up, types: dict, message: str) -> None:
+    table = stage_rows(10)
+    with pytest.raises(TargetTypeError, match=re.escape(message)):
+        insert_winners("psycopg", lambda: iter(table.to_batches()), types=types)
+
+
+def test_a_target_without_a_declared_column_is_named(stack_up) -> None:
+    conn = psycopg.connect(os.environ["WAREHOUSE_URL"])
+    try:
+        with conn.cursor() as cursor:
+            create_target(cursor)
+            cursor.execute('ALTER TABLE "copy_test"."events" DROP COLUMN "flag"')
+            stage = Stage("bucket", "stage.parquet", lambda columns=None: iter(stage_rows(10).to_batches()))
+            with pytest.raises(TargetTypeError, match="table copy_test.events has no column 'flag'"):
+                Postgres().insert_winners(cursor, context(), stage)
+    finally:
+        conn.rollback()
+        conn.close()
