@@ -15,6 +15,8 @@ objects and writes into the same PostgreSQL, each into its own table:
 - ``split``: the same hour split into parts (``split_above_bytes``) as the DAG does above that size:
   list + split, ``extract_part`` processes two at a time, ``combine_parts``, ``load_and_merge``.
 - ``dag``: the whole ingest DAG with ``airflow dags test`` (sensor, three tasks, Airflow's own overhead).
+- ``deployed``: the same DAG as a deployment runs it: every task in a LocalExecutor process, against a
+  running api-server (``airflow dags test --use-executor`` stands in for the scheduler).
 - ``naive``: ``pandas.read_json(lines=True)`` per object, ``drop_duplicates`` on the key
   after sorting by the order column, COPY into a fresh table.
 - ``dlt``: dlt's filesystem source (S3) -> postgres destination, ``write_disposition="merge"``,
@@ -26,23 +28,24 @@ over every column) and the results are printed and written to ``bench/results.md
 Environment:
   BENCH_SIZES        comma-separated record counts (default 100000,1000000)
   BENCH_FULL=1       add 3600000 (a full shard-hour)
-  BENCH_CONTENDERS   default limit,ours,split,dag,naive,dlt
+  BENCH_CONTENDERS   default limit,ours,split,dag,deployed,naive,dlt
   BENCH_SPLIT_BYTES  the split contender's split_above_bytes (default 268435456: a 3.6 M hour in 4 parts);
                      BENCH_SPLIT_WORKERS parts run at once (default 2), from BENCH_SPLIT_MIN records (default 3600000)
   BENCH_DLT_MAX      largest size dlt runs at (default 1000000; dlt takes minutes per million)
   BENCH_NAIVE_MAX    largest size the naive loader runs at (default 1000000: it needs ~7 GB per million)
   BENCH_BASELINE     a git ref (or a folder with plugins/ and include/): also run ``ours`` from there, once
                      (before/after); BENCH_BASELINE_MAX is the largest size it runs at (default 1000000)
-  BENCH_DAG_MAX      largest size the whole-DAG run (`airflow dags test`) runs at (default 1000000)
+  BENCH_DAG_MAX      largest size the whole-DAG runs (dag, deployed) run at (default 1000000)
   BENCH_MERGE_BASE   rows already in the target for the merge-cost run (e.g. 10000000; 0 = skip)
   BENCH_RESULTS      where to write the report (default bench/results.md)
   BENCH_SEED         the generator's seed (default 20260301): another seed is another hour of the same shape
-  BENCH_REPEAT       runs of the limit, ours and dag per size, interleaved; medians are reported (default 1);
+  BENCH_REPEAT       runs of the limit, ours, dag and deployed per size, interleaved; medians are reported (default 1);
                      above 1 M records at most BENCH_REPEAT_LARGE (default 1)
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -50,6 +53,7 @@ import platform
 import random
 import re
 import resource
+import secrets
 import shlex
 import shutil
 import statistics
@@ -58,6 +62,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -68,6 +73,8 @@ ROOT = Path(os.environ.get("BENCH_ROOT") or Path(__file__).resolve().parents[1])
 PLUGINS = Path(os.environ.get("BENCH_PLUGINS") or ROOT / "plugins")
 if str(PLUGINS) not in sys.path:
     sys.path.insert(0, str(PLUGINS))
+if str(ROOT) not in sys.path:  # tools/ (starting Airflow's api-server for the deployed contender)
+    sys.path.append(str(ROOT))
 
 BUCKET = "firehose-bench"
 HOUR = datetime(2026, 3, 1, 10, tzinfo=UTC)
@@ -95,7 +102,7 @@ NAMESPACE = os.environ.get("BENCH_NAMESPACE", "bench")
 if not re.fullmatch(r"[a-z][a-z0-9_]{0,20}", NAMESPACE):
     raise SystemExit(f"BENCH_NAMESPACE must be a short lowercase identifier, got {NAMESPACE!r}")
 LOADER_SCHEMA = os.environ.get("BENCH_LOADER_SCHEMA", f"{NAMESPACE}_loader")
-DEFAULT_CONTENDERS = ("limit", "ours", "split", "dag", "naive", "dlt")
+DEFAULT_CONTENDERS = ("limit", "ours", "split", "dag", "deployed", "naive", "dlt")
 # The split contender: parts of at most this many bytes of objects, run this many at a time.
 SPLIT_BYTES = int(os.environ.get("BENCH_SPLIT_BYTES", str(256 << 20)))
 SPLIT_WORKERS = int(os.environ.get("BENCH_SPLIT_WORKERS", "2"))
@@ -657,6 +664,7 @@ WORKERS = {
     "split:combine": "contender_split_combine",
     "naive": "contender_naive",
     "dag": "contender_dag",
+    "deployed": "contender_deployed",
     "dlt": "contender_dlt",
 }
 
@@ -824,15 +832,30 @@ def run_split(size: int) -> dict[str, Any]:
 
 def contender_dag(size: int) -> dict[str, Any]:
     """The whole ingest DAG for the hour with `airflow dags test`, as a user runs it (tasks run in that process)."""
+    return whole_dag_run(size, "dag", [])
+
+
+def contender_deployed(size: int) -> dict[str, Any]:
+    """The whole ingest DAG as a deployment runs it: each task in a LocalExecutor process, against a running api-server.
+
+    `airflow dags test --use-executor` stands in for the scheduler (it queues each ready task on the
+    executor and polls once a second); the api-server is started beforehand (run_deployed), as a
+    deployment's is always up.
+    """
+    return whole_dag_run(size, "deployed", ["--use-executor"])
+
+
+def whole_dag_run(size: int, label: str, options: list[str]) -> dict[str, Any]:
     import yaml
 
-    schema = table_for("dag", size)[0]
-    folder = Path(tempfile.mkdtemp(prefix="bench-dag-"))
+    schema = table_for(label, size)[0]
+    folder = Path(tempfile.mkdtemp(prefix=f"bench-{label}-"))
     streams_file = folder / "streams.yml"
     streams_file.write_text(
         yaml.safe_dump({"loader_schema": LOADER_SCHEMA, "streams": [stream_entry(size, schema)]}, sort_keys=False)
     )
-    command = ["airflow", "dags", "test", f"ingest_{loader_stream_name(size)}", (HOUR + HOUR_LENGTH).isoformat()]
+    dag_id = f"ingest_{loader_stream_name(size)}"
+    command = ["airflow", "dags", "test", *options, dag_id, (HOUR + HOUR_LENGTH).isoformat()]
     environment = deployed_environment({"STREAMS_CONFIG": str(streams_file)})
     environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"
     started = start_clock()
@@ -961,6 +984,56 @@ def median_result(results: list[dict[str, Any]]) -> dict[str, Any]:
     return chosen
 
 
+# The contenders that run BENCH_REPEAT times (the others once).
+REPEATED = ("limit", "ours", "dag", "deployed")
+
+
+def run_whole_dag(size: int, label: str) -> dict[str, Any]:
+    prepare_ours(table_for(label, size)[0], size)
+    if label == "dag":
+        return run_worker(label, size)
+    with running_api_server() as environment:
+        return run_worker(label, size, environment)
+
+
+@contextlib.contextmanager
+def running_api_server() -> Iterator[dict[str, str]]:
+    """An Airflow api-server on a free port, its execution API warmed up: yields the environment of its clients.
+
+    The first request to the execution API builds its versioned routes (seconds); a deployment's
+    api-server has done that long before a run, so the bench does it before the clock starts.
+    """
+    from tools import airflow_local
+
+    port = airflow_local.free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    environment = {
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": base_url,
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # The executor signs each task's token; the api-server must verify it with the same secret.
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+    }
+    env = deployed_environment(environment)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    log = Path(tempfile.mkdtemp(prefix="bench-api-server-")) / "api-server.log"
+    process = airflow_local.start([str(Path(sys.executable).parent / "airflow"), "api-server"], env, log)
+    try:
+        airflow_local.wait_until(
+            lambda: airflow_local.http_status(f"{base_url}/execution/health") == 200,
+            "the api-server",
+            180,
+            process,
+            log,
+        )
+        yield environment
+    finally:
+        airflow_local.stop_tree(process.pid, grace=20)
+
+
 def run_size(size: int, contenders: list[str], baseline: str | None, repeat: int) -> dict[str, Any]:
     print(f"\n== {size:,} records (load average {load_average()}) ==")
     data = ensure_data(size)
@@ -974,11 +1047,11 @@ def run_size(size: int, contenders: list[str], baseline: str | None, repeat: int
         if contender == "naive" and size > naive_max:
             print(f"  naive: skipped above BENCH_NAIVE_MAX={naive_max:,}")
             continue
-        if contender == "dag":
+        if contender in ("dag", "deployed"):
             if size > int(os.environ.get("BENCH_DAG_MAX", "1000000")):
-                print("  dag: skipped above BENCH_DAG_MAX")
+                print(f"  {contender}: skipped above BENCH_DAG_MAX")
                 continue
-            runs.append(("dag", lambda: (prepare_ours(table_for("dag", size)[0], size), run_worker("dag", size))[1]))
+            runs.append((contender, lambda contender=contender: run_whole_dag(size, contender)))
             continue
         if contender == "split":
             if size < int(os.environ.get("BENCH_SPLIT_MIN", "3600000")):
@@ -1001,7 +1074,7 @@ def run_size(size: int, contenders: list[str], baseline: str | None, repeat: int
         repeat = min(repeat, int(os.environ.get("BENCH_REPEAT_LARGE", "1")))
     for round_number in range(repeat):
         for label, run in runs:
-            if round_number and label not in ("limit", "ours", "dag"):
+            if round_number and label not in REPEATED:
                 continue
             load_before = load_average()
             result = run()

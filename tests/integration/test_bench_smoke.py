@@ -28,7 +28,7 @@ def test_bench_script_completes_and_the_contenders_agree(stack_up, warehouse, tm
     environment = {
         **os.environ,
         "BENCH_SIZES": "5000",
-        "BENCH_CONTENDERS": "limit,ours,split,naive,dlt",
+        "BENCH_CONTENDERS": "limit,ours,split,deployed,naive,dlt",
         # Objects are cut at Firehose's 5 MiB: the 5,000-record hour is one object, so one part.
         "BENCH_SPLIT_MIN": "0",
         "BENCH_SPLIT_BYTES": "200000",
@@ -56,5 +56,7 @@ def test_bench_script_completes_and_the_contenders_agree(stack_up, warehouse, tm
     assert re.search(r"\*\*split\*\* .*: 1 part, 2 at a time", report)
     for contender in ("| limit |", "| ours |", "| split |", "| naive |", "| dlt |"):
         assert contender in report
+    # the DAG ran on the LocalExecutor against an api-server, and its run was timed from Airflow's log
+    assert re.search(r"\| deployed \| .*the DAG run \(created to finished\) \d", report)
     assert "- machine: " in report and "- versions: " in report
     assert "BENCH_SIZES=5000" in report  # the command to reproduce
