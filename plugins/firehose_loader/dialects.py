@@ -127,10 +127,12 @@ class Postgres:
             },
         )
         _check_target_types(context, cursor.fetchall())
-        cursor.execute(render("postgres/rows_not_inserted.sql", **context))
+        cursor.execute(render("postgres/rows_not_inserted.sql", **context, count_only=True))
+        (inserted,) = cursor.fetchone()
+        if inserted == 0:
+            return  # a rerun of a loaded hour: the stage is not even read
+        cursor.execute(render("postgres/rows_not_inserted.sql", **context, count_only=False))
         not_inserted = _offsets_by_object(cursor.fetchall())
-        if stage.rows is not None and sum(len(offsets) for offsets in not_inserted.values()) >= stage.rows:
-            return
         batches = (_without_rows(batch, not_inserted) for batch in stage.batches(None))
         statement = render("postgres/copy_winners.sql", **context)
         _copy_binary(

@@ -72,7 +72,7 @@ def context_for(stream: Stream, with_lock: bool = True) -> dict[str, Any]:
 def rendered(stream: Stream) -> dict[str, list[str]]:
     context = context_for(stream)
     templates = ["create_loader_tables.sql", "create_target.sql", "create_staging.sql", "merge.sql"]
-    templates += ["postgres/copy_staging.sql", "postgres/copy_winners.sql", "postgres/rows_not_inserted.sql"]
+    templates += ["postgres/copy_staging.sql", "postgres/copy_winners.sql"]
     templates += list(DIALECT.extra_ddl_templates())
     return {template: render_statements(template, **context) for template in templates}
 
