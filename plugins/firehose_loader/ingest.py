@@ -372,6 +372,9 @@ def merge_hour(
 ) -> None:
     """COPY the stage into a temporary table and merge it, in one transaction.
 
+    What the temporary table holds and where the winning rows come from is the dialect's
+    (``stages_rows``, ``insert_winners``).
+
     With ``write_ledger`` the hour's ledger and load_hours rows are replaced in the
     same transaction; ``then`` lists further templates (with their parameters) that
     must commit or fail together with the merge, such as an audit's findings.
