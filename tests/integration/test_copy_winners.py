@@ -185,15 +185,22 @@ def insert_winners(driver: str, table: pa.Table, batches=None, actions=None, typ
     return loaded
 
 
-@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
-def test_copy_streams_every_batch_exactly(stack_up, driver: str) -> None:
-    table = stage_rows(1_000)
-    handed_out: list[int] = []
+def counted_batches(table: pa.Table, handed_out: list[int]):
+    """The stage's batches of 128 rows; each batch handed out is noted in ``handed_out``."""
 
     def batches() -> Iterator[pa.RecordBatch]:
         for batch in table.to_batches(max_chunksize=128):
             handed_out.append(batch.num_rows)
             yield batch
+
+    return batches
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_copy_streams_every_batch_exactly(stack_up, driver: str) -> None:
+    table = stage_rows(1_000)
+    handed_out: list[int] = []
+    batches = counted_batches(table, handed_out)
 
     loaded = insert_winners(driver, table, batches)
 
@@ -227,11 +234,7 @@ def test_rows_the_plan_does_not_insert_are_not_sent(stack_up, driver: str) -> No
 def test_a_rerun_that_inserts_nothing_does_not_read_the_stage(stack_up) -> None:
     table = stage_rows(300)
     handed_out: list[int] = []
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        for batch in table.to_batches(max_chunksize=128):
-            handed_out.append(batch.num_rows)
-            yield batch
+    batches = counted_batches(table, handed_out)
 
     actions = {(f"obj-{offset // 100}", offset): "unchanged" for offset in range(300)}
     assert insert_winners("psycopg", table, batches, actions) == []
