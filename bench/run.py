@@ -839,7 +839,7 @@ def contender_deployed(size: int) -> dict[str, Any]:
     """The whole ingest DAG as a deployment runs it: each task in a LocalExecutor process, against a running api-server.
 
     `airflow dags test --use-executor` stands in for the scheduler (it queues each ready task on the
-    executor and polls once a second); the api-server is started beforehand (run_deployed), as a
+    executor and polls once a second); the api-server is started beforehand (running_api_server), as a
     deployment's is always up.
     """
     return whole_dag_run(size, "deployed", ["--use-executor"])

@@ -258,6 +258,12 @@ def test_a_target_column_of_another_type_is_named(stack_up, types: dict, message
         insert_winners("psycopg", table, types=types)
 
 
+def test_text_and_varchar_stand_for_each_other(stack_up) -> None:
+    table = stage_rows(50)
+    loaded = insert_winners("psycopg", table, types={"note": "varchar(6000)", "event_id": "text"})
+    assert loaded == expected_rows(table)
+
+
 def test_a_target_without_a_declared_column_is_named(stack_up) -> None:
     conn = psycopg.connect(os.environ["WAREHOUSE_URL"])
     try:
