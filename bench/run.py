@@ -465,7 +465,7 @@ def contender_split_combine(size: int) -> dict[str, Any]:
     parts = [json.loads(Path(path).read_text()) for path in os.environ["BENCH_PART_OUTS"].split(os.pathsep)]
     client = s3_client()
     started = start_clock()
-    manifest = combine_hour_parts(client, split_stream(size), plan, parts, f"bench_{size}")
+    manifest = combine_hour_parts(lambda: client, split_stream(size), plan, parts, f"bench_{size}")
     Path(os.environ["BENCH_MANIFEST"]).write_text(json.dumps(manifest))
     return {"seconds": time.perf_counter() - started, "stages": {}}
 

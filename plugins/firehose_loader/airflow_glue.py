@@ -181,13 +181,12 @@ def run_extract_part(stream: Stream, settings: Settings, part: dict[str, Any], r
 def run_combine_parts(
     stream: Stream, settings: Settings, manifest: dict[str, Any], parts: list[dict[str, Any]], run_id: str
 ) -> dict[str, Any]:
-    if not manifest["parts"]:
-        return manifest  # an hour that was not split passes through; making an S3 client costs a second
     try:
-        combined = combine_hour_parts(s3_client(settings), stream, manifest, list(parts), run_id)
+        combined = combine_hour_parts(lambda: s3_client(settings), stream, manifest, list(parts), run_id)
     except PermanentS3Error as exc:
         fail_fast(exc)
-    log_manifest(combined)
+    if manifest["parts"]:
+        log_manifest(combined)
     return combined
 
 

@@ -13,7 +13,7 @@ import re
 import sys
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import asdict
@@ -203,14 +203,16 @@ def extract_part(client: Any, stream: Stream, part: dict[str, Any], run_id: str)
 
 
 def combine_hour_parts(
-    client: Any, stream: Stream, split: dict[str, Any], parts: Sequence[dict[str, Any]], run_id: str
+    s3: Callable[[], Any], stream: Stream, split: dict[str, Any], parts: Sequence[dict[str, Any]], run_id: str
 ) -> dict[str, Any]:
     """The manifest of a split hour: its parts' stages deduplicated into one stage, their counts summed.
 
-    For an hour that was not split (``split`` is already the manifest) this returns it unchanged.
+    For an hour that was not split (``split`` is already the manifest) this returns it unchanged,
+    without calling ``s3`` for a client (making one costs about a second).
     """
     if not split["parts"]:
         return split
+    client = s3()
     hour = hour_start(datetime.fromisoformat(split["hour"]))
     parts = sorted(parts, key=lambda part: part["index"])
     if [part["index"] for part in parts] != list(range(len(split["parts"]))):
