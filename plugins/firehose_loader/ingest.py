@@ -9,6 +9,7 @@ warehouse stages).
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import tempfile
@@ -299,15 +300,12 @@ def staged_batch(client: Any, stream: Stream, manifest: dict[str, Any]) -> Stage
     if key is None:
         return None
 
-    stage_bytes: list[bytes] = []
+    # The Parquet bytes (compressed) are fetched once and stay in memory while the stage is
+    # read (once for the merge plan's columns, once for the rows); rows are decoded a batch at a time.
+    stage_bytes = functools.cache(lambda: read_object(client, stream.bucket, key))
 
     def batches(columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
-        # The Parquet bytes (compressed) are read once and stay in memory while the stage is
-        # read (once for the merge plan's columns, once for the rows); rows are decoded a
-        # batch at a time.
-        if not stage_bytes:
-            stage_bytes.append(read_object(client, stream.bucket, key))
-        stage_file = pq.ParquetFile(pa.BufferReader(stage_bytes[0]))
+        stage_file = pq.ParquetFile(pa.BufferReader(stage_bytes()))
         yield from stage_file.iter_batches(batch_size=STAGE_READ_BATCH_ROWS, columns=columns)
 
     return Stage(stream.bucket, key, batches, rows=manifest.get("rows"))
