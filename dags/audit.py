@@ -37,7 +37,8 @@ def build_audit_dag(stream: Stream, settings: Settings):
 
         # Ten minutes after the ingest's own wait, so the newest hour's ingest normally committed first
         # and the audit does not load that hour itself and report all of it missing.
-        settled_and_ready(stream, settings, extra_wait=AUDIT_AFTER_INGEST) >> audit_and_repair()
+        settled, tables_ready = settled_and_ready(stream, settings, extra_wait=AUDIT_AFTER_INGEST)
+        [settled, tables_ready] >> audit_and_repair()
 
     return audit()
 

@@ -49,10 +49,11 @@ def build_ingest_dag(stream: Stream, settings: Settings):
         def load_and_merge(manifest: dict, run_id=None) -> dict:
             return run_load_and_merge(stream, settings, manifest, run_id)
 
+        settled, tables_ready = settled_and_ready(stream, settings)
         split = extract_hour()
-        settled_and_ready(stream, settings) >> split
+        settled >> split
         parts = extract_part.expand(part=split)
-        load_and_merge(combine_parts(split["manifest"], parts))
+        tables_ready >> load_and_merge(combine_parts(split["manifest"], parts))
 
     return ingest()
 

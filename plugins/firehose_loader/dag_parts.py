@@ -22,10 +22,15 @@ def table_asset(stream: Stream, settings: Settings) -> Asset:
     )
 
 
-def settled_and_ready(stream: Stream, settings: Settings, extra_wait: timedelta = timedelta(0)) -> XComArg:
-    """Wait (deferred, no worker slot) until the interval's last hour has settled, then create missing tables.
+def settled_and_ready(
+    stream: Stream, settings: Settings, extra_wait: timedelta = timedelta(0)
+) -> tuple[TimeDeltaSensor, XComArg]:
+    """The two tasks a stream DAG starts with, side by side: the wait for the settled hour and ensure_tables.
 
-    Call inside a DAG; returns the task that the DAG's own work follows.
+    Call inside a DAG. The DAG's reading of S3 follows the wait; its first write to the warehouse
+    follows ensure_tables. Creating missing tables does not depend on the hour, so it runs while the
+    sensor waits (deferred, no worker slot) instead of after it, and its retries do not hold up the
+    extract.
     """
     wait_for_settled_hour = TimeDeltaSensor(
         task_id="wait_for_settled_hour",
@@ -38,6 +43,4 @@ def settled_and_ready(stream: Stream, settings: Settings, extra_wait: timedelta 
     def ensure_tables() -> None:
         run_ensure_tables(stream, settings)
 
-    ready = ensure_tables()
-    wait_for_settled_hour >> ready
-    return ready
+    return wait_for_settled_hour, ensure_tables()

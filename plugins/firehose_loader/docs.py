@@ -22,7 +22,7 @@ until the hour has settled (interval end + {grace} min, for Firehose buffering).
 | task | what it does | clearing it |
 |---|---|---|
 | `wait_for_settled_hour` | deferrable wait until end + {grace} min | harmless |
-| `ensure_tables` | creates `{stream.qualified_table}` and the loader tables if missing | harmless |
+| `ensure_tables` | creates `{stream.qualified_table}` and the loader tables if missing (beside the wait; the load waits for it) | harmless |
 | `extract_hour` | lists the hour's exact keys, decodes, validates, dedupes, stages Parquet under `{stream.staging_prefix}`, writes bad records to `{stream.quarantine_prefix}{stream.name}/`; an hour of more than {split_size} of objects is only listed and split into parts | re-reads S3; clear with *downstream* so the new stage is loaded |
 | `extract_part` | mapped, one per part of a split hour (skipped otherwise): the same work for the part's objects | re-reads its objects; clear with *downstream* |
 | `combine_parts` | dedupes a split hour's part stages into the hour's stage (passes the manifest through otherwise) | harmless; clear with *downstream* |
@@ -86,7 +86,7 @@ The configured notifier is called once per run when an hour failed or needed mor
 | task | what it does | clearing it |
 |---|---|---|
 | `wait_for_settled_hour` | deferrable wait until the interval end + {int(stream.settle_grace.total_seconds() // 60)} min | harmless |
-| `ensure_tables` | creates the loader tables and `{stream.qualified_table}` if missing | harmless |
+| `ensure_tables` | creates the loader tables and `{stream.qualified_table}` if missing (beside the wait) | harmless |
 | `audit_and_repair` | audits and repairs each hour in its own transaction, writes `audit_results` | audits the same hours again and replaces this run's rows in `audit_results` with what it finds now (normally `ok`: the earlier try already repaired; its findings stay in that try's log) |
 
 **Older hours, backfill.** One run audits `lookback_hours` hours, so to audit further back trigger

@@ -118,4 +118,15 @@ def test_big_hours_fan_out_to_mapped_parts_and_meet_again_before_the_merge(bag):
         assert combine.upstream_task_ids == {"extract_hour", "extract_part"}
         # A small hour maps over no parts and skips extract_part; the merge must still run.
         assert str(combine.trigger_rule) in ("none_failed", "TriggerRule.NONE_FAILED")
-        assert dag.get_task("load_and_merge").upstream_task_ids == {"combine_parts"}
+        assert dag.get_task("load_and_merge").upstream_task_ids == {"combine_parts", "ensure_tables"}
+
+
+def test_tables_are_ensured_beside_the_wait_and_before_the_first_write(bag):
+    for stream in load_config().streams:
+        ingest = bag.get_dag(stream.ingest_dag_id)
+        assert ingest.get_task("ensure_tables").upstream_task_ids == set()
+        assert ingest.get_task("extract_hour").upstream_task_ids == {"wait_for_settled_hour"}
+        assert "ensure_tables" in ingest.get_task("load_and_merge").upstream_task_ids
+        audit = bag.get_dag(stream.audit_dag_id)
+        assert audit.get_task("ensure_tables").upstream_task_ids == set()
+        assert audit.get_task("audit_and_repair").upstream_task_ids == {"wait_for_settled_hour", "ensure_tables"}
