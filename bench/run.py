@@ -209,7 +209,11 @@ class PeakRss:
 
 
 def _process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants, from the kernel's per-thread children lists."""
+    """``pid`` and its descendants, from the kernel's per-thread children lists (psutil's scan without them)."""
+    if not Path(f"/proc/{pid}/task/{pid}/children").exists():  # a kernel built without CONFIG_PROC_CHILDREN
+        import psutil
+
+        return [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
     tree, pending = [], [pid]
     while pending:
         current = pending.pop()
