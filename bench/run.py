@@ -177,9 +177,8 @@ class PeakRss:
     share the parent's pages, which a sum of RSS would count once per process. Reading a process's
     PSS makes the kernel walk its page tables (~2 ms for 800 MB): sampled every 50 ms over a
     DAG run's dozen processes, the sampler took half a core from the run it measured (0.2 of a
-    core at 250 ms, 0.1 at 500 ms), so it samples once a second and finds the tree through /proc's
-    children lists instead of scanning every process. Memory in these runs rises and falls over
-    seconds, and each process's own peak (ru_maxrss) is exact whatever the interval.
+    core at 250 ms, 0.1 at 500 ms), so it samples once a second. Memory in these runs rises and
+    falls over seconds, and each process's own peak (ru_maxrss) is exact whatever the interval.
     """
 
     def __init__(self, interval: float = 1.0) -> None:
@@ -189,8 +188,19 @@ class PeakRss:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
         while not self._stop.is_set():
-            self.peak_tree = max(self.peak_tree, sum(map(_pss_bytes, _process_tree(os.getpid()))))
+            try:
+                total = sum(
+                    process.memory_full_info().pss
+                    for process in [me, *me.children(recursive=True)]
+                    if process.is_running()
+                )
+            except psutil.Error:
+                total = 0
+            self.peak_tree = max(self.peak_tree, total)
             self._stop.wait(self.interval)
 
     def __enter__(self) -> PeakRss:
@@ -206,34 +216,6 @@ class PeakRss:
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
         return max(own, children, self.peak_tree)
-
-
-def _process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants, from the kernel's per-thread children lists (psutil's scan without them)."""
-    if not Path(f"/proc/{pid}/task/{pid}/children").exists():  # a kernel built without CONFIG_PROC_CHILDREN
-        import psutil
-
-        return [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
-    tree, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        tree.append(current)
-        for children in Path(f"/proc/{current}/task").glob("*/children"):
-            try:
-                pending.extend(int(child) for child in children.read_text().split())
-            except OSError:
-                continue  # the thread or process has just ended
-    return tree
-
-
-def _pss_bytes(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass  # the process has just ended
-    return 0
 
 
 # --- data -------------------------------------------------------------------------------------------------------------
