@@ -222,7 +222,7 @@ class PeakRss:
 
 
 def generation_marker(size: int) -> dict[str, Any]:
-    from firehose_loader.simulate import BENCH_ENCODINGS, FIREHOSE_BUFFER_BYTES
+    from tools.simulate import BENCH_ENCODINGS, FIREHOSE_BUFFER_BYTES
 
     return {
         "generator_version": GENERATOR_VERSION,
@@ -239,7 +239,7 @@ def ensure_data(size: int) -> dict[str, Any]:
     """Generate the hour into S3 unless the same hour is already there; return its description."""
     import gzip
 
-    from firehose_loader.simulate import bench_hour
+    from tools.simulate import bench_hour
 
     client = s3_client()
     try:
@@ -405,7 +405,7 @@ def install_stage_wrappers(stages: Stages) -> None:
 def contender_ours_extract(size: int) -> dict[str, Any]:
     from firehose_loader import batch
     from firehose_loader.config import parse_config
-    from firehose_loader.ingest import extract_hour
+    from firehose_loader.extract import extract_hour
 
     stream = parse_config(
         {"streams": [stream_entry(size, os.environ.get("BENCH_SCHEMA", table_for("ours", size)[0]))]}
@@ -441,7 +441,7 @@ def split_stream(size: int) -> Any:
 
 
 def contender_split_plan(size: int) -> dict[str, Any]:
-    from firehose_loader.ingest import extract_or_split
+    from firehose_loader.extract import extract_or_split
 
     client = s3_client()
     started = start_clock()
@@ -451,7 +451,7 @@ def contender_split_plan(size: int) -> dict[str, Any]:
 
 
 def contender_split_part(size: int) -> dict[str, Any]:
-    from firehose_loader.ingest import extract_part
+    from firehose_loader.extract import extract_part
 
     plan = json.loads(Path(os.environ["BENCH_MANIFEST"]).read_text())
     part = plan["parts"][int(os.environ["BENCH_PART"])]
@@ -463,7 +463,7 @@ def contender_split_part(size: int) -> dict[str, Any]:
 
 
 def contender_split_combine(size: int) -> dict[str, Any]:
-    from firehose_loader.ingest import combine_hour_parts
+    from firehose_loader.extract import combine_hour_parts
 
     plan = json.loads(Path(os.environ["BENCH_MANIFEST"]).read_text())
     parts = [json.loads(Path(path).read_text()) for path in os.environ["BENCH_PART_OUTS"].split(os.pathsep)]
@@ -476,7 +476,7 @@ def contender_split_combine(size: int) -> dict[str, Any]:
 
 def ours_context(size: int) -> tuple[Any, Any, Any]:
     from firehose_loader.config import Settings, parse_config
-    from firehose_loader.dialects import Postgres
+    from firehose_loader.warehouse.postgres import Postgres
 
     stream = parse_config(
         {"streams": [stream_entry(size, os.environ.get("BENCH_SCHEMA", table_for("ours", size)[0]))]}
@@ -485,7 +485,7 @@ def ours_context(size: int) -> tuple[Any, Any, Any]:
 
 
 def contender_ours_ensure_tables(size: int) -> dict[str, Any]:
-    from firehose_loader.ingest import ensure_tables
+    from firehose_loader.load import ensure_tables
 
     stream, settings, dialect = ours_context(size)
     started = start_clock()
@@ -495,7 +495,7 @@ def contender_ours_ensure_tables(size: int) -> dict[str, Any]:
 
 
 def contender_ours_load(size: int) -> dict[str, Any]:
-    from firehose_loader.ingest import load_and_merge, staged_batch
+    from firehose_loader.load import load_and_merge, staged_batch
 
     stream, settings, dialect = ours_context(size)
     manifest = json.loads(Path(os.environ["BENCH_MANIFEST"]).read_text())
@@ -1096,8 +1096,9 @@ def run_size(size: int, contenders: list[str], baseline: str | None, repeat: int
 def merge_cost(size: int, base_rows: int) -> dict[str, Any]:
     """Merge the staged hour into a target that already holds ``base_rows`` other keys (index on the key)."""
     from firehose_loader.config import Settings, parse_config
-    from firehose_loader.dialects import Postgres
-    from firehose_loader.ingest import ensure_tables, extract_hour, load_and_merge, staged_batch
+    from firehose_loader.extract import extract_hour
+    from firehose_loader.load import ensure_tables, load_and_merge, staged_batch
+    from firehose_loader.warehouse.postgres import Postgres
 
     schema = f"{NAMESPACE}_big"
     entry = stream_entry(size, schema)

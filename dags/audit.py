@@ -6,10 +6,10 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from firehose_loader.airflow_glue import RETRY_DEFAULTS, run_audit
+from firehose_loader.airflow.dag_pieces import HOURLY, RETRY_DEFAULTS, settled_and_ready, table_asset
+from firehose_loader.airflow.doc_md import audit_doc_md
+from firehose_loader.airflow.tasks import run_audit
 from firehose_loader.config import Settings, Stream, load_config
-from firehose_loader.dag_parts import HOURLY, settled_and_ready, table_asset
-from firehose_loader.docs import audit_doc_md
 
 AUDIT_AFTER_INGEST = timedelta(minutes=10)
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from airflow.sdk import TriggerRule, dag, task
 
-from firehose_loader.airflow_glue import (
-    RETRY_DEFAULTS,
+from firehose_loader.airflow.dag_pieces import HOURLY, RETRY_DEFAULTS, settled_and_ready, table_asset
+from firehose_loader.airflow.doc_md import ingest_doc_md
+from firehose_loader.airflow.tasks import (
     run_combine_parts,
     run_extract,
     run_extract_part,
     run_load_and_merge,
 )
 from firehose_loader.config import Settings, Stream, load_config
-from firehose_loader.dag_parts import HOURLY, settled_and_ready, table_asset
-from firehose_loader.docs import ingest_doc_md
 
 
 def build_ingest_dag(stream: Stream, settings: Settings):

@@ -96,7 +96,7 @@ def one_stream(user: Any, name: str) -> tuple[Any, Any]:
 
 def open_warehouse(settings: Any) -> Any:
     """A read-only DB-API connection through the warehouse connection's own provider hook."""
-    from firehose_loader.airflow_glue import warehouse_connection
+    from firehose_loader.airflow.connections import warehouse_connection
 
     conn, _dialect = warehouse_connection(settings)
     for attribute in ("read_only", "readonly"):  # psycopg 3, psycopg2

@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT / "plugins"))
 
 from firehose_loader.audit import format_report  # noqa: E402
 from firehose_loader.config import load_config  # noqa: E402
-from firehose_loader.report import format_table  # noqa: E402
-from firehose_loader.simulate import lossy_realtime_path, make_object, product_hour  # noqa: E402
+from firehose_loader.text_table import format_table  # noqa: E402
+from tools.simulate import lossy_realtime_path, make_object, product_hour  # noqa: E402
 
 HOURS = [datetime(2026, 3, 1, hour, tzinfo=UTC) for hour in (9, 10, 11)]
 RECORDS_PER_HOUR = 2_000

@@ -12,7 +12,7 @@ Runs in the background (``make up`` starts it, ``make down`` stops it) against t
   hour's folder (records delivered again, some in a newer version): the audit reports it as a
   late object and merges it.
 * **The lossy real-time path.** After an hour is loaded (a ``load_hours`` row appears) it damages
-  most hours once with :func:`firehose_loader.simulate.lossy_realtime_path`: rows lost, rows
+  most hours once with :func:`tools.simulate.lossy_realtime_path`: rows lost, rows
   doubled, rows left in an older version. The audit finds and repairs them.
 
 It triggers nothing in Airflow: the scheduler's own runs (and the backfill `make up` creates)
@@ -46,13 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
 from firehose_loader.config import Settings, Stream, load_config  # noqa: E402
-from firehose_loader.partitions import HOUR, hour_prefix, hour_start  # noqa: E402
-from firehose_loader.simulate import (  # noqa: E402
-    SimulatedObject,
-    lossy_realtime_path,
-    make_object,
-    product_hour,
-)
+from firehose_loader.layout import HOUR, hour_prefix, hour_start  # noqa: E402
+from tools.simulate import SimulatedObject, lossy_realtime_path, make_object, product_hour  # noqa: E402
 
 STATE_DIR = ROOT / ".local" / "up"
 log = logging.getLogger("producer")

@@ -1,7 +1,7 @@
 """Send a made-up audit alert through a stream's configured notifier (see docs/notifications.md).
 
 The alert has the shape the audit sends (``firehose_audit``: stream, summary, report, hours) and
-goes through the same code (:func:`firehose_loader.notify.send_alert`), so templates, the
+goes through the same code (:func:`firehose_loader.airflow.notify.send_alert`), so templates, the
 notifier's class and its connection are all exercised. Nothing is read from or written to the
 warehouse.
 
@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT / "plugins"))
 
 from firehose_loader.audit import format_report  # noqa: E402
 from firehose_loader.config import Stream, load_config  # noqa: E402
-from firehose_loader.partitions import hour_start  # noqa: E402
+from firehose_loader.layout import hour_start  # noqa: E402
 
 
 def sample_alert(stream: Stream, now: datetime) -> tuple[dict, dict]:
@@ -69,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stream", help="the stream whose audit_notifier to use")
     args = parser.parse_args()
-    from firehose_loader.notify import send_alert
+    from firehose_loader.airflow.notify import send_alert
 
     stream = load_config().stream(args.stream)
     alert, context = sample_alert(stream, datetime.now(UTC))

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "plugins"))
 
 from firehose_loader.config import load_config  # noqa: E402
-from firehose_loader.partitions import HOUR, hour_start  # noqa: E402
+from firehose_loader.layout import HOUR, hour_start  # noqa: E402
 from tools import airflow_local, stack  # noqa: E402
 
 UP = stack.LOCAL / "up"

@@ -17,19 +17,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from firehose_loader.config import Settings, Stream
-from firehose_loader.dialects import Dialect
-from firehose_loader.ingest import (
-    extract_hour,
-    manifest_hour,
-    merge_hour,
-    query_one,
-    staged_batch,
-    template_context,
-)
-from firehose_loader.partitions import HOUR, hour_start
-from firehose_loader.report import format_table
+from firehose_loader.extract import extract_hour
+from firehose_loader.layout import HOUR, hour_start
+from firehose_loader.load import manifest_hour, merge_hour, query_one, staged_batch, template_context
 from firehose_loader.s3io import ObjectInfo, count_error_objects, list_hour_objects, object_exists
-from firehose_loader.sql import render, render_statements
+from firehose_loader.text_table import format_table
+from firehose_loader.warehouse.protocol import Dialect
+from firehose_loader.warehouse.render import render, render_statements
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,6 @@ STREAM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 # S3 bucket naming rules (the subset without dots, which break virtual-host TLS).
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 PREFIX = re.compile(r"^([A-Za-z0-9!_.*'()-]+/)*$")
-LOADER_COLUMNS = ("_firehose_object", "_firehose_offset")
 # 1 GiB of gzip objects is ~4 M records of 0.7 KB: about what one extract task holds in 1.5 GB (bench/results.md).
 DEFAULT_SPLIT_ABOVE_BYTES = 1 << 30
 # Processes that decode one extract task's objects: on two cores they take about a third off the
@@ -119,7 +118,7 @@ DOTTED_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 class NotifierSpec:
     """An Airflow notifier class (dotted path) and its keyword arguments, imported only to alert."""
 
-    class_path: str = "firehose_loader.notify.LogNotifier"
+    class_path: str = "firehose_loader.airflow.notify.LogNotifier"
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from firehose_loader.partitions import hour_folder, hour_prefix, is_hour_object
+from firehose_loader.layout import hour_folder, hour_prefix, is_hour_object
 
 # Firehose writes failed records under <error prefix><error-output-type>/YYYY/MM/DD/HH/.
 ERROR_OUTPUT_TYPES = ("processing-failed", "format-conversion-failed")
@@ -29,7 +29,7 @@ class ObjectChangedError(RuntimeError):
     """A listed object is gone (deleted between list and read) or was rewritten (its ETag changed).
 
     Nothing of the hour has been staged or merged when this is raised; listing the hour again
-    and reading what is there then is the remedy (see ``airflow_glue.extract_listing_again``).
+    and reading what is there then is the remedy (see ``extract.extract_listing_again``).
     """
 
     def __init__(self, message: str, bucket: str, key: str) -> None:

@@ -40,11 +40,12 @@ import yaml
 
 from firehose_loader.audit import audit_hours
 from firehose_loader.config import Settings, Stream, load_config
-from firehose_loader.dialects import Postgres
-from firehose_loader.ingest import ensure_tables, extract_hour, load_and_merge, staged_batch
-from firehose_loader.partitions import HOUR, hour_start
-from firehose_loader.simulate import PRODUCT_EVENT_COLUMNS, lossy_realtime_path, make_object, product_hour
+from firehose_loader.extract import extract_hour
+from firehose_loader.layout import HOUR, hour_start
+from firehose_loader.load import ensure_tables, load_and_merge, staged_batch
+from firehose_loader.warehouse.postgres import Postgres
 from tools import airflow_local, stack
+from tools.simulate import PRODUCT_EVENT_COLUMNS, lossy_realtime_path, make_object, product_hour
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")

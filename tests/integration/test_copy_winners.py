@@ -20,9 +20,10 @@ import psycopg2
 import pyarrow as pa
 import pytest
 
-from firehose_loader.coercion import arrow_type
 from firehose_loader.config import parse_column_type
-from firehose_loader.dialects import Postgres, Stage, TargetTypeError
+from firehose_loader.records.coercion import arrow_type
+from firehose_loader.warehouse.postgres import Postgres
+from firehose_loader.warehouse.protocol import Stage, TargetTypeError
 
 # One column of each type the streams file accepts.
 COLUMNS = {

@@ -15,9 +15,10 @@ from psycopg import sql
 from firehose_loader.audit import audit_hours
 from firehose_loader.config import load_config
 from firehose_loader.dashboard import hour_key, jsonable, query_hour, query_stream, window
-from firehose_loader.dialects import Postgres
-from firehose_loader.ingest import ensure_tables, extract_hour, load_and_merge, staged_batch
-from firehose_loader.simulate import PRODUCT_EVENT_COLUMNS, lossy_realtime_path, make_object, product_hour
+from firehose_loader.extract import extract_hour
+from firehose_loader.load import ensure_tables, load_and_merge, staged_batch
+from firehose_loader.warehouse.postgres import Postgres
+from tools.simulate import PRODUCT_EVENT_COLUMNS, lossy_realtime_path, make_object, product_hour
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from firehose_loader import batch as batch_module
-from firehose_loader import ingest
-from firehose_loader.batch import decode_and_validate
+from firehose_loader import extract
+from firehose_loader.records import pool as pool_module
+from firehose_loader.records.validate import decode_and_validate
 from tests.integration.conftest import dump_table, run_hour
 from tests.integration.test_ingest import HOURS, rich_stream_fields, table_rows, write_hours
 from tests.integration.test_split_hours import ledger, load_hours, quarantine_of, without_stream_name, write_unreadable
@@ -42,8 +42,8 @@ def twins(streams, s3):
     PROCESS_NOTES.unlink(missing_ok=True)
     with pytest.MonkeyPatch.context() as patch:
         # These hours are a few KB: below the size where an extract starts workers.
-        patch.setattr(ingest, "PARALLEL_DECODE_MIN_BYTES", 0)
-        patch.setattr(batch_module, "decode_and_validate", decode_in_worker)
+        patch.setattr(extract, "PARALLEL_DECODE_MIN_BYTES", 0)
+        patch.setattr(pool_module, "decode_and_validate", decode_in_worker)
         for hour in HOURS:
             for entry in (alone, workers):
                 assert run_hour(entry["name"], hour).state == "success"

@@ -14,10 +14,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from firehose_loader.airflow_glue import run_extract
+from firehose_loader.airflow.tasks import run_extract
 from firehose_loader.config import load_config
-from firehose_loader.dialects import Postgres
-from firehose_loader.ingest import ensure_tables, extract_hour, load_and_merge, staged_batch
+from firehose_loader.extract import extract_hour
+from firehose_loader.load import ensure_tables, load_and_merge, staged_batch
+from firehose_loader.warehouse.postgres import Postgres
 from tests.integration.conftest import put, run_hour
 
 SIMPLE = {"key": ["id"], "order_by": "seq", "columns": {"id": "varchar(32)", "seq": "integer", "note": "text"}}
@@ -179,7 +180,7 @@ def test_warehouse_login_that_cannot_work_fails_fast(stack_up, monkeypatch):
 
     from airflow.sdk.exceptions import AirflowFailException
 
-    from firehose_loader.airflow_glue import warehouse_connection
+    from firehose_loader.airflow.connections import warehouse_connection
 
     connection = json.loads(os.environ["AIRFLOW_CONN_WAREHOUSE"])
     monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps({**connection, "schema": "no_such_database"}))

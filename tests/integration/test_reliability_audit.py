@@ -21,8 +21,9 @@ from psycopg import sql
 
 from firehose_loader.audit import audit_hour
 from firehose_loader.config import Settings, Stream
-from firehose_loader.dialects import Postgres
-from firehose_loader.ingest import extract_hour, load_and_merge, staged_batch
+from firehose_loader.extract import extract_hour
+from firehose_loader.load import load_and_merge, staged_batch
+from firehose_loader.warehouse.postgres import Postgres
 from tests.integration.test_reliability_support import (
     SIMPLE,
     load_in_process,

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from psycopg import sql
 
-from firehose_loader.airflow_glue import run_ensure_tables
+from firehose_loader.airflow.tasks import run_ensure_tables
 from firehose_loader.config import Settings
 from tests.integration.test_reliability_support import (
     SIMPLE,

@@ -23,8 +23,9 @@ import psycopg
 from psycopg import sql
 
 from firehose_loader.config import Settings
-from firehose_loader.dialects import Postgres
-from firehose_loader.ingest import ensure_tables, extract_hour
+from firehose_loader.extract import extract_hour
+from firehose_loader.load import ensure_tables
+from firehose_loader.warehouse.postgres import Postgres
 from tests.integration.conftest import run_hour
 from tests.integration.test_reliability_support import object_key, unlisted_stream
 

@@ -6,9 +6,9 @@ or that it lets through after changing the bucket behind the loader's back (an o
 rewritten between the listing and the read).
 
 - throttling and 5xx: retried by the S3 client with backoff (botocore "standard" mode, set by
-  airflow_glue.s3_client unless the connection says otherwise); the hour loads;
+  airflow.connections.s3_client unless the connection says otherwise); the hour loads;
 - an object deleted (or rewritten) between list and read: an error naming the object, the hour
-  is listed again within the same try and loads what is there (airflow_glue.extract_listing_again);
+  is listed again within the same try and loads what is there (extract.extract_listing_again);
 - access denied: the task fails at once, without a retry, with a message naming bucket and object.
 """
 

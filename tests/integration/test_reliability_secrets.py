@@ -26,7 +26,7 @@ import orjson
 import psycopg
 import pytest
 
-from firehose_loader import sql as loader_sql
+from firehose_loader.warehouse import render as loader_sql
 from tests.integration.conftest import run_dag
 from tests.integration.test_reliability_support import SIMPLE, object_key
 

@@ -94,7 +94,7 @@ def unlisted_stream(s3: Any, name: str, **fields: Any) -> tuple[dict[str, Any], 
 
 def load_in_process(entry: dict[str, Any], hour: datetime, run_id: str) -> dict[str, Any]:
     """Load one hour with the functions the ingest DAG's tasks call (Airflow connections, no DAG run)."""
-    from firehose_loader.airflow_glue import run_ensure_tables, run_extract, run_load_and_merge
+    from firehose_loader.airflow.tasks import run_ensure_tables, run_extract, run_load_and_merge
 
     stream, settings = parse_stream(entry, 0), Settings()
     run_ensure_tables(stream, settings)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from firehose_loader.ingest import part_stage_key, stage_key
+from firehose_loader.layout import part_stage_key, stage_key
 from tests.integration.conftest import dump_table, put, run_hour
 from tests.integration.test_ingest import HOURS, rich_stream_fields, table_rows, write_hours
 
@@ -153,7 +153,7 @@ def test_a_part_takes_objects_as_they_are_when_they_changed_after_the_listing(s3
     the part reads the new version, leaves the deleted one out, and its ledger entries say so."""
     from datetime import UTC, datetime
 
-    from firehose_loader.ingest import extract_or_split, extract_part
+    from firehose_loader.extract import extract_or_split, extract_part
     from tests.integration.test_reliability_support import SIMPLE, ndjson, object_key, unlisted_stream
 
     hour = datetime(2026, 5, 9, 7, tzinfo=UTC)

@@ -16,7 +16,7 @@ from typing import Any
 import sqlglot
 from redshift_connector import ProgrammingError
 
-from firehose_loader.ingest import STAGING_TABLE
+from firehose_loader.load import STAGING_TABLE
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from firehose_loader.config import Settings, Stream
-from firehose_loader.dialects import Redshift
+from firehose_loader.warehouse.redshift import Redshift
 from tests.unit.stream_factory import make_stream
 
 COPY_ROLE = "arn:aws:iam::123456789012:role/firehose-loader-copy"

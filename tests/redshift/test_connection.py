@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import redshift_connector
 
-from firehose_loader.airflow_glue import PyformatConnection, warehouse_connection
+from firehose_loader.airflow.connections import PyformatConnection, warehouse_connection
 from firehose_loader.config import Settings
-from firehose_loader.dialects import Redshift
+from firehose_loader.warehouse.redshift import Redshift
 from tests.redshift.redshift_setup import COPY_ROLE
 
 pytestmark = pytest.mark.redshift

@@ -17,9 +17,10 @@ import sqlglot
 from redshift_connector import ProgrammingError
 from redshift_connector.core import convert_paramstyle
 
-from firehose_loader import transactions
-from firehose_loader.batch import ObjectStats
-from firehose_loader.ingest import ensure_tables, load_and_merge, stage_key, staged_batch
+from firehose_loader.layout import stage_key
+from firehose_loader.load import ensure_tables, load_and_merge, staged_batch
+from firehose_loader.records.validate import ObjectStats
+from firehose_loader.warehouse import transactions
 from tests.redshift.recording import Event, RecordingConnection, serialization_error
 from tests.redshift.redshift_setup import COPY_ROLE, DIALECT, SETTINGS, STREAMS
 

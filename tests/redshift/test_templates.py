@@ -17,8 +17,8 @@ from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from firehose_loader.config import MAX_VARCHAR
-from firehose_loader.ingest import template_context
-from firehose_loader.sql import SQL_DIR, render, render_statements
+from firehose_loader.load import template_context
+from firehose_loader.warehouse.render import SQL_DIR, render, render_statements
 from tests.redshift.redshift_setup import COPY_ROLE, DIALECT, SETTINGS, STREAMS
 
 pytestmark = pytest.mark.redshift

@@ -14,19 +14,12 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from firehose_loader.batch import (
-    OBJECT_COLUMN,
-    OFFSET_COLUMN,
-    QuarantinedRecord,
-    SourceObject,
-    arrow_schema,
-    build_hour_batch,
-    decode_and_validate,
-    dedupe,
-    validate_records,
-)
 from firehose_loader.config import Stream, parse_config
-from firehose_loader.decoding import SNAPPY_FRAMED_MAGIC, decode_object
+from firehose_loader.records.decoding import SNAPPY_FRAMED_MAGIC, decode_object
+from firehose_loader.records.dedupe import dedupe
+from firehose_loader.records.schema import OBJECT_COLUMN, OFFSET_COLUMN, arrow_schema
+from firehose_loader.records.validate import QuarantinedRecord, SourceObject, decode_and_validate, validate_records
+from tests.unit.hour_batch import build_hour_batch
 
 ENTRY = {
     "name": "orders",
@@ -411,7 +404,7 @@ def test_objects_may_be_a_generator() -> None:
 def staged_rows(stream: Stream, objects: list[SourceObject], tmp_path: Any) -> tuple[Any, list[dict[str, Any]]]:
     import pyarrow.parquet as pq
 
-    from firehose_loader.batch import stage_hour
+    from firehose_loader.records.stage import stage_hour
 
     staged = stage_hour(stream, objects, tmp_path)
     if staged.path is None:
@@ -448,9 +441,9 @@ def test_stage_hour_of_an_hour_without_valid_rows(tmp_path: Any) -> None:
 
 
 def test_stage_hour_across_row_groups(tmp_path: Any, monkeypatch: Any) -> None:
-    from firehose_loader import batch as batch_module
+    from firehose_loader.records import stage as stage_module
 
-    monkeypatch.setattr(batch_module, "STAGE_ROW_GROUP", 7)
+    monkeypatch.setattr(stage_module, "STAGE_ROW_GROUP", 7)
     objects = [
         source(f"h/obj-{index}", [rec(number % 23, "eu", number % 5, note=f"{index}-{number}") for number in range(40)])
         for index in range(4)
@@ -478,8 +471,8 @@ def test_decode_processes_stage_what_one_process_stages(tmp_path: Any, monkeypat
 
     import pyarrow.parquet as pq
 
-    from firehose_loader import batch as batch_module
-    from firehose_loader.batch import stage_hour
+    from firehose_loader.records import pool as pool_module
+    from firehose_loader.records.stage import stage_hour
 
     objects = [
         *DEDUPE_OBJECTS,
@@ -491,7 +484,7 @@ def test_decode_processes_stage_what_one_process_stages(tmp_path: Any, monkeypat
     for folder in ("one", "two"):
         (tmp_path / folder).mkdir()
     alone = stage_hour(STREAM, objects, tmp_path / "one", decode_processes=1)
-    monkeypatch.setattr(batch_module, "decode_and_validate", decode_in_worker)
+    monkeypatch.setattr(pool_module, "decode_and_validate", decode_in_worker)
     side_by_side = stage_hour(STREAM, objects, tmp_path / "two", decode_processes=2)
 
     assert alone.path is not None and side_by_side.path is not None
@@ -507,10 +500,10 @@ def test_decode_processes_stage_what_one_process_stages(tmp_path: Any, monkeypat
 
 
 def test_a_failure_in_a_decode_process_fails_the_stage(tmp_path: Any, monkeypatch: Any) -> None:
-    from firehose_loader import batch as batch_module
-    from firehose_loader.batch import stage_hour
+    from firehose_loader.records import pool as pool_module
+    from firehose_loader.records.stage import stage_hour
 
-    monkeypatch.setattr(batch_module, "decode_and_validate", fail_on_object_3)
+    monkeypatch.setattr(pool_module, "decode_and_validate", fail_on_object_3)
     objects = [source(f"h/obj-{index}", [rec(index, "eu", 1)]) for index in range(6)]
     with pytest.raises(RuntimeError, match="h/obj-3"):
         stage_hour(STREAM, objects, tmp_path, decode_processes=2)
@@ -531,7 +524,7 @@ def combined_over_parts(
     """Stage each part on its own, then combine: the rows and each object's duplicates over the hour."""
     import pyarrow.parquet as pq
 
-    from firehose_loader.batch import combine_parts, stage_hour
+    from firehose_loader.records.stage import combine_parts, stage_hour
 
     paths, duplicates = [], {}
     for index, part in enumerate(parts):
@@ -556,9 +549,9 @@ def combined_over_parts(
 def test_combining_parts_gives_the_stage_of_the_whole_hour(
     cuts: tuple[int, ...], row_group: int, tmp_path: Any, monkeypatch: Any
 ) -> None:
-    from firehose_loader import batch as batch_module
+    from firehose_loader.records import stage as stage_module
 
-    monkeypatch.setattr(batch_module, "STAGE_ROW_GROUP", row_group)
+    monkeypatch.setattr(stage_module, "STAGE_ROW_GROUP", row_group)
     extra = source(
         "orders/2026/01/01/00/obj-d",
         [rec(6, "eu", 1, amount="lots"), rec(2, "eu", 9, note="d2-newest"), rec(3, "eu", 7, note="d3-tie-last")],
@@ -588,7 +581,7 @@ def test_combining_parts_without_valid_rows(tmp_path: Any) -> None:
 
 
 def test_an_hour_is_split_into_consecutive_parts_of_at_most_the_limit() -> None:
-    from firehose_loader.ingest import split_into_parts
+    from firehose_loader.extract import split_into_parts
     from firehose_loader.s3io import ObjectInfo
 
     objects = [ObjectInfo(f"k{index}", "e", size) for index, size in enumerate([4, 3, 3, 9, 1, 12, 2, 2])]
@@ -607,18 +600,18 @@ def test_decode_processes_follow_the_stream_the_cpus_the_objects_and_the_platfor
     import sys
     from dataclasses import replace
 
-    from firehose_loader import ingest
-    from firehose_loader.ingest import PARALLEL_DECODE_MIN_BYTES, decode_processes
+    from firehose_loader import extract
+    from firehose_loader.extract import PARALLEL_DECODE_MIN_BYTES, decode_processes
     from firehose_loader.s3io import ObjectInfo
 
     stream = replace(STREAM, decode_processes=3)
     big = [ObjectInfo(f"k{index}", "e", PARALLEL_DECODE_MIN_BYTES // 2) for index in range(4)]
     monkeypatch.setattr(sys, "platform", "linux")
-    monkeypatch.setattr(ingest, "usable_cpus", lambda: 8)
+    monkeypatch.setattr(extract, "usable_cpus", lambda: 8)
     assert decode_processes(stream, big) == 3
     assert decode_processes(stream, big[:2]) == 2  # one object per worker at most
     assert decode_processes(stream, big[:1]) == 1  # under the size where workers pay off
-    monkeypatch.setattr(ingest, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(extract, "usable_cpus", lambda: 2)
     assert decode_processes(stream, big) == 2
     assert decode_processes(replace(stream, decode_processes=1), big) == 1
     monkeypatch.setattr(sys, "platform", "darwin")  # workers are forked: Linux only

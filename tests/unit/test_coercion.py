@@ -10,8 +10,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from firehose_loader.coercion import TEXT_MAX_BYTES, CoercionError, arrow_type, coercer
 from firehose_loader.config import ColumnType, parse_column_type
+from firehose_loader.records.coercion import TEXT_MAX_BYTES, CoercionError, arrow_type, coercer
 
 
 def coerce(type_text: str, value: Any) -> Any:

@@ -24,7 +24,7 @@ from firehose_loader.dashboard import (
     warehouse_rows_range,
     window,
 )
-from firehose_loader.sql import render
+from firehose_loader.warehouse.render import render
 from tests.unit.stream_factory import make_stream
 
 NOW = datetime(2026, 3, 2, 9, 41, 5, tzinfo=UTC)

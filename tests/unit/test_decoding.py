@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from firehose_loader.decoding import (
+from firehose_loader.records.decoding import (
     SNAPPY_FRAMED_MAGIC,
     DecodedObject,
     UnreadableObject,

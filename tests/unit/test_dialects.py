@@ -8,8 +8,11 @@ import pyarrow as pa
 import pytest
 
 from firehose_loader.config import parse_column_type
-from firehose_loader.dialects import Postgres, Redshift, Stage, StageMismatchError, dialect_for
-from firehose_loader.sql import quote_literal
+from firehose_loader.warehouse.dialect import dialect_for
+from firehose_loader.warehouse.postgres import Postgres
+from firehose_loader.warehouse.protocol import Stage
+from firehose_loader.warehouse.redshift import Redshift, StageMismatchError
+from firehose_loader.warehouse.render import quote_literal
 
 ROLE = "arn:aws:iam::123456789012:role/firehose-loader-copy"
 

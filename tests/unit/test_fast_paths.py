@@ -18,10 +18,16 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from firehose_loader.batch import _validate_plain, validate_records
-from firehose_loader.coercion import CoercionError, arrow_type, coerce_column, coercer
 from firehose_loader.config import parse_column_type
-from firehose_loader.decoding import UnreadableObject, _gunzip_zlib, decompress, split_records, split_records_exact
+from firehose_loader.records.coercion import CoercionError, arrow_type, coerce_column, coercer
+from firehose_loader.records.decoding import (
+    UnreadableObject,
+    _gunzip_zlib,
+    decompress,
+    split_records,
+    split_records_exact,
+)
+from firehose_loader.records.validate import _validate_plain, validate_records
 from tests.unit.stream_factory import make_stream
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from firehose_loader.config import parse_config
-from firehose_loader.partitions import hour_prefix
+from firehose_loader.layout import hour_prefix
 from tools import airflow_local, producer, up
 
 STREAM = parse_config(

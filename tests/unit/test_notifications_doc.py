@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from firehose_loader.airflow.notify import CONTEXT_KEY, build_notifier, send_alert
 from firehose_loader.config import parse_notifier
-from firehose_loader.notify import CONTEXT_KEY, build_notifier, send_alert
 from tests.unit.stream_factory import make_stream
 from tools.send_test_alert import sample_alert
 

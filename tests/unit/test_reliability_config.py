@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from firehose_loader.config import ColumnType, ConfigError, Settings, parse_config
-from firehose_loader.dialects import Postgres
-from firehose_loader.ingest import ensure_tables, merge_hour
+from firehose_loader.load import ensure_tables, merge_hour
+from firehose_loader.warehouse.postgres import Postgres
 from tests.unit.stream_factory import make_stream, stream_entry
 
 HOSTILE_NAMES = [

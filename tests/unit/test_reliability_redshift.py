@@ -15,9 +15,10 @@ import re
 import pytest
 
 from firehose_loader.config import Settings
-from firehose_loader.dialects import Postgres, Redshift
-from firehose_loader.ingest import template_context
-from firehose_loader.sql import render_statements
+from firehose_loader.load import template_context
+from firehose_loader.warehouse.postgres import Postgres
+from firehose_loader.warehouse.redshift import Redshift
+from firehose_loader.warehouse.render import render_statements
 from tests.unit.stream_factory import make_stream
 
 DIALECTS = [Postgres(), Redshift(iam_role="arn:aws:iam::123456789012:role/firehose-loader-copy")]

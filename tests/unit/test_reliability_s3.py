@@ -15,7 +15,8 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from firehose_loader import airflow_glue
+from firehose_loader import extract as extract_module
+from firehose_loader.airflow import connections
 from firehose_loader.config import Settings
 from firehose_loader.s3io import ObjectChangedError, PermanentS3Error, list_folder, read_object, write_object
 from tests.unit.stream_factory import make_stream
@@ -99,10 +100,10 @@ def test_extract_lists_the_hour_again_when_an_object_vanished(
             raise outcome
         return outcome
 
-    monkeypatch.setattr(airflow_glue, "extract_or_split", extract)
+    monkeypatch.setattr(extract_module, "extract_or_split", extract)
     hour = datetime(2026, 3, 1, 10, tzinfo=UTC)
-    with caplog.at_level(logging.WARNING, logger="firehose_loader.airflow_glue"):
-        assert airflow_glue.extract_listing_again(None, make_stream(), hour, "run") == {"hour": "ok"}
+    with caplog.at_level(logging.WARNING, logger="firehose_loader.extract"):
+        assert extract_module.extract_listing_again(None, make_stream(), hour, "run") == {"hour": "ok"}
     assert calls == ["run"] * 3
     assert [record.getMessage().split("; ")[1] for record in caplog.records] == [
         "listing orders hour 2026-03-01T10:00:00+00:00 again (listing 2 of 3)",
@@ -115,9 +116,9 @@ def test_extract_gives_up_after_its_listings_and_the_error_names_the_object(monk
     def extract(*args: Any) -> dict[str, Any]:
         raise gone()
 
-    monkeypatch.setattr(airflow_glue, "extract_or_split", extract)
+    monkeypatch.setattr(extract_module, "extract_or_split", extract)
     with pytest.raises(ObjectChangedError, match=KEY):
-        airflow_glue.extract_listing_again(None, make_stream(), datetime(2026, 3, 1, 10, tzinfo=UTC), "run")
+        extract_module.extract_listing_again(None, make_stream(), datetime(2026, 3, 1, 10, tzinfo=UTC), "run")
 
 
 def test_the_s3_client_retries_throttling_and_5xx_with_backoff_unless_the_connection_says_otherwise(
@@ -129,7 +130,7 @@ def test_the_s3_client_retries_throttling_and_5xx_with_backoff_unless_the_connec
         '{"conn_type": "aws", "extra": {"region_name": "us-east-1",'
         ' "config_kwargs": {"retries": {"mode": "adaptive", "max_attempts": 9}}}}',
     )
-    default = airflow_glue.s3_client(Settings(aws_conn_id="retry_default"))
+    default = connections.s3_client(Settings(aws_conn_id="retry_default"))
     assert default.meta.config.retries == {"mode": "standard", "total_max_attempts": 5}
-    own = airflow_glue.s3_client(Settings(aws_conn_id="retry_own"))
+    own = connections.s3_client(Settings(aws_conn_id="retry_own"))
     assert own.meta.config.retries == {"mode": "adaptive", "total_max_attempts": 10}  # botocore: 9 retries

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from firehose_loader.config import PROJECT_ROOT
-from firehose_loader.dialects import Redshift
-from firehose_loader.ingest import STAGING_TABLE
-from firehose_loader.sql import SQL_DIR, render
+from firehose_loader.load import STAGING_TABLE
+from firehose_loader.warehouse.redshift import Redshift
+from firehose_loader.warehouse.render import SQL_DIR, render
 
 SOURCES = sorted(
     path

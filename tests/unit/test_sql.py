@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from firehose_loader.config import ColumnType, Settings, Stream
-from firehose_loader.dialects import Postgres
-from firehose_loader.ingest import template_context
-from firehose_loader.sql import quote_identifier, quote_qualified, render_statements
+from firehose_loader.load import template_context
+from firehose_loader.warehouse.postgres import Postgres
+from firehose_loader.warehouse.render import quote_identifier, quote_qualified, render_statements
 from tests.unit.stream_factory import make_stream
 
 DIALECT = Postgres()

@@ -9,11 +9,11 @@ import psycopg2.errors
 import pytest
 from redshift_connector import InterfaceError, ProgrammingError
 
-from firehose_loader import transactions
 from firehose_loader.config import Settings
-from firehose_loader.dialects import Postgres
-from firehose_loader.ingest import merge_hour
-from firehose_loader.transactions import backoff_delay, is_serialization_failure, retry_serialization_failures
+from firehose_loader.load import merge_hour
+from firehose_loader.warehouse import transactions
+from firehose_loader.warehouse.postgres import Postgres
+from firehose_loader.warehouse.transactions import backoff_delay, is_serialization_failure, retry_serialization_failures
 from tests.unit.stream_factory import make_stream
 
 REDSHIFT_1023 = ProgrammingError(

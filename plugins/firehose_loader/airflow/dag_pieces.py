@@ -7,11 +7,20 @@ from datetime import timedelta
 from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
 from airflow.sdk import Asset, CronDataIntervalTimetable, XComArg, task
 
-from firehose_loader.airflow_glue import run_ensure_tables
+from firehose_loader.airflow.tasks import run_ensure_tables
 from firehose_loader.config import Settings, Stream
 
 # A run covers its data interval [H, H+1): the run at 11:00 is about 10:00-11:00.
 HOURLY = CronDataIntervalTimetable("0 * * * *", timezone="UTC")
+
+
+# A failed try is retried with exponential backoff: 30 s, then doubling, at most 10 minutes apart.
+RETRY_DEFAULTS = {
+    "retries": 3,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=10),
+}
 
 
 def table_asset(stream: Stream, settings: Settings) -> Asset:

@@ -1,16 +1,13 @@
-"""The two halves of an hourly load, free of Airflow: extract to S3, then load and merge.
+"""S3 → stage: one hour's objects listed, read at their ETags, decoded, deduplicated and staged.
 
-``extract_hour`` reads the hour's objects and leaves a staged, deduplicated
-Parquet object plus quarantine files in S3; it returns a small manifest (XCom).
-``load_and_merge`` copies the stage into a session-local staging table and
-merges it, with the ledger, in one transaction (see dialects for what each
-warehouse stages).
+``extract_hour`` reads the hour's objects and leaves a staged, deduplicated Parquet object
+plus quarantine files in S3; it returns a small manifest (XCom) for the load step. A big hour
+is split into parts, each extracted apart and then combined.
 """
 
 from __future__ import annotations
 
-import functools
-import re
+import logging
 import sys
 import tempfile
 from collections import defaultdict
@@ -18,29 +15,18 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from firehose_loader.batch import (
-    HourBatch,
-    ObjectStats,
-    QuarantinedRecord,
-    SourceObject,
-    StagedHour,
-    combine_parts,
-    stage_hour,
-    timed,
-    usable_cpus,
-)
-from firehose_loader.config import Settings, Stream
-from firehose_loader.decoding import UnreadableObject, decompress
-from firehose_loader.dialects import Dialect, Stage
+from firehose_loader.config import Stream
 from firehose_loader.faults import failpoint
-from firehose_loader.partitions import hour_folder, hour_start, object_basename
+from firehose_loader.layout import hour_start, part_stage_key, quarantine_key, stage_key
+from firehose_loader.records.decoding import UnreadableObject, decompress
+from firehose_loader.records.pool import usable_cpus
+from firehose_loader.records.stage import StagedHour, combine_parts, stage_hour
+from firehose_loader.records.timing import timed
+from firehose_loader.records.validate import QuarantinedRecord, SourceObject
 from firehose_loader.s3io import (
     ObjectChangedError,
     ObjectInfo,
@@ -50,37 +36,17 @@ from firehose_loader.s3io import (
     read_object,
     write_object,
 )
-from firehose_loader.sql import render, render_statements
-from firehose_loader.transactions import retry_serialization_failures
+from tests.unit.hour_batch import HourBatch
 
-STAGING_TABLE = "firehose_staging"
-OBJECTS_TABLE = "firehose_objects"
-PLAN_TABLE = "firehose_plan"
-# Rows decoded from the stage (and encoded for PostgreSQL's binary COPY) at a time: ~50 MB of these events.
-STAGE_READ_BATCH_ROWS = 65_536
+log = logging.getLogger(__name__)
+
 # Times a part reads its objects again after one of them changed since the hour was listed.
 PART_READ_ATTEMPTS = 3
+# How often one extract lists the hour again when a listed object vanished or changed before it was read.
+LIST_ATTEMPTS = 3
 # Below this many bytes of objects (as stored) an extract decodes in its own process: forking
 # workers and passing objects to them would cost more than a second core saves.
 PARALLEL_DECODE_MIN_BYTES = 8 << 20
-
-
-def run_token(run_id: str) -> str:
-    """A run id made safe for an S3 key."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
-
-
-def quarantine_key(stream: Stream, hour: datetime, object_key: str, suffix: str = ".jsonl") -> str:
-    return f"{stream.quarantine_prefix}{stream.name}/{hour_folder(hour)}{object_basename(object_key)}{suffix}"
-
-
-def stage_key(stream: Stream, hour: datetime, run_id: str) -> str:
-    return f"{stream.staging_prefix}{stream.name}/{hour_folder(hour)}{run_token(run_id)}.parquet"
-
-
-def part_stage_key(stream: Stream, hour: datetime, run_id: str, index: int) -> str:
-    # Not under the stage key as a prefix: Redshift's COPY would load the parts with the stage.
-    return f"{stream.staging_prefix}{stream.name}/{hour_folder(hour)}{run_token(run_id)}.part-{index:04d}.parquet"
 
 
 def _read_sources(
@@ -136,12 +102,36 @@ def extract_hour(client: Any, stream: Stream, hour: datetime, run_id: str) -> di
     """Read, validate, dedupe and stage one hour in this process; return the manifest the load step needs.
 
     Objects are read one ahead and decoded one at a time; the rows wait in a local temporary
-    folder until deduplication has chosen the winners (see :func:`~firehose_loader.batch.stage_hour`).
+    folder until deduplication has chosen the winners (see :func:`~firehose_loader.records.stage.stage_hour`).
     """
     hour = hour_start(hour)
     with timed("list+read"):
         objects = list_hour_objects(client, stream.bucket, stream.prefix, hour)
     return _extract_objects(client, stream, hour, run_id, objects)
+
+
+def extract_listing_again(client: Any, stream: Stream, hour: datetime, run_id: str) -> dict[str, Any]:
+    """Extract the hour; when a listed object vanished or changed before it was read, list the hour again.
+
+    Nothing is staged before every listed object was read, so starting over is safe. After
+    ``LIST_ATTEMPTS`` listings the error (naming the object) fails the try, and Airflow's retry
+    lists once more.
+    """
+    for attempt in range(1, LIST_ATTEMPTS + 1):
+        try:
+            return extract_or_split(client, stream, hour, run_id)
+        except ObjectChangedError as exc:
+            if attempt == LIST_ATTEMPTS:
+                raise
+            log.warning(
+                "%s; listing %s hour %s again (listing %d of %d)",
+                exc,
+                stream.name,
+                hour.isoformat(),
+                attempt + 1,
+                LIST_ATTEMPTS,
+            )
+    raise AssertionError("unreachable")
 
 
 def extract_or_split(client: Any, stream: Stream, hour: datetime, run_id: str) -> dict[str, Any]:
@@ -292,165 +282,3 @@ def _stage_objects(
         entry["quarantine_key"] = quarantine_keys.get(stats.key)
         objects_out.append(entry)
     return batch.rows, staged_key, objects_out
-
-
-def staged_batch(client: Any, stream: Stream, manifest: dict[str, Any]) -> Stage | None:
-    """The run's stage in S3, or None when the hour had no valid rows."""
-    key = manifest["stage_key"]
-    if key is None:
-        return None
-
-    # The Parquet bytes (compressed) are fetched once and stay in memory while the stage is
-    # read (once for the merge plan's columns, once for the rows); rows are decoded a batch at a time.
-    stage_bytes = functools.cache(lambda: read_object(client, stream.bucket, key))
-
-    def batches(columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
-        stage_file = pq.ParquetFile(pa.BufferReader(stage_bytes()))
-        yield from stage_file.iter_batches(batch_size=STAGE_READ_BATCH_ROWS, columns=columns)
-
-    return Stage(stream.bucket, key, batches, rows=manifest.get("rows"))
-
-
-def template_context(stream: Stream, settings: Settings, dialect: Dialect) -> dict[str, Any]:
-    columns = [
-        {
-            "name": name,
-            "type": dialect.column_type(kind),
-            "staging_type": dialect.staging_type(kind),
-            "insert_expression": dialect.insert_expression(name, kind),
-        }
-        for name, kind in stream.columns.items()
-    ]
-    plan_columns = {*stream.key, stream.order_by}
-    return {
-        "target": (stream.schema, stream.table),
-        "columns": columns,
-        "staging_columns": [c for c in columns if dialect.stages_rows or c["name"] in plan_columns],
-        "stages_rows": dialect.stages_rows,
-        "key": list(stream.key),
-        "order_by": stream.order_by,
-        "loader_schema": settings.loader_schema,
-        "staging": STAGING_TABLE,
-        "objects": OBJECTS_TABLE,
-        "plan": PLAN_TABLE,
-        "index_name": f"{stream.table}__firehose_key"[:63],
-        "table_options": dialect.table_options(stream.key, stream.order_by),
-        "object_key_type": dialect.object_key_type,
-        "write_ledger": True,
-    }
-
-
-def ensure_tables(conn: Any, stream: Stream, settings: Settings, dialect: Dialect) -> None:
-    """Create the loader's tables and the stream's table if missing (idempotent)."""
-    context = template_context(stream, settings, dialect)
-    statements = render_statements("create_loader_tables.sql", **context)
-    statements += render_statements("create_target.sql", **context)
-    for template in dialect.extra_ddl_templates():
-        statements += render_statements(template, **context)
-    with conn.cursor() as cursor:
-        try:
-            for statement in statements:
-                cursor.execute(statement)
-            conn.commit()
-        except Exception:
-            conn.rollback()
-            raise
-
-
-@retry_serialization_failures
-def merge_hour(
-    conn: Any,
-    stream: Stream,
-    settings: Settings,
-    dialect: Dialect,
-    manifest: dict[str, Any],
-    stage: Stage | None,
-    run_id: str,
-    *,
-    write_ledger: bool = True,
-    then: Sequence[tuple[str, dict[str, Any]]] = (),
-) -> None:
-    """COPY the stage into a temporary table and merge it, in one transaction.
-
-    What the temporary table holds and where the winning rows come from is the dialect's
-    (``stages_rows``, ``insert_winners``).
-
-    With ``write_ledger`` the hour's ledger and load_hours rows are replaced in the
-    same transaction; ``then`` lists further templates (with their parameters) that
-    must commit or fail together with the merge, such as an audit's findings.
-    """
-    context = {**template_context(stream, settings, dialect), "write_ledger": write_ledger}
-    parameters = {
-        "stream": stream.name,
-        "hour": manifest_hour(manifest),
-        "run_id": run_id,
-        "stage_key": manifest["stage_key"],
-        "error_objects": manifest["error_objects"],
-        "loaded_at": datetime.now(UTC).replace(tzinfo=None),
-    }
-    with conn.cursor() as cursor:
-        try:
-            for statement in render_statements("create_staging.sql", **context):
-                cursor.execute(statement)
-            insert_object = render("insert_object.sql", **context)
-            cursor.executemany(insert_object, [_object_row(entry) for entry in manifest["objects"]])
-            if stage is not None:
-                dialect.copy_into_staging(cursor, context, stage)
-            failpoint("after_copy")
-            merge_context = {**context, "lock_statement": dialect.lock_statement(context)}
-            for statement in render_statements("merge.sql", **merge_context):
-                cursor.execute(statement, parameters)
-            if stage is not None:
-                dialect.insert_winners(cursor, context, stage)
-            for template, extra in then:
-                for statement in render_statements(template, **context):
-                    cursor.execute(statement, {**parameters, **extra})
-            failpoint("before_commit")
-            conn.commit()
-        except Exception:
-            conn.rollback()
-            raise
-
-
-def load_and_merge(
-    conn: Any,
-    stream: Stream,
-    settings: Settings,
-    dialect: Dialect,
-    manifest: dict[str, Any],
-    stage: Stage | None,
-    run_id: str,
-) -> dict[str, Any]:
-    """Merge the hour with its ledger rows and return the hour's load_hours row."""
-    merge_hour(conn, stream, settings, dialect, manifest, stage, run_id)
-    failpoint("after_commit")
-    summary = query_one(
-        conn, "hour_summary.sql", template_context(stream, settings, dialect), stream.name, manifest_hour(manifest)
-    )
-    assert summary is not None, "the merge commits a load_hours row"
-    return summary
-
-
-def manifest_hour(manifest: dict[str, Any]) -> datetime:
-    """The manifest's hour as the naive UTC timestamp the loader tables store."""
-    return datetime.fromisoformat(manifest["hour"]).astimezone(UTC).replace(tzinfo=None)
-
-
-def query_one(
-    conn: Any, template: str, context: dict[str, Any], stream: str, hour: datetime, **parameters: Any
-) -> dict[str, Any] | None:
-    """One row of a read-only template about a stream's hour, as a dict (None if no row)."""
-    with conn.cursor() as cursor:
-        cursor.execute(render(template, **context), {"stream": stream, "hour": hour, **parameters})
-        names = [column[0] for column in cursor.description]
-        row = cursor.fetchone()
-    conn.commit()
-    return None if row is None else dict(zip(names, row, strict=True))
-
-
-def _object_row(entry: dict[str, Any]) -> dict[str, Any]:
-    fields = ObjectStats.__dataclass_fields__
-    row = {name: entry[name] for name in fields}
-    row["message"] = (row["message"] or None) and str(row["message"])[:1024]
-    row["quarantine_key"] = entry.get("quarantine_key")
-    return row

@@ -43,7 +43,8 @@ def quote_literal(value: str) -> str:
     return f"'{value}'"
 
 
-def _environment(directory: Path) -> jinja2.Environment:
+def sql_environment(directory: Path) -> jinja2.Environment:
+    """A Jinja environment for the SQL templates in ``directory``, with the quoting filters."""
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(directory),
         undefined=jinja2.StrictUndefined,
@@ -58,7 +59,7 @@ def _environment(directory: Path) -> jinja2.Environment:
     return environment
 
 
-ENVIRONMENT = _environment(SQL_DIR)
+ENVIRONMENT = sql_environment(SQL_DIR)
 
 
 def render(template: str, **context: Any) -> str:
@@ -67,5 +68,10 @@ def render(template: str, **context: Any) -> str:
 
 def render_statements(template: str, **context: Any) -> list[str]:
     """Render a template and split it into statements, comments dropped."""
-    text = sqlparse.format(render(template, **context), strip_comments=True)
+    return split_statements(render(template, **context))
+
+
+def split_statements(text: str) -> list[str]:
+    """The statements of a rendered script, comments dropped."""
+    text = sqlparse.format(text, strip_comments=True)
     return [statement.rstrip().rstrip(";") for statement in sqlparse.split(text) if statement.strip()]

@@ -2,7 +2,7 @@
 
 Free of Airflow (the plugin in ``plugins/firehose_dashboard.py`` is the thin layer that
 authenticates the request and opens the warehouse connection). Every statement is a template
-in ``include/sql/dashboard/`` rendered through :func:`firehose_loader.sql.render`; values travel
+in ``include/sql/dashboard/`` rendered through :func:`firehose_loader.warehouse.render.render`; values travel
 as bind parameters. Nothing here writes: each query ends with a rollback.
 
 Per hour of the window the dashboard shows
@@ -33,8 +33,8 @@ import jinja2
 import markupsafe
 
 from firehose_loader.config import Settings, Stream
-from firehose_loader.partitions import HOUR, hour_folder, hour_start
-from firehose_loader.sql import render
+from firehose_loader.layout import HOUR, hour_folder, hour_start
+from firehose_loader.warehouse.render import render
 
 WINDOW_HOURS = 48
 TEMPLATES = Path(__file__).resolve().parent / "templates"

@@ -15,11 +15,12 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-from firehose_loader.partitions import hour_prefix, hour_start
+from firehose_loader.layout import hour_prefix, hour_start
 
 ENCODINGS = ("ndjson", "concatenated", "crlf", "gzip-ndjson", "gzip-concatenated")
 
@@ -118,9 +119,9 @@ def lossy_realtime_path(
     conn: Any, stream: Any, settings: Any, hour: datetime, drops: int, duplicates: int, stale: int
 ) -> None:
     """Damage one loaded hour of the target the way the real-time path does (demo, PostgreSQL)."""
-    from firehose_loader.dialects import Postgres
-    from firehose_loader.ingest import template_context
-    from firehose_loader.sql import render_statements
+    from firehose_loader.load import template_context
+    from firehose_loader.warehouse.postgres import Postgres
+    from firehose_loader.warehouse.render import split_statements, sql_environment
 
     context = template_context(stream, settings, Postgres())
     parameters = {
@@ -130,7 +131,8 @@ def lossy_realtime_path(
         "stale": stale,
     }
     with conn.cursor() as cursor:
-        for statement in render_statements("simulate/realtime_damage.sql", **context):
+        damage = sql_environment(Path(__file__).resolve().parent / "sql").get_template("realtime_damage.sql")
+        for statement in split_statements(damage.render(**context)):
             cursor.execute(statement, parameters)
     conn.commit()
 

@@ -1,4 +1,4 @@
-"""Which keys belong to an hour, which hours an interval covers, and when an hour is settled."""
+"""Which keys belong to an hour."""
 
 from __future__ import annotations
 
@@ -6,14 +6,12 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from firehose_loader.partitions import (
+from firehose_loader.layout import (
     hour_folder,
     hour_prefix,
     hour_start,
-    hours_in_interval,
     is_hour_object,
     object_basename,
-    settled_at,
 )
 
 PREFIX = "events/"
@@ -88,48 +86,6 @@ def test_empty_prefix() -> None:
     assert not is_hour_object("events/2026/01/02/01/object", "", HOUR_01)
 
 
-def test_hours_in_interval() -> None:
-    start = datetime(2026, 1, 1, 22, tzinfo=UTC)
-    hours = hours_in_interval(start, start + timedelta(hours=4))
-    assert hours == [start + timedelta(hours=index) for index in range(4)]
-    assert hours[2] == datetime(2026, 1, 2, 0, tzinfo=UTC)  # crosses midnight
-    assert all(hour.tzinfo is not None and hour.utcoffset() == timedelta(0) for hour in hours)
-
-
-def test_hours_in_interval_single_hour() -> None:
-    assert hours_in_interval(HOUR_01, HOUR_01 + timedelta(hours=1)) == [HOUR_01]
-
-
-def test_hours_in_interval_given_in_another_zone() -> None:
-    plus_two = timezone(timedelta(hours=2))
-    start = datetime(2026, 1, 2, 3, tzinfo=plus_two)  # 01:00 UTC
-    assert hours_in_interval(start, start + timedelta(hours=2)) == [HOUR_01, HOUR_01 + timedelta(hours=1)]
-
-
-@pytest.mark.parametrize(
-    ("start", "end"),
-    [
-        pytest.param(HOUR_01, HOUR_01, id="empty"),
-        pytest.param(HOUR_01 + timedelta(hours=1), HOUR_01, id="reversed"),
-        pytest.param(HOUR_01 + timedelta(minutes=5), HOUR_01 + timedelta(hours=1), id="start-not-aligned"),
-        pytest.param(HOUR_01, HOUR_01 + timedelta(hours=1, seconds=1), id="end-not-aligned"),
-        pytest.param(
-            datetime(2026, 1, 2, 6, tzinfo=PLUS_0530), datetime(2026, 1, 2, 7, tzinfo=PLUS_0530), id="half-hour-zone"
-        ),
-    ],
-)
-def test_hours_in_interval_refuses_bad_intervals(start: datetime, end: datetime) -> None:
-    with pytest.raises(ValueError):
-        hours_in_interval(start, end)
-
-
-def test_settled_at_is_end_of_hour_plus_grace() -> None:
-    grace = timedelta(minutes=15)
-    assert settled_at(HOUR_01, grace) == HOUR_01 + timedelta(hours=1) + grace
-    assert settled_at(HOUR_01 + timedelta(minutes=40), grace) == HOUR_01 + timedelta(hours=1, minutes=15)
-    assert settled_at(HOUR_01, timedelta(0)) == HOUR_01 + timedelta(hours=1)
-
-
 NAIVE = datetime(2026, 1, 2, 1)
 
 
@@ -140,9 +96,6 @@ NAIVE = datetime(2026, 1, 2, 1)
         pytest.param(lambda: hour_folder(NAIVE), id="hour_folder"),
         pytest.param(lambda: hour_prefix(PREFIX, NAIVE), id="hour_prefix"),
         pytest.param(lambda: is_hour_object("events/2026/01/02/01/x", PREFIX, NAIVE), id="is_hour_object"),
-        pytest.param(lambda: settled_at(NAIVE, timedelta(minutes=15)), id="settled_at"),
-        pytest.param(lambda: hours_in_interval(NAIVE, NAIVE + timedelta(hours=1)), id="hours_in_interval"),
-        pytest.param(lambda: hours_in_interval(HOUR_01, NAIVE + timedelta(hours=1)), id="hours_in_interval-naive-end"),
     ],
 )
 def test_naive_datetimes_are_refused(call) -> None:

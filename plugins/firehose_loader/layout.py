@@ -8,7 +8,12 @@ up anything later.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from firehose_loader.config import Stream
 
 HOUR = timedelta(hours=1)
 
@@ -19,17 +24,6 @@ def hour_start(moment: datetime) -> datetime:
         raise ValueError(f"{moment!r} has no time zone; hours are UTC")
     utc = moment.astimezone(UTC)
     return utc.replace(minute=0, second=0, microsecond=0)
-
-
-def hours_in_interval(start: datetime, end: datetime) -> list[datetime]:
-    """The hours [start, end) covers; both ends must sit on an hour boundary."""
-    first, last = hour_start(start), hour_start(end)
-    if first != start.astimezone(UTC) or last != end.astimezone(UTC):
-        raise ValueError(f"data interval {start.isoformat()}..{end.isoformat()} is not aligned to whole hours")
-    if last <= first:
-        raise ValueError(f"data interval {start.isoformat()}..{end.isoformat()} is empty")
-    count = (last - first) // HOUR
-    return [first + index * HOUR for index in range(count)]
 
 
 def hour_folder(hour: datetime) -> str:
@@ -50,10 +44,23 @@ def is_hour_object(key: str, prefix: str, hour: datetime) -> bool:
     return bool(name) and "/" not in name
 
 
-def settled_at(hour: datetime, grace: timedelta) -> datetime:
-    """When an hour's folder is expected to be complete: its end plus the buffering grace."""
-    return hour_start(hour) + HOUR + grace
-
-
 def object_basename(key: str) -> str:
     return key.rsplit("/", 1)[-1]
+
+
+def run_token(run_id: str) -> str:
+    """A run id made safe for an S3 key."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
+
+
+def quarantine_key(stream: Stream, hour: datetime, object_key: str, suffix: str = ".jsonl") -> str:
+    return f"{stream.quarantine_prefix}{stream.name}/{hour_folder(hour)}{object_basename(object_key)}{suffix}"
+
+
+def stage_key(stream: Stream, hour: datetime, run_id: str) -> str:
+    return f"{stream.staging_prefix}{stream.name}/{hour_folder(hour)}{run_token(run_id)}.parquet"
+
+
+def part_stage_key(stream: Stream, hour: datetime, run_id: str, index: int) -> str:
+    # Not under the stage key as a prefix: Redshift's COPY would load the parts with the stage.
+    return f"{stream.staging_prefix}{stream.name}/{hour_folder(hour)}{run_token(run_id)}.part-{index:04d}.parquet"

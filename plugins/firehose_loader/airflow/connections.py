@@ -1,0 +1,114 @@
+"""Airflow connections → an S3 client and a warehouse DB-API connection with its dialect."""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from firehose_loader.config import Settings
+
+if TYPE_CHECKING:
+    from firehose_loader.warehouse.protocol import Dialect
+
+# How the S3 client retries throttling (503 SlowDown), 5xx and connection errors, unless the AWS
+# connection's extra sets its own ``config_kwargs.retries``: botocore's "standard" mode backs off
+# exponentially with full jitter (at most 20 s between attempts). What still fails after that
+# fails the task, which Airflow retries (RETRY_DEFAULTS); permanent errors fail it at once.
+S3_RETRIES = {"mode": "standard", "total_max_attempts": 5}
+
+
+def s3_client(settings: Settings) -> Any:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from botocore.config import Config
+
+    hook = S3Hook(aws_conn_id=settings.aws_conn_id)
+    if hook.config.retries is None:
+        hook = S3Hook(aws_conn_id=settings.aws_conn_id, config=hook.config.merge(Config(retries=S3_RETRIES)))
+    return hook.get_conn()
+
+
+def warehouse_connection(settings: Settings) -> tuple[Any, Dialect]:
+    """A DB-API connection from the warehouse connection's own provider hook, and its dialect."""
+    from airflow.sdk import BaseHook
+
+    from firehose_loader.warehouse.dialect import dialect_for
+
+    connection = BaseHook.get_connection(settings.warehouse_conn_id)
+    try:
+        dialect = dialect_for(connection.conn_type, connection.extra_dejson)
+    except ValueError as exc:
+        fail_fast(exc)
+    try:
+        if connection.conn_type == "redshift":
+            return redshift_connection(settings.warehouse_conn_id), dialect
+        return connection.get_hook().get_conn(), dialect
+    except Exception as exc:
+        if is_permanent_connect_error(exc):
+            fail_fast(
+                ValueError(
+                    f"cannot log in to the warehouse through connection {settings.warehouse_conn_id!r}: {exc}. "
+                    "Fix the connection's login, password or database; retrying will not help."
+                )
+            )
+        raise
+
+
+# Server messages that no retry can fix: wrong credentials, a database or role that does not exist.
+PERMANENT_CONNECT_ERRORS = ("password authentication failed", "does not exist", "no pg_hba.conf entry")
+
+
+def is_permanent_connect_error(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return any(marker in text for marker in PERMANENT_CONNECT_ERRORS)
+
+
+class PyformatConnection:
+    """A redshift_connector connection whose cursors take ``%(name)s`` parameters, as the templates write them.
+
+    redshift_connector's default paramstyle is ``format`` (``%s``) and is module-wide; each
+    cursor is switched instead, so nothing else in the process changes.
+    """
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+
+    def cursor(self) -> Any:
+        cursor = self._connection.cursor()
+        cursor.paramstyle = "pyformat"
+        return cursor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+
+def without_extra(connection: Any, keys: tuple[str, ...]) -> Any:
+    """A copy of an Airflow connection without the given extra keys."""
+    import attrs
+
+    extra = {name: value for name, value in connection.extra_dejson.items() if name not in keys}
+    return attrs.evolve(connection, extra=json.dumps(extra))
+
+
+def redshift_connection(conn_id: str) -> PyformatConnection:
+    """A DB-API connection from the Amazon provider's RedshiftSQLHook (password, IAM or serverless auth).
+
+    The hook passes every key of the connection's extra to ``redshift_connector.connect()``,
+    which refuses keys it does not know; the loader's own keys (``iam_role``) are removed first.
+    """
+    from airflow.providers.amazon.aws.hooks.redshift_sql import RedshiftSQLHook
+
+    from firehose_loader.warehouse.redshift import REDSHIFT_EXTRA_KEYS
+
+    class LoaderRedshiftSQLHook(RedshiftSQLHook):
+        @cached_property
+        def conn(self) -> Any:
+            return without_extra(self.get_connection(self.get_conn_id()), REDSHIFT_EXTRA_KEYS)
+
+    return PyformatConnection(LoaderRedshiftSQLHook(redshift_conn_id=conn_id).get_conn())
+
+
+def fail_fast(exc: Exception) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    raise AirflowFailException(str(exc)) from exc

@@ -1,0 +1,193 @@
+"""Stage → warehouse: the loader's tables, and the merge of a stage with its ledger in one transaction.
+
+``load_and_merge`` copies the stage into a session-local staging table and merges it, with the
+ledger, in one transaction (see ``warehouse.dialect`` for what each warehouse stages).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from firehose_loader.config import Settings, Stream
+from firehose_loader.faults import failpoint
+from firehose_loader.records.validate import ObjectStats
+from firehose_loader.s3io import (
+    read_object,
+)
+from firehose_loader.warehouse.protocol import Dialect, Stage
+from firehose_loader.warehouse.render import render, render_statements
+from firehose_loader.warehouse.transactions import retry_serialization_failures
+
+STAGING_TABLE = "firehose_staging"
+OBJECTS_TABLE = "firehose_objects"
+PLAN_TABLE = "firehose_plan"
+# Rows decoded from the stage (and encoded for PostgreSQL's binary COPY) at a time: ~50 MB of these events.
+STAGE_READ_BATCH_ROWS = 65_536
+
+
+def staged_batch(client: Any, stream: Stream, manifest: dict[str, Any]) -> Stage | None:
+    """The run's stage in S3, or None when the hour had no valid rows."""
+    key = manifest["stage_key"]
+    if key is None:
+        return None
+
+    # The Parquet bytes (compressed) are fetched once and stay in memory while the stage is
+    # read (once for the merge plan's columns, once for the rows); rows are decoded a batch at a time.
+    stage_bytes = functools.cache(lambda: read_object(client, stream.bucket, key))
+
+    def batches(columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
+        stage_file = pq.ParquetFile(pa.BufferReader(stage_bytes()))
+        yield from stage_file.iter_batches(batch_size=STAGE_READ_BATCH_ROWS, columns=columns)
+
+    return Stage(stream.bucket, key, batches, rows=manifest.get("rows"))
+
+
+def template_context(stream: Stream, settings: Settings, dialect: Dialect) -> dict[str, Any]:
+    columns = [
+        {
+            "name": name,
+            "type": dialect.column_type(kind),
+            "staging_type": dialect.staging_type(kind),
+            "insert_expression": dialect.insert_expression(name, kind),
+        }
+        for name, kind in stream.columns.items()
+    ]
+    plan_columns = {*stream.key, stream.order_by}
+    return {
+        "target": (stream.schema, stream.table),
+        "columns": columns,
+        "staging_columns": [c for c in columns if dialect.stages_rows or c["name"] in plan_columns],
+        "stages_rows": dialect.stages_rows,
+        "key": list(stream.key),
+        "order_by": stream.order_by,
+        "loader_schema": settings.loader_schema,
+        "staging": STAGING_TABLE,
+        "objects": OBJECTS_TABLE,
+        "plan": PLAN_TABLE,
+        "index_name": f"{stream.table}__firehose_key"[:63],
+        "table_options": dialect.table_options(stream.key, stream.order_by),
+        "object_key_type": dialect.object_key_type,
+        "write_ledger": True,
+    }
+
+
+def ensure_tables(conn: Any, stream: Stream, settings: Settings, dialect: Dialect) -> None:
+    """Create the loader's tables and the stream's table if missing (idempotent)."""
+    context = template_context(stream, settings, dialect)
+    statements = render_statements("create_loader_tables.sql", **context)
+    statements += render_statements("create_target.sql", **context)
+    for template in dialect.extra_ddl_templates():
+        statements += render_statements(template, **context)
+    with conn.cursor() as cursor:
+        try:
+            for statement in statements:
+                cursor.execute(statement)
+            conn.commit()
+        except Exception:
+            conn.rollback()
+            raise
+
+
+@retry_serialization_failures
+def merge_hour(
+    conn: Any,
+    stream: Stream,
+    settings: Settings,
+    dialect: Dialect,
+    manifest: dict[str, Any],
+    stage: Stage | None,
+    run_id: str,
+    *,
+    write_ledger: bool = True,
+    then: Sequence[tuple[str, dict[str, Any]]] = (),
+) -> None:
+    """COPY the stage into a temporary table and merge it, in one transaction.
+
+    What the temporary table holds and where the winning rows come from is the dialect's
+    (``stages_rows``, ``insert_winners``).
+
+    With ``write_ledger`` the hour's ledger and load_hours rows are replaced in the
+    same transaction; ``then`` lists further templates (with their parameters) that
+    must commit or fail together with the merge, such as an audit's findings.
+    """
+    context = {**template_context(stream, settings, dialect), "write_ledger": write_ledger}
+    parameters = {
+        "stream": stream.name,
+        "hour": manifest_hour(manifest),
+        "run_id": run_id,
+        "stage_key": manifest["stage_key"],
+        "error_objects": manifest["error_objects"],
+        "loaded_at": datetime.now(UTC).replace(tzinfo=None),
+    }
+    with conn.cursor() as cursor:
+        try:
+            for statement in render_statements("create_staging.sql", **context):
+                cursor.execute(statement)
+            insert_object = render("insert_object.sql", **context)
+            cursor.executemany(insert_object, [_object_row(entry) for entry in manifest["objects"]])
+            if stage is not None:
+                dialect.copy_into_staging(cursor, context, stage)
+            failpoint("after_copy")
+            merge_context = {**context, "lock_statement": dialect.lock_statement(context)}
+            for statement in render_statements("merge.sql", **merge_context):
+                cursor.execute(statement, parameters)
+            if stage is not None:
+                dialect.insert_winners(cursor, context, stage)
+            for template, extra in then:
+                for statement in render_statements(template, **context):
+                    cursor.execute(statement, {**parameters, **extra})
+            failpoint("before_commit")
+            conn.commit()
+        except Exception:
+            conn.rollback()
+            raise
+
+
+def load_and_merge(
+    conn: Any,
+    stream: Stream,
+    settings: Settings,
+    dialect: Dialect,
+    manifest: dict[str, Any],
+    stage: Stage | None,
+    run_id: str,
+) -> dict[str, Any]:
+    """Merge the hour with its ledger rows and return the hour's load_hours row."""
+    merge_hour(conn, stream, settings, dialect, manifest, stage, run_id)
+    failpoint("after_commit")
+    summary = query_one(
+        conn, "hour_summary.sql", template_context(stream, settings, dialect), stream.name, manifest_hour(manifest)
+    )
+    assert summary is not None, "the merge commits a load_hours row"
+    return summary
+
+
+def manifest_hour(manifest: dict[str, Any]) -> datetime:
+    """The manifest's hour as the naive UTC timestamp the loader tables store."""
+    return datetime.fromisoformat(manifest["hour"]).astimezone(UTC).replace(tzinfo=None)
+
+
+def query_one(
+    conn: Any, template: str, context: dict[str, Any], stream: str, hour: datetime, **parameters: Any
+) -> dict[str, Any] | None:
+    """One row of a read-only template about a stream's hour, as a dict (None if no row)."""
+    with conn.cursor() as cursor:
+        cursor.execute(render(template, **context), {"stream": stream, "hour": hour, **parameters})
+        names = [column[0] for column in cursor.description]
+        row = cursor.fetchone()
+    conn.commit()
+    return None if row is None else dict(zip(names, row, strict=True))
+
+
+def _object_row(entry: dict[str, Any]) -> dict[str, Any]:
+    fields = ObjectStats.__dataclass_fields__
+    row = {name: entry[name] for name in fields}
+    row["message"] = (row["message"] or None) and str(row["message"])[:1024]
+    row["quarantine_key"] = entry.get("quarantine_key")
+    return row

@@ -1,0 +1,232 @@
+"""One object's bytes → typed Arrow rows, and an account of every record.
+
+Pure functions. The accounting holds per object: ``raw = valid + quarantined``; a record that
+does not fit the stream's columns is quarantined whole with its object key, byte offset and reason.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache, partial
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+
+from firehose_loader.config import Stream
+from firehose_loader.records.coercion import coerce_column, coerce_json_texts
+from firehose_loader.records.decoding import (
+    BadRecord,
+    DecodedObject,
+    UnreadableObject,
+    decompress,
+    split_records_exact,
+    uniform_pieces,
+)
+from firehose_loader.records.schema import arrow_schema
+
+
+@dataclass(frozen=True)
+class SourceObject:
+    key: str
+    etag: str
+    size: int
+    body: bytes
+    # decompress(body), when the reader already did it (ISA-L releases the GIL: a reader thread can)
+    decompressed: tuple[bytes, str, str | None] | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass
+class ObjectStats:
+    key: str
+    etag: str
+    size: int
+    compression: str = "none"
+    records_raw: int = 0
+    records_valid: int = 0
+    records_quarantined: int = 0
+    records_duplicate: int = 0
+    # loaded: every record is valid; partial: some quarantined; empty: no records;
+    # unreadable: the object could not be decoded at all (kept in quarantine as is).
+    status: str = "loaded"
+    message: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class QuarantinedRecord:
+    object_key: str
+    offset: int
+    reason: str
+    raw: bytes
+
+    def as_json_line(self, stream: str, hour: str) -> bytes:
+        entry: dict[str, Any] = {
+            "stream": stream,
+            "hour": hour,
+            "object_key": self.object_key,
+            "offset": self.offset,
+            "length": len(self.raw),
+            "reason": self.reason,
+        }
+        try:
+            entry["raw"] = self.raw.decode("utf-8")
+        except UnicodeDecodeError:
+            entry["raw_base64"] = base64.b64encode(self.raw).decode("ascii")
+        return orjson.dumps(entry) + b"\n"
+
+
+def validate_records(
+    stream: Stream, object_key: str, decoded: DecodedObject
+) -> tuple[pa.Table, list[QuarantinedRecord]]:
+    """Coerce every record to the stream's columns; a record that does not fit is quarantined whole.
+
+    Column by column (see :func:`~firehose_loader.coercion.coerce_column`); a record's reason
+    names the first of its columns, in declared order, that is missing or does not fit.
+    """
+    columns = [list(map(dict.get, decoded.values, repeat(name))) for name in stream.columns]
+    # A NUL character can only have come from a \u0000 escape in the object's text (when we have it).
+    nul_possible = not decoded.data or b"\\u0000" in decoded.data
+    return _validate_columns(
+        stream, object_key, columns, decoded.starts, decoded.ends, decoded.data, decoded.bad, nul_possible
+    )
+
+
+def _validate_columns(
+    stream: Stream,
+    object_key: str,
+    columns: list[list[Any]],
+    starts: Any,
+    ends: Any,
+    data: bytes,
+    bad: list[BadRecord],
+    nul_possible: bool = True,
+    json_as_text: bool = False,
+) -> tuple[pa.Table, list[QuarantinedRecord]]:
+    """The records' values column by column → rows + quarantine.
+
+    With ``json_as_text`` a json column holds each value's ``orjson.dumps`` text (``b""`` for a
+    missing value) instead of the value.
+    """
+    required = set(stream.key) | {stream.order_by}
+    reasons: dict[int, str] = {}
+    arrays: list[pa.Array] = []
+    for (name, column_type), values in zip(stream.columns.items(), columns, strict=True):
+        if column_type.name == "json" and json_as_text:
+            array, errors = coerce_json_texts(values, nul_possible)
+        else:
+            array, errors = coerce_column(column_type, values, nul_possible)
+        for position, message in errors.items():
+            reasons.setdefault(position, f"column {name}: {message}")
+        if name in required and array.null_count > len(errors):
+            missing = f"column {name}: missing (a key or order column must have a value)"
+            for position in np.flatnonzero(array.is_null().to_numpy(zero_copy_only=False)).tolist():
+                if position not in errors:
+                    reasons.setdefault(position, missing)
+        arrays.append(array)
+    starts = np.asarray(starts, dtype=np.int64)
+    quarantined = [QuarantinedRecord(object_key, entry.offset, entry.reason, entry.raw) for entry in bad]
+    if reasons:
+        ends = np.asarray(ends, dtype=np.int64)
+        for position, reason in reasons.items():
+            start, end = int(starts[position]), int(ends[position])
+            quarantined.append(QuarantinedRecord(object_key, start, reason, data[start:end].strip()))
+        keep = np.ones(len(starts), dtype=bool)
+        keep[list(reasons)] = False
+        mask = pa.array(keep)
+        arrays = [array.filter(mask) for array in arrays]
+        starts = starts[keep]
+    arrays.append(pa.repeat(pa.scalar(object_key, pa.string()), len(starts)))
+    arrays.append(pa.array(starts, type=pa.int64()))
+    quarantined.sort(key=lambda entry: entry.offset)
+    return pa.Table.from_arrays(arrays, schema=arrow_schema(stream)), quarantined
+
+
+@lru_cache(maxsize=64)
+def _record_reader(columns: tuple[tuple[str, bool], ...]) -> Callable[[list[bytes]], list[list[Any]]]:
+    """A loop made for one stream's columns: parse a record, keep its columns' values, drop it.
+
+    Dropping each record at once keeps the parsed objects few and warm (parsing into a list of
+    records and reading the columns after takes three times as long); a loop written out per
+    column (no inner loop over the columns) is what makes it cheap. A json column keeps the
+    value's ``orjson.dumps`` text (``b""`` when missing). ``columns`` are (name, is json) pairs of
+    checked identifiers.
+    """
+    count = len(columns)
+    lines = ["def read(pieces, loads, dumps):"]
+    lines += [f"    c{index} = []" for index in range(count)]
+    lines += [f"    a{index} = c{index}.append" for index in range(count)]
+    lines += ["    for piece in pieces:", "        get = loads(piece).get"]
+    for index, (name, is_json) in enumerate(columns):
+        if is_json:
+            lines += [f"        v = get({name!r})", f'        a{index}(b"" if v is None else dumps(v))']
+        else:
+            lines.append(f"        a{index}(get({name!r}))")
+    lines.append(f"    return [{', '.join(f'c{index}' for index in range(count))}]")
+    namespace: dict[str, Any] = {}
+    exec(compile("\n".join(lines), "<firehose_loader record reader>", "exec"), namespace)
+    return partial(namespace["read"], loads=orjson.loads, dumps=orjson.dumps)
+
+
+def _validate_plain(stream: Stream, object_key: str, data: bytes) -> tuple[pa.Table, list[QuarantinedRecord], int]:
+    """Split and validate one object's decompressed bytes: (valid rows, quarantined records, raw record count).
+
+    The common layouts go through :func:`_record_reader`; an object where a piece does not parse
+    as a whole record is read again record by record (:func:`split_records_exact`).
+    """
+    uniform = uniform_pieces(data)
+    if uniform is not None:
+        reader = _record_reader(tuple((name, kind.name == "json") for name, kind in stream.columns.items()))
+        try:
+            columns = reader(uniform.pieces)
+        except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+            pass  # a piece that is not one record, or a value that cannot be written back as JSON
+        else:
+            starts, ends = uniform.offsets()
+            nul_possible = b"\\u0000" in data  # JSON text has no other way to write a NUL character
+            table, quarantined = _validate_columns(
+                stream, object_key, columns, starts, ends, data, [], nul_possible, json_as_text=True
+            )
+            return table, quarantined, len(uniform.pieces)
+    decoded = split_records_exact(data, stream.max_record_bytes)
+    decoded.data = data
+    table, quarantined = validate_records(stream, object_key, decoded)
+    return table, quarantined, decoded.raw_count
+
+
+@dataclass
+class ObjectRows:
+    """One object decoded and validated: its account, its valid rows and its bad records."""
+
+    stats: ObjectStats
+    rows: pa.Table | None  # None when the object is unreadable
+    quarantined: list[QuarantinedRecord]
+    unreadable: SourceObject | None = None
+
+
+def decode_and_validate(stream: Stream, source: SourceObject) -> ObjectRows:
+    """Decompress, decode and validate one object (pure: runs in a decode process as well as here)."""
+    stats = ObjectStats(key=source.key, etag=source.etag, size=source.size)
+    try:
+        decompressed = source.decompressed
+        plain, compression, warning = decompressed if decompressed is not None else decompress(source.body)
+    except UnreadableObject as exc:
+        stats.status = "unreadable"
+        stats.message = str(exc)
+        return ObjectRows(stats, None, [], unreadable=source)
+    stats.compression = compression
+    table, quarantined, stats.records_raw = _validate_plain(stream, source.key, plain)
+    stats.records_valid = table.num_rows
+    stats.records_quarantined = len(quarantined)
+    stats.message = warning
+    if stats.records_raw == 0:
+        stats.status = "empty"
+    elif quarantined or warning:
+        stats.status = "partial"
+    return ObjectRows(stats, table, quarantined)
