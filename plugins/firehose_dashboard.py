@@ -15,7 +15,7 @@ manager. Without a valid token the API answers 401 (403 for a forged token) and 
 redirects to the login page. Each stream is shown only to users the auth manager lets read its
 audit DAG. Everything is read-only, from the warehouse connection named in the streams file.
 
-The query and drawing code is in ``firehose_loader/dashboard.py`` (tested without Airflow);
+The queries, the model, the chart and the page are in ``firehose_loader/dashboard/`` (tested without Airflow);
 ``airflow.api_fastapi`` is imported on the first request only, so the scheduler, dag-processor
 and task processes that load plugins do not pay for it.
 """
@@ -107,7 +107,7 @@ def open_warehouse(settings: Any) -> Any:
 
 
 def parse_time(text: str | None, what: str) -> datetime | None:
-    from firehose_loader.dashboard import parse_hour
+    from firehose_loader.dashboard.model import parse_hour
 
     if not text:
         return None
@@ -152,15 +152,9 @@ def page(
     hour: Annotated[str | None, Query(description="an hour, e.g. 2026-03-01T10:00, to show the ledger of")] = None,
     end: Annotated[str | None, Query(description="the last hour of the window (default: now)")] = None,
 ) -> HTMLResponse:
-    from firehose_loader.dashboard import (
-        StreamDashboard,
-        build_points,
-        query_hour,
-        query_stream,
-        render_page,
-        summarize,
-        window,
-    )
+    from firehose_loader.dashboard.model import StreamDashboard, build_points, summarize, window
+    from firehose_loader.dashboard.page import render_page
+    from firehose_loader.dashboard.queries import query_hour, query_stream
 
     now = datetime.now(UTC)
     end_hour = parse_time(end, "end")
@@ -219,7 +213,7 @@ def page(
 
 
 def _json(value: Any) -> JSONResponse:
-    from firehose_loader.dashboard import jsonable
+    from firehose_loader.dashboard.model import jsonable
 
     return JSONResponse(jsonable(value), headers={"Cache-Control": "no-store"})
 
@@ -229,7 +223,8 @@ def api_streams(
     user: User, end: Annotated[str | None, Query(description="the last hour of the window")] = None
 ) -> JSONResponse:
     """Every stream you may read, with its window's summary (no per-hour points)."""
-    from firehose_loader.dashboard import query_stream, window
+    from firehose_loader.dashboard.model import window
+    from firehose_loader.dashboard.queries import query_stream
 
     start, stop = window(parse_time(end, "end"), datetime.now(UTC))
     shown, _hidden, settings = readable_streams(user)
@@ -262,7 +257,8 @@ def api_hours(
     user: User, name: str, end: Annotated[str | None, Query(description="the last hour of the window")] = None
 ) -> JSONResponse:
     """The stream's window: one point per hour (load, S3 keys, warehouse rows, audit findings, drop rate)."""
-    from firehose_loader.dashboard import query_stream, window
+    from firehose_loader.dashboard.model import window
+    from firehose_loader.dashboard.queries import query_stream
 
     stream, settings = one_stream(user, name)
     start, stop = window(parse_time(end, "end"), datetime.now(UTC))
@@ -276,7 +272,7 @@ def api_hours(
 @app.get("/api/streams/{name}/hours/{hour}")
 def api_hour(user: User, name: str, hour: str) -> JSONResponse:
     """One hour: its load_hours row, its ledger (one row per object) and every audit of it."""
-    from firehose_loader.dashboard import query_hour
+    from firehose_loader.dashboard.queries import query_hour
 
     stream, settings = one_stream(user, name)
     moment = parse_time(hour, "hour")

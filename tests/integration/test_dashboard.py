@@ -14,7 +14,8 @@ from psycopg import sql
 
 from firehose_loader.audit import audit_hours
 from firehose_loader.config import load_config
-from firehose_loader.dashboard import hour_key, jsonable, query_hour, query_stream, window
+from firehose_loader.dashboard.model import hour_key, jsonable, window
+from firehose_loader.dashboard.queries import query_hour, query_stream
 from firehose_loader.extract import extract_hour
 from firehose_loader.load import ensure_tables, load_and_merge, staged_batch
 from firehose_loader.warehouse.postgres import Postgres

@@ -9,21 +9,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from firehose_loader import dashboard
 from firehose_loader.config import Settings
-from firehose_loader.dashboard import (
+from firehose_loader.dashboard.chart import chart_svg
+from firehose_loader.dashboard.model import (
     HourDetail,
     StreamDashboard,
     build_points,
-    chart_svg,
-    folder_hour,
+    hour_key,
     jsonable,
     parse_hour,
-    render_page,
     summarize,
-    warehouse_rows_range,
     window,
 )
+from firehose_loader.dashboard.page import render_page
+from firehose_loader.dashboard.queries import folder_hour, warehouse_rows_range
 from firehose_loader.warehouse.render import render
 from tests.unit.stream_factory import make_stream
 
@@ -160,7 +159,7 @@ def test_chart_is_valid_svg_with_the_numbers_of_every_hour():
     groups = hour_groups(svg)
     assert len(groups) == 48
     damaged = groups[41]
-    assert damaged.get("data-hour") == dashboard.hour_key(board.hours[41].hour)
+    assert damaged.get("data-hour") == hour_key(board.hours[41].hour)
     assert {name: damaged.get(f"data-{name}") for name in ("s3-keys", "warehouse-rows", "missing", "duplicate")} == {
         "s3-keys": "2010",
         "warehouse-rows": "1993",
@@ -198,6 +197,25 @@ def test_chart_of_an_empty_window_says_so():
     svg = chart_svg(board)
     assert "no audit in this window" in svg
     assert all(group.get("data-s3-keys") == "" for group in hour_groups(svg))
+
+
+def test_chart_escapes_the_stream_the_statuses_and_the_links():
+    hostile = "o\"><script>alert(1)</script><g x='"
+    start, end = window(None, NOW, hours=2)
+    loads = [load_row(start, status='<b onload="x">&')]
+    audits = [audit_row(start) | {"latest_status": "</title><script>y</script>"}]
+    points = build_points(start, end, loads, audits, {})
+    board = StreamDashboard(hostile, "t", "i", "a", start, end, True, points, summarize(points))
+    svg = chart_svg(board, link=lambda hour: f'?a=1&b="><script>z</script>')
+    assert "<script" not in svg and "<b " not in svg
+    root = ET.fromstring(svg)  # still well-formed: every value stayed inside its attribute or text
+    assert (root.get("id"), root.get("data-stream")) == (f"chart-{hostile}", hostile)
+    assert not list(root.iter("script")) and not list(root.iter(f"{SVG}script"))
+    group = hour_groups(svg)[0]
+    assert group.get("data-load-status") == '<b onload="x">&'
+    assert group.get("data-audit-status") == "</title><script>y</script>"
+    assert "latest </title><script>y</script>" in group.find(f"{SVG}title").text
+    assert {element.get("href") for element in root.iter(f"{SVG}a")} == {'?a=1&b="><script>z</script>'}
 
 
 def test_page_is_self_contained_and_escapes_what_it_shows():

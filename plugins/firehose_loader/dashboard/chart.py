@@ -1,0 +1,349 @@
+"""The chart: a stream's window as an inline SVG, drawn on the server.
+
+Three panels share the hour axis: S3 keys vs rows in the warehouse, the audit findings (missing,
+duplicate, stale, late objects, stacked) and the real-time drop rate; hours with drops get a red
+band. :func:`layout` computes every shape and text in Python; ``templates/chart.svg.j2`` only
+writes them, with autoescaping, so a stream name, a status or a link cannot become markup.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import jinja2
+
+from firehose_loader.dashboard.model import HourPoint, StreamDashboard, hour_key, percent
+
+COLORS = {
+    "s3_keys": "#2563eb",
+    "warehouse_rows": "#16a34a",
+    "missing_keys": "#dc2626",
+    "duplicate_keys": "#f59e0b",
+    "stale_keys": "#7c3aed",
+    "late_objects": "#0891b2",
+    "drop_rate": "#dc2626",
+    "drop_band": "#fee2e2",
+    "grid": "#e5e7eb",
+    "text": "#374151",
+}
+FINDINGS = (
+    ("missing_keys", "missing"),
+    ("duplicate_keys", "duplicate"),
+    ("stale_keys", "stale"),
+    ("late_objects", "late objects"),
+)
+WIDTH = 980
+LEFT, RIGHT = 64, 16
+KEYS_TOP, KEYS_HEIGHT = 44, 170
+FINDINGS_TOP, FINDINGS_HEIGHT = 246, 90
+RATE_TOP, RATE_HEIGHT = 368, 54
+AXIS_Y = RATE_TOP + RATE_HEIGHT
+HEIGHT = AXIS_Y + 34
+
+
+# --- What the template draws ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Box:
+    """A ``<rect>``."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+    fill: str | None = None
+    css_class: str | None = None
+
+
+@dataclass(frozen=True)
+class Label:
+    """A ``<text>``."""
+
+    x: float
+    y: float
+    text: str
+    anchor: str | None = None
+    fill: str | None = None
+    css_class: str | None = None
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A ``<line>`` and the ``<text>`` beside it: a grid line and its value, a tick and its hour, the axis."""
+
+    x1: float
+    x2: float
+    y1: float
+    y2: float
+    stroke: str
+    label: Label
+
+
+@dataclass(frozen=True)
+class HourGroup:
+    """One hour: its numbers as ``data-*`` attributes, a tooltip, a hit area and its bars, and an axis tick."""
+
+    classes: str
+    data: tuple[tuple[str, str], ...]
+    tooltip: str
+    href: str | None  # the hour's ledger; None draws the group without a link
+    shapes: tuple[Box, ...]
+    failed: Label | None  # the "!" of a failed audit
+    tick: Mark | None
+
+
+@dataclass(frozen=True)
+class Chart:
+    stream: str
+    width: int
+    height: int
+    text_color: str
+    legend: tuple[tuple[Box, Label], ...]
+    titles: tuple[Label, ...]
+    bands: tuple[Box, ...]  # hours with drops, behind everything
+    grid: tuple[Mark, ...]
+    note: Label | None  # why the findings panel is empty
+    hours: tuple[HourGroup, ...]
+    axis: Mark
+
+
+@dataclass(frozen=True)
+class Scales:
+    """The top value of each panel."""
+
+    keys: float
+    findings: float
+    rate: float
+
+
+# --- Geometry ---------------------------------------------------------------------------------------------------------
+
+
+def tenth(value: float) -> float:
+    """A coordinate to a tenth of a pixel (written as ``832.8``, ``44.0``)."""
+    return round(float(value), 1)
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest 1, 2 or 5 times a power of ten that is at least ``value`` (1 for nothing)."""
+    if value <= 0:
+        return 1
+    power = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 5, 10):
+        if value <= step * power:
+            return step * power
+    return 10 * power  # pragma: no cover
+
+
+def number(value: float) -> str:
+    """An axis value: ``2,500``, or ``0.5`` below one."""
+    return f"{value:,.0f}" if value >= 1 or value == 0 else f"{value:g}"
+
+
+def hour_tooltip(point: HourPoint) -> str:
+    lines = [f"{point.hour:%Y-%m-%d %H:00} UTC"]
+    if point.load_status is None:
+        lines.append("not loaded")
+    else:
+        lines.append(f"load: {point.load_status}, {point.objects} objects, {point.records_quarantined} quarantined")
+    source = f" (from the {point.s3_keys_source})" if point.s3_keys_source else ""
+    lines.append(f"S3 keys: {'-' if point.s3_keys is None else point.s3_keys}{source}")
+    lines.append(f"rows in the warehouse: {'-' if point.warehouse_rows is None else point.warehouse_rows}")
+    if point.audits:
+        lines.append(f"audits: {point.audits}, latest {point.audit_status}")
+        lines.append(
+            f"found: missing {point.missing_keys}, duplicate {point.duplicate_keys}, stale {point.stale_keys},"
+            f" late objects {point.late_objects}; repaired {point.repaired_keys}"
+        )
+        lines.append(f"real-time drop rate: {percent(point.drop_rate)}")
+    else:
+        lines.append("not audited yet")
+    return "\n".join(lines)
+
+
+def _legend() -> tuple[tuple[Box, Label], ...]:
+    entries = []
+    x: float = LEFT
+    keys = [
+        ("s3_keys", "S3 keys"),
+        ("warehouse_rows", "rows in the warehouse"),
+        *FINDINGS,
+        ("drop_band", "hour with drops"),
+    ]
+    for key, label in keys:
+        entries.append((Box(x, 8, 10, 10, fill=COLORS[key]), Label(x + 14, 17, label)))
+        x += 22 + 6.4 * len(label)
+    return tuple(entries)
+
+
+LEGEND = _legend()
+TITLES = (
+    Label(LEFT, KEYS_TOP - 8, "S3 keys vs rows in the warehouse", css_class="title"),
+    Label(LEFT, FINDINGS_TOP - 8, "audit findings (keys; late objects)", css_class="title"),
+    Label(LEFT, RATE_TOP - 8, "real-time drop rate (missing / S3 keys)", css_class="title"),
+)
+AXIS = Mark(LEFT, WIDTH - RIGHT, AXIS_Y, AXIS_Y, COLORS["text"], Label(WIDTH - RIGHT, AXIS_Y + 30, "hour (UTC)", "end"))
+
+
+def scales(points: Sequence[HourPoint]) -> Scales:
+    keys = nice_ceiling(max([point.s3_keys or 0 for point in points] + [point.warehouse_rows or 0 for point in points]))
+    findings = nice_ceiling(max([point.findings for point in points] + [0]))
+    rate = nice_ceiling(max([point.drop_rate or 0 for point in points] + [0]) * 100) / 100
+    return Scales(keys=keys, findings=findings, rate=rate if rate > 0 else 0.01)
+
+
+def grid(top: Scales) -> tuple[Mark, ...]:
+    """Three lines per panel (zero, half, top), each with its value."""
+    marks = []
+    for panel_top, height, top_value, formatter in (
+        (KEYS_TOP, KEYS_HEIGHT, top.keys, number),
+        (FINDINGS_TOP, FINDINGS_HEIGHT, top.findings, number),
+        (RATE_TOP, RATE_HEIGHT, top.rate, percent),
+    ):
+        for step in range(3):
+            fraction = step / 2
+            y = panel_top + height - fraction * height
+            label = Label(LEFT - 6, tenth(y + 4), formatter(top_value * fraction), anchor="end")
+            marks.append(Mark(LEFT, WIDTH - RIGHT, tenth(y), tenth(y), COLORS["grid"], label))
+    return tuple(marks)
+
+
+def hour_data(point: HourPoint) -> tuple[tuple[str, str], ...]:
+    """The hour's numbers as the ``data-*`` attributes of its group (empty for none)."""
+    data = {
+        "hour": hour_key(point.hour),
+        "load-status": point.load_status,
+        "objects": point.objects,
+        "s3-keys": point.s3_keys,
+        "s3-keys-source": point.s3_keys_source,
+        "warehouse-rows": point.warehouse_rows,
+        "audits": point.audits,
+        "audit-status": point.audit_status,
+        "missing": point.missing_keys,
+        "duplicate": point.duplicate_keys,
+        "stale": point.stale_keys,
+        "late": point.late_objects,
+        "repaired": point.repaired_keys,
+        "drop-rate": None if point.drop_rate is None else repr(point.drop_rate),
+    }
+    return tuple((name, "" if value is None else str(value)) for name, value in data.items())
+
+
+def hour_shapes(point: HourPoint, x0: float, slot: float, top: Scales) -> tuple[Box, ...]:
+    """The hit area, the two key bars, the stacked findings and the drop rate of one hour."""
+    shapes = [Box(tenth(x0), KEYS_TOP, tenth(slot), AXIS_Y - KEYS_TOP, css_class="hit")]
+    bar = slot * 0.36
+    for offset, key, value in ((0.12, "s3_keys", point.s3_keys), (0.52, "warehouse_rows", point.warehouse_rows)):
+        if value:
+            height = value / top.keys * KEYS_HEIGHT
+            y = KEYS_TOP + KEYS_HEIGHT - height
+            shapes.append(
+                Box(tenth(x0 + slot * offset), tenth(y), tenth(bar), tenth(height), COLORS[key], key.replace("_", "-"))
+            )
+    y = FINDINGS_TOP + FINDINGS_HEIGHT
+    for key, _label in FINDINGS:
+        value = getattr(point, key) or 0
+        if value:
+            height = max(value / top.findings * FINDINGS_HEIGHT, 1.5)
+            y -= height
+            shapes.append(
+                Box(
+                    tenth(x0 + slot * 0.2),
+                    tenth(y),
+                    tenth(slot * 0.6),
+                    tenth(height),
+                    COLORS[key],
+                    key.replace("_", "-"),
+                )
+            )
+    if point.drop_rate:
+        height = max(min(point.drop_rate / top.rate, 1) * RATE_HEIGHT, 1.5)
+        y = RATE_TOP + RATE_HEIGHT - height
+        shapes.append(
+            Box(tenth(x0 + slot * 0.2), tenth(y), tenth(slot * 0.6), tenth(height), COLORS["drop_rate"], "drop-rate")
+        )
+    return tuple(shapes)
+
+
+def hour_group(
+    point: HourPoint, x0: float, slot: float, top: Scales, href: str | None, selected: datetime | None
+) -> HourGroup:
+    classes = ["hour"] + (["drops"] if point.has_drops else []) + (["selected"] if point.hour == selected else [])
+    failed = None
+    if point.audit_status == "failed":
+        y = FINDINGS_TOP + FINDINGS_HEIGHT - 4
+        failed = Label(tenth(x0 + slot / 2), y, "!", anchor="middle", fill=COLORS["missing_keys"])
+    tick = None
+    if point.hour.hour % 6 == 0:
+        text = f"{point.hour:%H:00}" if point.hour.hour else f"{point.hour:%b %d}"
+        label = Label(tenth(x0), AXIS_Y + 18, text, anchor="middle")
+        tick = Mark(tenth(x0), tenth(x0), AXIS_Y, AXIS_Y + 5, COLORS["text"], label)
+    return HourGroup(
+        classes=" ".join(classes),
+        data=hour_data(point),
+        tooltip=hour_tooltip(point),
+        href=href or None,
+        shapes=hour_shapes(point, x0, slot, top),
+        failed=failed,
+        tick=tick,
+    )
+
+
+def layout(
+    dashboard: StreamDashboard, link: Callable[[datetime], str] | None = None, selected: datetime | None = None
+) -> Chart:
+    """Everything the chart draws, positioned; ``link(hour)`` is the URL an hour's bars lead to."""
+    points = dashboard.hours
+    slot = (WIDTH - LEFT - RIGHT) / max(len(points), 1)
+    top = scales(points)
+    note = None
+    if not any(point.findings for point in points):
+        text = "no audit in this window" if not any(point.audits for point in points) else "the audits found nothing"
+        note = Label((LEFT + WIDTH - RIGHT) / 2, FINDINGS_TOP + FINDINGS_HEIGHT / 2, text, anchor="middle")
+    return Chart(
+        stream=dashboard.stream,
+        width=WIDTH,
+        height=HEIGHT,
+        text_color=COLORS["text"],
+        legend=LEGEND,
+        titles=TITLES,
+        bands=tuple(
+            Box(tenth(LEFT + index * slot), KEYS_TOP, tenth(slot), AXIS_Y - KEYS_TOP, COLORS["drop_band"], "drop-band")
+            for index, point in enumerate(points)
+            if point.has_drops
+        ),
+        grid=grid(top),
+        note=note,
+        hours=tuple(
+            hour_group(point, LEFT + index * slot, slot, top, link(point.hour) if link else None, selected)
+            for index, point in enumerate(points)
+        ),
+        axis=AXIS,
+    )
+
+
+# --- Drawing ----------------------------------------------------------------------------------------------------------
+
+SVG = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def chart_svg(
+    dashboard: StreamDashboard, link: Callable[[datetime], str] | None = None, selected: datetime | None = None
+) -> str:
+    """The window as an SVG: S3 keys vs warehouse rows, audit findings, drop rate; hours with drops in red.
+
+    ``link(hour)`` gives the URL an hour's bars lead to (its ledger); every hour group carries
+    its numbers as ``data-*`` attributes and a ``<title>`` tooltip.
+    """
+    return SVG.get_template("chart.svg.j2").render(chart=layout(dashboard, link, selected))

@@ -1,0 +1,278 @@
+"""What the dashboard shows, as plain data: the window, one point per hour, the window's summary, an hour's detail.
+
+Pure: no I/O. :mod:`firehose_loader.dashboard.queries` fills these from the warehouse;
+:mod:`firehose_loader.dashboard.chart` and :mod:`firehose_loader.dashboard.page` draw them, and
+:func:`jsonable` turns them into the API's JSON.
+
+Per hour of the window a point holds
+
+* the hour's load (``load_hours``): status, objects, records, quarantined;
+* ``s3_keys``: the distinct keys of the hour in S3, from the hour's latest audit, or from its
+  load (valid records minus duplicates within the batch) when it was never audited;
+* ``warehouse_rows``: rows in the stream's table now whose ``_firehose_object`` lies in the
+  hour's folder (rows of other writers carry no provenance and are not counted);
+* what the audits of the hour found (``audit_results``), summed over the audits of the hour:
+  each audit repairs what it found, so two audits' findings are two separate events;
+* the real-time drop rate: missing keys / S3 keys, per hour and over the window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from firehose_loader.layout import HOUR, hour_start
+
+WINDOW_HOURS = 48
+
+
+# --- The window and hours ---------------------------------------------------------------------------------------------
+
+
+def window(end: datetime | None, now: datetime, hours: int = WINDOW_HOURS) -> tuple[datetime, datetime]:
+    """The ``hours`` UTC hours ending with the hour of ``end`` (default: the current hour), as [start, end)."""
+    last = hour_start(end or now)
+    return last - (hours - 1) * HOUR, last + HOUR
+
+
+def parse_hour(text: str) -> datetime:
+    """An hour given as ISO 8601 (``2026-03-01T10``, ``2026-03-01T10:00:00Z``, ...); naive means UTC."""
+    value = text.strip()
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO 8601 hour such as 2026-03-01T10:00") from None
+    moment = moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(UTC)
+    if moment != hour_start(moment):
+        raise ValueError(f"{text!r} is not on a whole hour")
+    return moment
+
+
+def naive(moment: datetime) -> datetime:
+    """A UTC moment as the naive timestamp the loader tables store."""
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    """A timestamp read from the loader tables (naive UTC, or aware) as an aware UTC datetime."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def hour_key(moment: datetime) -> str:
+    """How an hour appears in URLs and JSON: ``2026-03-01T10:00``."""
+    return f"{hour_start(moment):%Y-%m-%dT%H:00}"
+
+
+def percent(value: float | None) -> str:
+    """A rate as the chart and the page write it: ``0.17%``, or ``-`` for none."""
+    return "-" if value is None else f"{value:.2%}"
+
+
+# --- The model --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HourPoint:
+    """One hour of a stream in the dashboard's window."""
+
+    hour: datetime
+    load_status: str | None = None
+    objects: int | None = None
+    records_raw: int | None = None
+    records_quarantined: int | None = None
+    records_duplicate: int | None = None
+    loaded_at: datetime | None = None
+    s3_keys: int | None = None
+    s3_keys_source: str | None = None  # "audit", "load" or None
+    warehouse_rows: int | None = None
+    audits: int = 0
+    audit_status: str | None = None  # the latest audit's status
+    repaired_audits: int = 0
+    failed_audits: int = 0
+    missing_keys: int | None = None
+    duplicate_keys: int | None = None
+    stale_keys: int | None = None
+    late_objects: int | None = None
+    repaired_keys: int | None = None
+    error_objects: int | None = None
+    drop_rate: float | None = None
+    last_audited_at: datetime | None = None
+    audit_message: str | None = None
+
+    @property
+    def has_drops(self) -> bool:
+        return bool(self.missing_keys)
+
+    @property
+    def findings(self) -> int:
+        return sum(value or 0 for value in (self.missing_keys, self.duplicate_keys, self.stale_keys, self.late_objects))
+
+    @property
+    def loaded(self) -> bool:
+        """Loaded with records (an ``empty`` hour had no objects)."""
+        return self.load_status not in (None, "empty")
+
+    @property
+    def has_data(self) -> bool:
+        """Worth a row in the page's table: records, rows, findings or a failure."""
+        return (
+            self.loaded or bool(self.s3_keys or self.warehouse_rows or self.findings) or self.audit_status == "failed"
+        )
+
+
+@dataclass(frozen=True)
+class Summary:
+    hours_loaded: int  # loaded with records (not empty)
+    hours_audited: int
+    hours_with_drops: int
+    hours_failed: int
+    s3_keys_audited: int
+    missing_keys: int
+    duplicate_keys: int
+    stale_keys: int
+    late_objects: int
+    repaired_keys: int
+    records_quarantined: int
+    drop_rate: float | None  # missing / S3 keys over the audited hours of the window
+
+
+@dataclass(frozen=True)
+class StreamDashboard:
+    stream: str
+    table: str
+    ingest_dag_id: str
+    audit_dag_id: str
+    start: datetime
+    end: datetime
+    ready: bool  # the loader's tables and the stream's table exist
+    hours: tuple[HourPoint, ...]
+    summary: Summary
+    missing_tables: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HourDetail:
+    stream: str
+    hour: datetime
+    load: dict[str, Any] | None
+    objects: tuple[dict[str, Any], ...]
+    audits: tuple[dict[str, Any], ...]
+    totals: dict[str, int] = field(default_factory=dict)
+
+
+# --- Building the model from the query results ------------------------------------------------------------------------
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def build_points(
+    start: datetime,
+    end: datetime,
+    loads: Iterable[Mapping[str, Any]],
+    audits: Iterable[Mapping[str, Any]],
+    warehouse_rows: Mapping[datetime, int],
+) -> tuple[HourPoint, ...]:
+    """Merge the query results into one point per hour of [start, end), oldest first."""
+    by_hour_load = {aware(row["hour"]): row for row in loads}
+    by_hour_audit = {aware(row["hour"]): row for row in audits}
+    points = []
+    hour = start
+    while hour < end:
+        load = by_hour_load.get(hour)
+        audit = by_hour_audit.get(hour)
+        values: dict[str, Any] = {"hour": hour, "warehouse_rows": warehouse_rows.get(hour)}
+        if load is not None:
+            values.update(
+                load_status=load["status"],
+                objects=_int(load["objects"]),
+                records_raw=_int(load["records_raw"]),
+                records_quarantined=_int(load["records_quarantined"]),
+                records_duplicate=_int(load["records_duplicate"]),
+                loaded_at=aware(load["loaded_at"]),
+                s3_keys=_int(load["batch_keys"]),
+                s3_keys_source="load",
+                error_objects=_int(load["error_objects"]),
+            )
+        if audit is not None:
+            missing = int(audit["missing_keys"])
+            values.update(
+                audits=int(audit["audits"]),
+                audit_status=audit["latest_status"],
+                repaired_audits=int(audit["repaired_audits"]),
+                failed_audits=int(audit["failed_audits"]),
+                missing_keys=missing,
+                duplicate_keys=int(audit["duplicate_keys"]),
+                stale_keys=int(audit["stale_keys"]),
+                late_objects=int(audit["late_objects"]),
+                repaired_keys=int(audit["repaired_keys"]),
+                last_audited_at=aware(audit["last_audited_at"]),
+                audit_message=audit["latest_message"],
+            )
+            if audit["latest_s3_keys"] is not None:
+                s3_keys = int(audit["latest_s3_keys"])
+                values.update(
+                    s3_keys=s3_keys,
+                    s3_keys_source="audit",
+                    drop_rate=(min(missing, s3_keys) / s3_keys) if s3_keys else None,
+                )
+            if audit["latest_error_objects"] is not None:
+                values["error_objects"] = int(audit["latest_error_objects"])
+        points.append(HourPoint(**values))
+        hour += HOUR
+    return tuple(points)
+
+
+def summarize(points: Sequence[HourPoint]) -> Summary:
+    audited = [point for point in points if point.audits]
+    keys = sum(point.s3_keys or 0 for point in audited if point.s3_keys_source == "audit")
+    missing = sum(point.missing_keys or 0 for point in audited)
+    return Summary(
+        hours_loaded=sum(1 for point in points if point.loaded),
+        hours_audited=len(audited),
+        hours_with_drops=sum(1 for point in points if point.has_drops),
+        hours_failed=sum(1 for point in points if point.audit_status == "failed"),
+        s3_keys_audited=keys,
+        missing_keys=missing,
+        duplicate_keys=sum(point.duplicate_keys or 0 for point in audited),
+        stale_keys=sum(point.stale_keys or 0 for point in audited),
+        late_objects=sum(point.late_objects or 0 for point in audited),
+        repaired_keys=sum(point.repaired_keys or 0 for point in audited),
+        records_quarantined=sum(point.records_quarantined or 0 for point in points),
+        drop_rate=(min(missing, keys) / keys) if keys else None,
+    )
+
+
+# --- JSON -------------------------------------------------------------------------------------------------------------
+
+
+def jsonable(value: Any) -> Any:
+    """Dataclasses, dicts and lists with datetimes as ISO 8601 text (UTC)."""
+    if isinstance(value, HourPoint):
+        data = {item.name: jsonable(getattr(value, item.name)) for item in fields(value)}
+        data.update(has_drops=value.has_drops, findings=value.findings)
+        return data
+    if hasattr(value, "__dataclass_fields__"):
+        return {name: jsonable(item) for name, item in asdict(value).items()} | (
+            {"hours": [jsonable(point) for point in value.hours]} if isinstance(value, StreamDashboard) else {}
+        )
+    if isinstance(value, datetime):
+        return aware(value).isoformat()
+    if isinstance(value, Mapping):
+        return {str(name): jsonable(item) for name, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Decimal):
+        return float(value)
+    return value

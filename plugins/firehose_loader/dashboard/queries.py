@@ -1,0 +1,139 @@
+"""The dashboard's reads of the warehouse: one stream's window, one hour's load, ledger and audits.
+
+Every statement is a template in ``include/sql/dashboard/`` rendered through
+:func:`firehose_loader.warehouse.render.render`; values travel as bind parameters. Nothing here
+writes: each query ends with a rollback. What the numbers mean is in
+:mod:`firehose_loader.dashboard.model`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from firehose_loader.config import Settings, Stream
+from firehose_loader.dashboard.model import HourDetail, StreamDashboard, aware, build_points, naive, summarize
+from firehose_loader.layout import hour_folder, hour_start
+from firehose_loader.warehouse.render import render
+
+LOADER_TABLES = ("ledger", "load_hours", "audit_results")
+LEDGER_TOTALS = (
+    "size_bytes",
+    "records_raw",
+    "records_valid",
+    "records_quarantined",
+    "records_duplicate",
+    "records_inserted",
+    "records_updated",
+    "records_unchanged",
+    "records_superseded",
+)
+
+
+def template_context(stream: Stream, settings: Settings) -> dict[str, Any]:
+    return {"loader_schema": settings.loader_schema, "target": (stream.schema, stream.table)}
+
+
+def fetch_all(
+    conn: Any, template: str, context: Mapping[str, Any], parameters: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """Run one read-only template; rows as dicts."""
+    with conn.cursor() as cursor:
+        cursor.execute(render(template, **context), dict(parameters))
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def existing_tables(conn: Any, stream: Stream, settings: Settings) -> set[str]:
+    """Which of ``ledger``, ``load_hours``, ``audit_results`` and ``target`` exist."""
+    rows = fetch_all(
+        conn,
+        "dashboard/tables.sql",
+        template_context(stream, settings),
+        {"loader_schema": settings.loader_schema, "schema": stream.schema, "table": stream.table},
+    )
+    found = set()
+    for row in rows:
+        if row["table_schema"] == settings.loader_schema and row["table_name"] in LOADER_TABLES:
+            found.add(row["table_name"])
+        if row["table_schema"] == stream.schema and row["table_name"] == stream.table:
+            found.add("target")
+    return found
+
+
+def warehouse_rows_range(stream: Stream, start: datetime, end: datetime) -> dict[str, Any]:
+    """Bind parameters of ``warehouse_rows.sql``: the provenance range of the window's hour folders."""
+    return {
+        "folder_position": len(stream.prefix) + 1,
+        "low": stream.prefix + hour_folder(start),
+        "high": stream.prefix + hour_folder(end),
+    }
+
+
+def folder_hour(folder: str) -> datetime | None:
+    """``2026/03/01/10`` (as ``warehouse_rows.sql`` cuts it from a key) as an hour; None if it is not one."""
+    try:
+        return datetime.strptime(folder, "%Y/%m/%d/%H").replace(tzinfo=UTC)
+    except (TypeError, ValueError):
+        return None
+
+
+def query_stream(conn: Any, stream: Stream, settings: Settings, start: datetime, end: datetime) -> StreamDashboard:
+    """Read one stream's window from the warehouse and build its dashboard (read-only)."""
+    context = template_context(stream, settings)
+    parameters = {"stream": stream.name, "start": naive(start), "end": naive(end)}
+    try:
+        tables = existing_tables(conn, stream, settings)
+        loads = fetch_all(conn, "dashboard/load_hours.sql", context, parameters) if "load_hours" in tables else []
+        audits = fetch_all(conn, "dashboard/audits.sql", context, parameters) if "audit_results" in tables else []
+        rows: list[dict[str, Any]] = []
+        if "target" in tables:
+            rows = fetch_all(conn, "dashboard/warehouse_rows.sql", context, warehouse_rows_range(stream, start, end))
+    finally:
+        conn.rollback()
+    counts: dict[datetime, int] = {}
+    for row in rows:
+        hour = folder_hour(row["folder"])
+        if hour is not None:
+            counts[hour] = counts.get(hour, 0) + int(row["row_count"])
+    hours = build_points(start, end, loads, audits, counts)
+    missing = tuple(name for name in (*LOADER_TABLES, "target") if name not in tables)
+    return StreamDashboard(
+        stream=stream.name,
+        table=stream.qualified_table,
+        ingest_dag_id=stream.ingest_dag_id,
+        audit_dag_id=stream.audit_dag_id,
+        start=start,
+        end=end,
+        ready=not missing,
+        hours=hours,
+        summary=summarize(hours),
+        missing_tables=missing,
+    )
+
+
+def query_hour(conn: Any, stream: Stream, settings: Settings, hour: datetime) -> HourDetail:
+    """One hour's load, its ledger (one row per object) and every audit of it (read-only)."""
+    context = template_context(stream, settings)
+    parameters = {"stream": stream.name, "hour": naive(hour)}
+    try:
+        tables = existing_tables(conn, stream, settings)
+        load = fetch_all(conn, "dashboard/hour_load.sql", context, parameters) if "load_hours" in tables else []
+        objects = fetch_all(conn, "dashboard/hour_ledger.sql", context, parameters) if "ledger" in tables else []
+        audits = fetch_all(conn, "dashboard/hour_audits.sql", context, parameters) if "audit_results" in tables else []
+    finally:
+        conn.rollback()
+    totals = {name: sum(int(row[name] or 0) for row in objects) for name in LEDGER_TOTALS}
+    return HourDetail(
+        stream=stream.name,
+        hour=hour_start(hour),
+        load=_with_aware_times(load[0]) if load else None,
+        objects=tuple(_with_aware_times(row) for row in objects),
+        audits=tuple(_with_aware_times(row) for row in audits),
+        totals=totals,
+    )
+
+
+def _with_aware_times(row: dict[str, Any]) -> dict[str, Any]:
+    return {name: aware(value) if isinstance(value, datetime) else value for name, value in row.items()}
