@@ -197,13 +197,13 @@ def scales(points: Sequence[HourPoint]) -> Scales:
     return Scales(keys=keys, findings=findings, rate=rate if rate > 0 else 0.01)
 
 
-def grid(top: Scales) -> tuple[Mark, ...]:
+def grid(scale: Scales) -> tuple[Mark, ...]:
     """Three lines per panel (zero, half, top), each with its value."""
     marks = []
     for panel_top, height, top_value, formatter in (
-        (KEYS_TOP, KEYS_HEIGHT, top.keys, number),
-        (FINDINGS_TOP, FINDINGS_HEIGHT, top.findings, number),
-        (RATE_TOP, RATE_HEIGHT, top.rate, percent),
+        (KEYS_TOP, KEYS_HEIGHT, scale.keys, number),
+        (FINDINGS_TOP, FINDINGS_HEIGHT, scale.findings, number),
+        (RATE_TOP, RATE_HEIGHT, scale.rate, percent),
     ):
         for step in range(3):
             fraction = step / 2
@@ -234,13 +234,13 @@ def hour_data(point: HourPoint) -> tuple[tuple[str, str], ...]:
     return tuple((name, "" if value is None else str(value)) for name, value in data.items())
 
 
-def hour_shapes(point: HourPoint, x0: float, slot: float, top: Scales) -> tuple[Box, ...]:
+def hour_shapes(point: HourPoint, x0: float, slot: float, scale: Scales) -> tuple[Box, ...]:
     """The hit area, the two key bars, the stacked findings and the drop rate of one hour."""
     shapes = [Box(tenth(x0), KEYS_TOP, tenth(slot), AXIS_Y - KEYS_TOP, css_class="hit")]
     bar = slot * 0.36
     for offset, key, value in ((0.12, "s3_keys", point.s3_keys), (0.52, "warehouse_rows", point.warehouse_rows)):
         if value:
-            height = value / top.keys * KEYS_HEIGHT
+            height = value / scale.keys * KEYS_HEIGHT
             y = KEYS_TOP + KEYS_HEIGHT - height
             shapes.append(
                 Box(tenth(x0 + slot * offset), tenth(y), tenth(bar), tenth(height), COLORS[key], key.replace("_", "-"))
@@ -249,7 +249,7 @@ def hour_shapes(point: HourPoint, x0: float, slot: float, top: Scales) -> tuple[
     for key, _label in FINDINGS:
         value = getattr(point, key) or 0
         if value:
-            height = max(value / top.findings * FINDINGS_HEIGHT, 1.5)
+            height = max(value / scale.findings * FINDINGS_HEIGHT, 1.5)
             y -= height
             shapes.append(
                 Box(
@@ -262,7 +262,7 @@ def hour_shapes(point: HourPoint, x0: float, slot: float, top: Scales) -> tuple[
                 )
             )
     if point.drop_rate:
-        height = max(min(point.drop_rate / top.rate, 1) * RATE_HEIGHT, 1.5)
+        height = max(min(point.drop_rate / scale.rate, 1) * RATE_HEIGHT, 1.5)
         y = RATE_TOP + RATE_HEIGHT - height
         shapes.append(
             Box(tenth(x0 + slot * 0.2), tenth(y), tenth(slot * 0.6), tenth(height), COLORS["drop_rate"], "drop-rate")
@@ -271,7 +271,7 @@ def hour_shapes(point: HourPoint, x0: float, slot: float, top: Scales) -> tuple[
 
 
 def hour_group(
-    point: HourPoint, x0: float, slot: float, top: Scales, href: str | None, selected: datetime | None
+    point: HourPoint, x0: float, slot: float, scale: Scales, href: str | None, selected: datetime | None
 ) -> HourGroup:
     classes = ["hour"] + (["drops"] if point.has_drops else []) + (["selected"] if point.hour == selected else [])
     failed = None
@@ -288,7 +288,7 @@ def hour_group(
         data=hour_data(point),
         tooltip=hour_tooltip(point),
         href=href or None,
-        shapes=hour_shapes(point, x0, slot, top),
+        shapes=hour_shapes(point, x0, slot, scale),
         failed=failed,
         tick=tick,
     )
@@ -300,7 +300,7 @@ def layout(
     """Everything the chart draws, positioned; ``link(hour)`` is the URL an hour's bars lead to."""
     points = dashboard.hours
     slot = (WIDTH - LEFT - RIGHT) / max(len(points), 1)
-    top = scales(points)
+    scale = scales(points)
     note = None
     if not any(point.findings for point in points):
         text = "no audit in this window" if not any(point.audits for point in points) else "the audits found nothing"
@@ -317,10 +317,10 @@ def layout(
             for index, point in enumerate(points)
             if point.has_drops
         ),
-        grid=grid(top),
+        grid=grid(scale),
         note=note,
         hours=tuple(
-            hour_group(point, LEFT + index * slot, slot, top, link(point.hour) if link else None, selected)
+            hour_group(point, LEFT + index * slot, slot, scale, link(point.hour) if link else None, selected)
             for index, point in enumerate(points)
         ),
         axis=AXIS,
