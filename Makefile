@@ -18,10 +18,11 @@ help:
 	@echo "make lint        ruff check + ruff format --check"
 	@echo "make bench       load a generated 100k and 1M-record hour, beside the parse limit, pandas and dlt"
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/pip install --quiet --disable-pip-version-check uv==0.13.9
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -53,7 +54,7 @@ test-unit: $(STAMP)
 test-browser: stack
 	. .local/stack.env && $(BIN)/pytest tests/browser
 
-# The benchmark of issue 5 (see bench/run.py for BENCH_SIZES, BENCH_FULL=1 and the rest); writes bench/results.md.
+# The benchmark (bench/; `python -m bench --help` lists BENCH_SIZES, BENCH_FULL=1 and the rest); writes bench/results.md.
 bench: stack
 	. .local/stack.env && $(BIN)/python bench/run.py
 

@@ -13,6 +13,7 @@ from firehose_loader.airflow.tasks import (
     run_load_and_merge,
 )
 from firehose_loader.config import Settings, Stream, load_config
+from firehose_loader.handover import Manifest, Part, PartResult
 
 
 def build_ingest_dag(stream: Stream, settings: Settings):
@@ -27,32 +28,35 @@ def build_ingest_dag(stream: Stream, settings: Settings):
         default_args={"owner": stream.owner, **RETRY_DEFAULTS},
     )
     def ingest():
-        # Returns the parts of an hour over the stream's split_above_bytes, which extract_part
-        # extracts one task each; a smaller hour is extracted here and has none. The manifest
-        # goes to combine_parts under its own XCom key.
-        @task
-        def extract_hour(data_interval_start=None, data_interval_end=None, run_id=None, ti=None) -> list:
-            manifest = run_extract(stream, settings, data_interval_start, data_interval_end, run_id)
-            ti.xcom_push(key="manifest", value=manifest)
-            return manifest["parts"]
+        # An hour over the stream's split_above_bytes comes back as parts (no manifest yet), which
+        # extract_part extracts one task each; a smaller hour comes back with its manifest and no parts.
+        # The parts are the return value because Airflow maps only over a return value; the manifest
+        # goes to combine_parts under its own key.
+        @task(multiple_outputs=False)
+        def extract_hour(data_interval_start=None, data_interval_end=None, run_id=None, ti=None) -> list[Part]:
+            extracted = run_extract(stream, settings, data_interval_start, data_interval_end, run_id)
+            ti.xcom_push(key="manifest", value=extracted["manifest"])
+            return extracted["parts"]
 
-        @task
-        def extract_part(part: dict, run_id=None) -> dict:
+        @task(multiple_outputs=False)
+        def extract_part(part: Part, run_id=None) -> PartResult:
             return run_extract_part(stream, settings, part, run_id)
 
-        @task(trigger_rule=TriggerRule.NONE_FAILED)
-        def combine_parts(manifest: dict, parts: list, run_id=None) -> dict:
-            return run_combine_parts(stream, settings, manifest, parts, run_id)
+        @task(trigger_rule=TriggerRule.NONE_FAILED, multiple_outputs=False)
+        def combine_parts(
+            manifest: Manifest | None, planned: list[Part], parts: list[PartResult], run_id=None
+        ) -> Manifest:
+            return run_combine_parts(stream, settings, manifest, planned, parts, run_id)
 
-        @task(outlets=[table_asset(stream, settings)])
-        def load_and_merge(manifest: dict, run_id=None) -> dict:
+        @task(outlets=[table_asset(stream, settings)], multiple_outputs=False)
+        def load_and_merge(manifest: Manifest, run_id=None) -> dict:
             return run_load_and_merge(stream, settings, manifest, run_id)
 
         settled, tables_ready = settled_and_ready(stream, settings)
-        split = extract_hour()
-        settled >> split
-        parts = extract_part.expand(part=split)
-        tables_ready >> load_and_merge(combine_parts(split["manifest"], parts))
+        planned = extract_hour()
+        settled >> planned
+        parts = extract_part.expand(part=planned)
+        tables_ready >> load_and_merge(combine_parts(planned["manifest"], planned, parts))
 
     return ingest()
 

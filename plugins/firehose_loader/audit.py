@@ -18,8 +18,9 @@ from typing import Any
 
 from firehose_loader.config import Settings, Stream
 from firehose_loader.extract import extract_hour
-from firehose_loader.layout import HOUR, hour_start
-from firehose_loader.load import manifest_hour, merge_hour, query_one, staged_batch, template_context
+from firehose_loader.handover import Manifest, handed_hour, make_manifest
+from firehose_loader.layout import HOUR, hour_start, naive_utc
+from firehose_loader.load import merge_hour, query_one, staged_batch, template_context
 from firehose_loader.s3io import ObjectInfo, count_error_objects, list_hour_objects, object_exists
 from firehose_loader.text_table import format_table
 from firehose_loader.warehouse.protocol import Dialect
@@ -56,7 +57,7 @@ def late_objects(listed: list[ObjectInfo], loaded: dict[str, str]) -> list[Objec
 
 @dataclass(frozen=True)
 class HourTruth:
-    manifest: dict[str, Any]
+    manifest: Manifest
     reloaded: bool
     late: int
 
@@ -66,7 +67,7 @@ def hour_truth(
 ) -> HourTruth:
     """The hour's batch: the loaded stage if the ledger matches S3, else a fresh extract."""
     context = template_context(stream, settings, dialect)
-    naive_hour = hour.astimezone(UTC).replace(tzinfo=None)
+    naive_hour = naive_utc(hour)
     listed = list_hour_objects(client, stream.bucket, stream.prefix, hour)
     with conn.cursor() as cursor:
         cursor.execute(render("audit/loaded_objects.sql", **context), {"stream": stream.name, "hour": naive_hour})
@@ -83,14 +84,8 @@ def hour_truth(
         and (stage_key is None or object_exists(client, stream.bucket, stage_key))
     )
     if stage_usable:
-        manifest = {
-            "stream": stream.name,
-            "hour": hour.isoformat(),
-            "stage_key": stage_key,
-            "rows": None,
-            "objects": [],
-            "error_objects": count_error_objects(client, stream.bucket, stream.error_prefix, hour),
-        }
+        error_objects = count_error_objects(client, stream.bucket, stream.error_prefix, hour)
+        manifest = make_manifest(stream.name, hour, stage_key, None, [], error_objects)
         return HourTruth(manifest, reloaded=False, late=0)
     return HourTruth(extract_hour(client, stream, hour, run_id), reloaded=True, late=len(late))
 
@@ -100,7 +95,7 @@ def audit_hour(
 ) -> dict[str, Any]:
     """Audit and repair one hour in one transaction; return its audit_results row."""
     truth = hour_truth(conn, client, stream, settings, dialect, hour, run_id)
-    audited_at = datetime.now(UTC).replace(tzinfo=None)
+    audited_at = naive_utc(datetime.now(UTC))
     findings = {"late_objects": truth.late, "audited_at": audited_at}
     merge_hour(
         conn,
@@ -113,19 +108,19 @@ def audit_hour(
         write_ledger=truth.reloaded,
         then=[("audit/record_result.sql", findings)],
     )
-    return read_result(conn, stream, settings, dialect, manifest_hour(truth.manifest), run_id)
+    return read_result(conn, stream, settings, dialect, naive_utc(handed_hour(truth.manifest)), run_id)
 
 
 def record_failure(
     conn: Any, stream: Stream, settings: Settings, dialect: Dialect, hour: datetime, run_id: str, error: Exception
 ) -> dict[str, Any]:
     context = template_context(stream, settings, dialect)
-    naive_hour = hour.astimezone(UTC).replace(tzinfo=None)
+    naive_hour = naive_utc(hour)
     parameters = {
         "stream": stream.name,
         "hour": naive_hour,
         "run_id": run_id,
-        "audited_at": datetime.now(UTC).replace(tzinfo=None),
+        "audited_at": naive_utc(datetime.now(UTC)),
         "late_objects": None,
         "message": f"{type(error).__name__}: {error}"[:1024],
     }

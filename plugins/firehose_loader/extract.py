@@ -14,13 +14,25 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from firehose_loader.config import Stream
 from firehose_loader.faults import failpoint
+from firehose_loader.handover import (
+    Extracted,
+    Manifest,
+    ObjectEntry,
+    Part,
+    PartResult,
+    handed_hour,
+    listed_objects,
+    make_manifest,
+    make_object_entry,
+    make_part,
+    make_part_result,
+)
 from firehose_loader.layout import hour_start, part_stage_key, quarantine_key, stage_key
 from firehose_loader.records.decoding import UnreadableObject, decompress
 from firehose_loader.records.pool import usable_cpus
@@ -98,7 +110,7 @@ def _write_quarantine(client: Any, stream: Stream, hour: datetime, batch: HourBa
     return written
 
 
-def extract_hour(client: Any, stream: Stream, hour: datetime, run_id: str) -> dict[str, Any]:
+def extract_hour(client: Any, stream: Stream, hour: datetime, run_id: str) -> Manifest:
     """Read, validate, dedupe and stage one hour in this process; return the manifest the load step needs.
 
     Objects are read one ahead and decoded one at a time; the rows wait in a local temporary
@@ -110,7 +122,7 @@ def extract_hour(client: Any, stream: Stream, hour: datetime, run_id: str) -> di
     return _extract_objects(client, stream, hour, run_id, objects)
 
 
-def extract_listing_again(client: Any, stream: Stream, hour: datetime, run_id: str) -> dict[str, Any]:
+def extract_listing_again(client: Any, stream: Stream, hour: datetime, run_id: str) -> Extracted:
     """Extract the hour; when a listed object vanished or changed before it was read, list the hour again.
 
     Nothing is staged before every listed object was read, so starting over is safe. After
@@ -134,29 +146,22 @@ def extract_listing_again(client: Any, stream: Stream, hour: datetime, run_id: s
     raise AssertionError("unreachable")
 
 
-def extract_or_split(client: Any, stream: Stream, hour: datetime, run_id: str) -> dict[str, Any]:
+def extract_or_split(client: Any, stream: Stream, hour: datetime, run_id: str) -> Extracted:
     """The ingest DAG's extract step: the hour's manifest, or for a big hour the parts to extract apart.
 
     An hour whose objects total at most ``stream.split_above_bytes`` is extracted here, as
-    :func:`extract_hour` does, and its manifest has no parts. A bigger one is only listed: the
-    manifest's ``parts`` group its objects (in key order) into parts of at most that many bytes,
-    each extracted by :func:`extract_part` in a task of its own, and :func:`combine_hour_parts`
+    :func:`extract_hour` does, and has no parts. A bigger one is only listed (no manifest yet):
+    its ``parts`` group its objects (in key order) into parts of at most that many bytes, each
+    extracted by :func:`extract_part` in a task of its own, and :func:`combine_hour_parts`
     dedupes across them.
     """
     hour = hour_start(hour)
     with timed("list+read"):
         objects = list_hour_objects(client, stream.bucket, stream.prefix, hour)
     if sum(item.size for item in objects) <= stream.split_above_bytes:
-        return {**_extract_objects(client, stream, hour, run_id, objects), "parts": []}
-    parts = split_into_parts(objects, stream.split_above_bytes)
-    return {
-        "stream": stream.name,
-        "hour": hour.isoformat(),
-        "parts": [
-            {"index": index, "hour": hour.isoformat(), "objects": [asdict(item) for item in part]}
-            for index, part in enumerate(parts)
-        ],
-    }
+        return Extracted(manifest=_extract_objects(client, stream, hour, run_id, objects), parts=[])
+    groups = split_into_parts(objects, stream.split_above_bytes)
+    return Extracted(manifest=None, parts=[make_part(index, hour, group) for index, group in enumerate(groups)])
 
 
 def split_into_parts(objects: Sequence[ObjectInfo], part_bytes: int) -> list[list[ObjectInfo]]:
@@ -172,15 +177,15 @@ def split_into_parts(objects: Sequence[ObjectInfo], part_bytes: int) -> list[lis
     return parts
 
 
-def extract_part(client: Any, stream: Stream, part: dict[str, Any], run_id: str) -> dict[str, Any]:
+def extract_part(client: Any, stream: Stream, planned: Part, run_id: str) -> PartResult:
     """Read, validate, dedupe and stage one part of a split hour; its stage holds the part's winners.
 
     An object rewritten or deleted since the hour was listed is taken as it is now (its new
     version, or not at all); an object that arrived since is not in any part: the audit finds it.
     """
-    hour = hour_start(datetime.fromisoformat(part["hour"]))
-    objects = [ObjectInfo(**item) for item in part["objects"]]
-    key = part_stage_key(stream, hour, run_id, part["index"])
+    hour = hour_start(handed_hour(planned))
+    objects = listed_objects(planned)
+    key = part_stage_key(stream, hour, run_id, planned["index"])
     for attempt in range(1, PART_READ_ATTEMPTS + 1):
         try:
             rows, staged_key, objects_out = _stage_objects(client, stream, hour, objects, key)
@@ -190,24 +195,29 @@ def extract_part(client: Any, stream: Stream, part: dict[str, Any], run_id: str)
                 raise
             current = {item.key: item for item in list_hour_objects(client, stream.bucket, stream.prefix, hour)}
             objects = [current[item.key] for item in objects if item.key in current]
-    return {"index": part["index"], "stage_key": staged_key, "rows": rows, "objects": objects_out}
+    return make_part_result(planned["index"], staged_key, rows, objects_out)
 
 
 def combine_hour_parts(
-    s3: Callable[[], Any], stream: Stream, split: dict[str, Any], parts: Sequence[dict[str, Any]], run_id: str
-) -> dict[str, Any]:
+    s3: Callable[[], Any],
+    stream: Stream,
+    manifest: Manifest | None,
+    planned: Sequence[Part],
+    parts: Sequence[PartResult],
+    run_id: str,
+) -> Manifest:
     """The manifest of a split hour: its parts' stages deduplicated into one stage, their counts summed.
 
-    For an hour that was not split (``split`` is already the manifest) this returns it unchanged,
+    For an hour that was not split (its ``manifest`` is already made) this returns it unchanged,
     without calling ``s3`` for a client (making one costs about a second).
     """
-    if not split["parts"]:
-        return split
+    if manifest is not None:
+        return manifest
     client = s3()
-    hour = hour_start(datetime.fromisoformat(split["hour"]))
-    parts = sorted(parts, key=lambda part: part["index"])
-    if [part["index"] for part in parts] != list(range(len(split["parts"]))):
-        raise ValueError(f"hour {hour.isoformat()} was split into {len(split['parts'])} parts but got {len(parts)}")
+    hour = hour_start(handed_hour(planned[0]))
+    parts = sorted(parts, key=lambda result: result["index"])
+    if [result["index"] for result in parts] != list(range(len(planned))):
+        raise ValueError(f"hour {hour.isoformat()} was split into {len(planned)} parts but got {len(parts)}")
     objects_out = [entry for part in parts for entry in part["objects"]]
     staged_key = None
     with tempfile.TemporaryDirectory(prefix="firehose-loader-") as workdir:
@@ -225,29 +235,21 @@ def combine_hour_parts(
             staged_key = stage_key(stream, hour, run_id)
             with timed("stage write"), open(combined.path, "rb") as body:
                 write_object(client, stream.bucket, staged_key, body, "application/vnd.apache.parquet")
-    return {
-        "stream": stream.name,
-        "hour": hour.isoformat(),
-        "stage_key": staged_key,
-        "rows": combined.rows,
-        "objects": objects_out,
-        "error_objects": count_error_objects(client, stream.bucket, stream.error_prefix, hour),
-        "parts": [part["stage_key"] for part in parts],
-    }
+    return make_manifest(
+        stream.name,
+        hour,
+        staged_key,
+        combined.rows,
+        objects_out,
+        count_error_objects(client, stream.bucket, stream.error_prefix, hour),
+        [result["stage_key"] for result in parts],
+    )
 
 
-def _extract_objects(
-    client: Any, stream: Stream, hour: datetime, run_id: str, objects: list[ObjectInfo]
-) -> dict[str, Any]:
+def _extract_objects(client: Any, stream: Stream, hour: datetime, run_id: str, objects: list[ObjectInfo]) -> Manifest:
     rows, staged_key, objects_out = _stage_objects(client, stream, hour, objects, stage_key(stream, hour, run_id))
-    return {
-        "stream": stream.name,
-        "hour": hour.isoformat(),
-        "stage_key": staged_key,
-        "rows": rows,
-        "objects": objects_out,
-        "error_objects": count_error_objects(client, stream.bucket, stream.error_prefix, hour),
-    }
+    error_objects = count_error_objects(client, stream.bucket, stream.error_prefix, hour)
+    return make_manifest(stream.name, hour, staged_key, rows, objects_out, error_objects)
 
 
 def decode_processes(stream: Stream, objects: Sequence[ObjectInfo]) -> int:
@@ -262,7 +264,7 @@ def decode_processes(stream: Stream, objects: Sequence[ObjectInfo]) -> int:
 
 def _stage_objects(
     client: Any, stream: Stream, hour: datetime, objects: list[ObjectInfo], key: str
-) -> tuple[int, str | None, list[dict[str, Any]]]:
+) -> tuple[int, str | None, list[ObjectEntry]]:
     """Stage the objects' deduplicated rows at ``key`` and quarantine their bad records: (rows, stage key or None, object entries)."""
     with tempfile.TemporaryDirectory(prefix="firehose-loader-") as workdir:
         processes = decode_processes(stream, objects)
@@ -276,9 +278,5 @@ def _stage_objects(
             with timed("stage write"), open(batch.path, "rb") as body:
                 write_object(client, stream.bucket, staged_key, body, "application/vnd.apache.parquet")
     failpoint("after_stage")
-    objects_out = []
-    for stats in batch.objects:
-        entry = stats.as_dict()
-        entry["quarantine_key"] = quarantine_keys.get(stats.key)
-        objects_out.append(entry)
+    objects_out = [make_object_entry(stats, quarantine_keys.get(stats.key)) for stats in batch.objects]
     return batch.rows, staged_key, objects_out

@@ -26,6 +26,11 @@ def hour_start(moment: datetime) -> datetime:
     return utc.replace(minute=0, second=0, microsecond=0)
 
 
+def naive_utc(moment: datetime) -> datetime:
+    """``moment`` as the naive UTC timestamp the loader's tables store."""
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
 def hour_folder(hour: datetime) -> str:
     """``YYYY/MM/DD/HH/`` of an hour, with the trailing slash that keeps hour 01 away from 10-19."""
     return hour_start(hour).strftime("%Y/%m/%d/%H/")

@@ -16,6 +16,8 @@ import pyarrow.parquet as pq
 
 from firehose_loader.config import Settings, Stream
 from firehose_loader.faults import failpoint
+from firehose_loader.handover import Manifest, ObjectEntry, handed_hour
+from firehose_loader.layout import naive_utc
 from firehose_loader.records.validate import ObjectStats
 from firehose_loader.s3io import (
     read_object,
@@ -31,7 +33,7 @@ PLAN_TABLE = "firehose_plan"
 STAGE_READ_BATCH_ROWS = 65_536
 
 
-def staged_batch(client: Any, stream: Stream, manifest: dict[str, Any]) -> Stage | None:
+def staged_batch(client: Any, stream: Stream, manifest: Manifest) -> Stage | None:
     """The run's stage in S3, or None when the hour had no valid rows."""
     key = manifest["stage_key"]
     if key is None:
@@ -45,7 +47,7 @@ def staged_batch(client: Any, stream: Stream, manifest: dict[str, Any]) -> Stage
         stage_file = pq.ParquetFile(pa.BufferReader(stage_bytes()))
         yield from stage_file.iter_batches(batch_size=STAGE_READ_BATCH_ROWS, columns=columns)
 
-    return Stage(stream.bucket, key, batches, rows=manifest.get("rows"))
+    return Stage(stream.bucket, key, batches, rows=manifest["rows"])
 
 
 def template_context(stream: Stream, settings: Settings, dialect: Dialect) -> dict[str, Any]:
@@ -100,7 +102,7 @@ def merge_hour(
     stream: Stream,
     settings: Settings,
     dialect: Dialect,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     stage: Stage | None,
     run_id: str,
     *,
@@ -119,11 +121,11 @@ def merge_hour(
     context = {**template_context(stream, settings, dialect), "write_ledger": write_ledger}
     parameters = {
         "stream": stream.name,
-        "hour": manifest_hour(manifest),
+        "hour": naive_utc(handed_hour(manifest)),
         "run_id": run_id,
         "stage_key": manifest["stage_key"],
         "error_objects": manifest["error_objects"],
-        "loaded_at": datetime.now(UTC).replace(tzinfo=None),
+        "loaded_at": naive_utc(datetime.now(UTC)),
     }
     with conn.cursor() as cursor:
         try:
@@ -154,7 +156,7 @@ def load_and_merge(
     stream: Stream,
     settings: Settings,
     dialect: Dialect,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     stage: Stage | None,
     run_id: str,
 ) -> dict[str, Any]:
@@ -162,15 +164,14 @@ def load_and_merge(
     merge_hour(conn, stream, settings, dialect, manifest, stage, run_id)
     failpoint("after_commit")
     summary = query_one(
-        conn, "hour_summary.sql", template_context(stream, settings, dialect), stream.name, manifest_hour(manifest)
+        conn,
+        "hour_summary.sql",
+        template_context(stream, settings, dialect),
+        stream.name,
+        naive_utc(handed_hour(manifest)),
     )
     assert summary is not None, "the merge commits a load_hours row"
     return summary
-
-
-def manifest_hour(manifest: dict[str, Any]) -> datetime:
-    """The manifest's hour as the naive UTC timestamp the loader tables store."""
-    return datetime.fromisoformat(manifest["hour"]).astimezone(UTC).replace(tzinfo=None)
 
 
 def query_one(
@@ -185,7 +186,7 @@ def query_one(
     return None if row is None else dict(zip(names, row, strict=True))
 
 
-def _object_row(entry: dict[str, Any]) -> dict[str, Any]:
+def _object_row(entry: ObjectEntry) -> dict[str, Any]:
     fields = ObjectStats.__dataclass_fields__
     row = {name: entry[name] for name in fields}
     row["message"] = (row["message"] or None) and str(row["message"])[:1024]

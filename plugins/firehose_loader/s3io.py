@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from firehose_loader.errors import PermanentError
 from firehose_loader.layout import hour_folder, hour_prefix, is_hour_object
 
 # Firehose writes failed records under <error prefix><error-output-type>/YYYY/MM/DD/HH/.
@@ -21,7 +22,7 @@ PERMANENT_ERRORS = {
 }
 
 
-class PermanentS3Error(RuntimeError):
+class PermanentS3Error(PermanentError, RuntimeError):
     """An S3 error that retrying cannot fix."""
 
 

@@ -180,11 +180,11 @@ def test_warehouse_login_that_cannot_work_fails_fast(stack_up, monkeypatch):
 
     from airflow.sdk.exceptions import AirflowFailException
 
-    from firehose_loader.airflow.connections import warehouse_connection
+    from firehose_loader.airflow.tasks import run_ensure_tables
 
     connection = json.loads(os.environ["AIRFLOW_CONN_WAREHOUSE"])
     monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps({**connection, "schema": "no_such_database"}))
     config = load_config()
     with pytest.raises(AirflowFailException, match="no_such_database") as caught:
-        warehouse_connection(config.settings)
+        run_ensure_tables(config.streams[0], config.settings)
     assert "retrying will not help" in str(caught.value)

@@ -14,9 +14,11 @@ import pytest
 import redshift_connector
 
 from firehose_loader.airflow.connections import PyformatConnection, warehouse_connection
+from firehose_loader.airflow.tasks import run_ensure_tables
 from firehose_loader.config import Settings
 from firehose_loader.warehouse.redshift import Redshift
 from tests.redshift.redshift_setup import COPY_ROLE
+from tests.unit.stream_factory import make_stream
 
 pytestmark = pytest.mark.redshift
 
@@ -96,7 +98,7 @@ def test_a_redshift_connection_without_iam_role_is_refused(
 
     definition = {**CONNECTION, "extra": {"sslmode": "verify-full"}}
     with pytest.raises(AirflowFailException, match="set extra 'iam_role'"):
-        warehouse_connection(use_connection(monkeypatch, "rs_no_role", definition))
+        run_ensure_tables(make_stream(), use_connection(monkeypatch, "rs_no_role", definition))
     assert connect == {}  # refused before connecting
 
 

@@ -7,6 +7,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from firehose_loader.config import Settings
+from firehose_loader.errors import PermanentError
 
 if TYPE_CHECKING:
     from firehose_loader.warehouse.protocol import Dialect
@@ -16,6 +17,10 @@ if TYPE_CHECKING:
 # exponentially with full jitter (at most 20 s between attempts). What still fails after that
 # fails the task, which Airflow retries (RETRY_DEFAULTS); permanent errors fail it at once.
 S3_RETRIES = {"mode": "standard", "total_max_attempts": 5}
+
+
+class WarehouseConnectionError(PermanentError):
+    """The warehouse connection is of a type the loader does not support, misconfigured, or refuses the login."""
 
 
 def s3_client(settings: Settings) -> Any:
@@ -38,19 +43,17 @@ def warehouse_connection(settings: Settings) -> tuple[Any, Dialect]:
     try:
         dialect = dialect_for(connection.conn_type, connection.extra_dejson)
     except ValueError as exc:
-        fail_fast(exc)
+        raise WarehouseConnectionError(str(exc)) from exc
     try:
         if connection.conn_type == "redshift":
             return redshift_connection(settings.warehouse_conn_id), dialect
         return connection.get_hook().get_conn(), dialect
     except Exception as exc:
         if is_permanent_connect_error(exc):
-            fail_fast(
-                ValueError(
-                    f"cannot log in to the warehouse through connection {settings.warehouse_conn_id!r}: {exc}. "
-                    "Fix the connection's login, password or database; retrying will not help."
-                )
-            )
+            raise WarehouseConnectionError(
+                f"cannot log in to the warehouse through connection {settings.warehouse_conn_id!r}: {exc}. "
+                "Fix the connection's login, password or database; retrying will not help."
+            ) from exc
         raise
 
 
@@ -106,9 +109,3 @@ def redshift_connection(conn_id: str) -> PyformatConnection:
             return without_extra(self.get_connection(self.get_conn_id()), REDSHIFT_EXTRA_KEYS)
 
     return PyformatConnection(LoaderRedshiftSQLHook(redshift_conn_id=conn_id).get_conn())
-
-
-def fail_fast(exc: Exception) -> None:
-    from airflow.sdk.exceptions import AirflowFailException
-
-    raise AirflowFailException(str(exc)) from exc

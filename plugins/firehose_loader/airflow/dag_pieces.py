@@ -45,7 +45,8 @@ def settled_and_ready(
         task_id="wait_for_settled_hour",
         delta=stream.settle_grace + extra_wait,
         deferrable=True,
-        retries=0,
+        # The DAG's retries apply: a sensor that fails because the worker could not reach the
+        # execution API (a restart) is tried again, instead of failing its run for good.
     )
 
     @task

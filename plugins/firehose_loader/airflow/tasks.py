@@ -6,16 +6,22 @@ so that parsing the DAG files imports none of it.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from firehose_loader.airflow.connections import fail_fast, s3_client, warehouse_connection
+from firehose_loader.airflow.connections import s3_client, warehouse_connection
 from firehose_loader.config import Settings, Stream
+from firehose_loader.errors import PermanentError
+from firehose_loader.handover import Extracted, Manifest, Part, PartResult
 from firehose_loader.layout import HOUR, hour_start
-from firehose_loader.s3io import PermanentS3Error
 
 log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def interval_hour(data_interval_start: datetime, data_interval_end: datetime) -> datetime:
@@ -29,6 +35,25 @@ def interval_hour(data_interval_start: datetime, data_interval_end: datetime) ->
     return hour
 
 
+def fails_at_once_when_permanent(body: Callable[P, R]) -> Callable[P, R]:
+    """A task body whose :class:`PermanentError` fails the task without Airflow's retries.
+
+    The one place that catches it: the error's message (what to fix) becomes the task's failure.
+    """
+
+    @functools.wraps(body)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return body(*args, **kwargs)
+        except PermanentError as exc:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(str(exc)) from exc
+
+    return run
+
+
+@fails_at_once_when_permanent
 def run_ensure_tables(stream: Stream, settings: Settings) -> None:
     from firehose_loader.load import ensure_tables
 
@@ -39,34 +64,30 @@ def run_ensure_tables(stream: Stream, settings: Settings) -> None:
         conn.close()
 
 
-def run_extract(stream: Stream, settings: Settings, start: datetime, end: datetime, run_id: str) -> dict[str, Any]:
+@fails_at_once_when_permanent
+def run_extract(stream: Stream, settings: Settings, start: datetime, end: datetime, run_id: str) -> Extracted:
     from firehose_loader.extract import extract_listing_again
 
     hour = interval_hour(start, end)
-    try:
-        manifest = extract_listing_again(s3_client(settings), stream, hour, run_id)
-    except PermanentS3Error as exc:
-        fail_fast(exc)
-    if manifest["parts"]:
+    extracted = extract_listing_again(s3_client(settings), stream, hour, run_id)
+    if extracted["manifest"] is not None:
+        log_manifest(extracted["manifest"])
+    else:
         log.info(
             "hour %s: %d objects over %d bytes, split into %d parts for extract_part",
-            manifest["hour"],
-            sum(len(part["objects"]) for part in manifest["parts"]),
+            hour.isoformat(),
+            sum(len(part["objects"]) for part in extracted["parts"]),
             stream.split_above_bytes,
-            len(manifest["parts"]),
+            len(extracted["parts"]),
         )
-    else:
-        log_manifest(manifest)
-    return manifest
+    return extracted
 
 
-def run_extract_part(stream: Stream, settings: Settings, part: dict[str, Any], run_id: str) -> dict[str, Any]:
+@fails_at_once_when_permanent
+def run_extract_part(stream: Stream, settings: Settings, part: Part, run_id: str) -> PartResult:
     from firehose_loader.extract import extract_part
 
-    try:
-        result = extract_part(s3_client(settings), stream, part, run_id)
-    except PermanentS3Error as exc:
-        fail_fast(exc)
+    result = extract_part(s3_client(settings), stream, part, run_id)
     log.info(
         "hour %s part %d: %d objects, %d rows staged at %s",
         part["hour"],
@@ -78,21 +99,24 @@ def run_extract_part(stream: Stream, settings: Settings, part: dict[str, Any], r
     return result
 
 
+@fails_at_once_when_permanent
 def run_combine_parts(
-    stream: Stream, settings: Settings, manifest: dict[str, Any], parts: list[dict[str, Any]], run_id: str
-) -> dict[str, Any]:
+    stream: Stream,
+    settings: Settings,
+    manifest: Manifest | None,
+    planned: list[Part],
+    parts: list[PartResult],
+    run_id: str,
+) -> Manifest:
     from firehose_loader.extract import combine_hour_parts
 
-    try:
-        combined = combine_hour_parts(lambda: s3_client(settings), stream, manifest, list(parts), run_id)
-    except PermanentS3Error as exc:
-        fail_fast(exc)
-    if manifest["parts"]:
+    combined = combine_hour_parts(lambda: s3_client(settings), stream, manifest, planned, list(parts), run_id)
+    if manifest is None:
         log_manifest(combined)
     return combined
 
 
-def log_manifest(manifest: dict[str, Any]) -> None:
+def log_manifest(manifest: Manifest) -> None:
     log.info(
         "hour %s: %d objects, %d rows staged at %s, %d error-output objects",
         manifest["hour"],
@@ -103,23 +127,15 @@ def log_manifest(manifest: dict[str, Any]) -> None:
     )
 
 
-def run_load_and_merge(stream: Stream, settings: Settings, manifest: dict[str, Any], run_id: str) -> dict[str, Any]:
+@fails_at_once_when_permanent
+def run_load_and_merge(stream: Stream, settings: Settings, manifest: Manifest, run_id: str) -> dict[str, Any]:
     from firehose_loader.load import load_and_merge, staged_batch
 
     client = s3_client(settings)
     conn, dialect = warehouse_connection(settings)
     try:
-        summary = load_and_merge(
-            conn,
-            stream,
-            settings,
-            dialect,
-            manifest,
-            staged_batch(client, stream, manifest),
-            run_id,
-        )
-    except PermanentS3Error as exc:
-        fail_fast(exc)
+        stage = staged_batch(client, stream, manifest)
+        summary = load_and_merge(conn, stream, settings, dialect, manifest, stage, run_id)
     finally:
         conn.close()
     width = max(len(name) for name in summary)
@@ -133,6 +149,7 @@ def run_load_and_merge(stream: Stream, settings: Settings, manifest: dict[str, A
     return summary
 
 
+@fails_at_once_when_permanent
 def run_audit(
     stream: Stream, settings: Settings, data_interval_end: datetime, lookback_hours: int, run_id: str, context: Any
 ) -> list[dict[str, Any]]:
@@ -144,10 +161,7 @@ def run_audit(
     client = s3_client(settings)
     conn, dialect = warehouse_connection(settings)
     try:
-        try:
-            results = audit_hours(conn, client, stream, settings, dialect, hours, run_id)
-        except PermanentS3Error as exc:
-            fail_fast(exc)
+        results = audit_hours(conn, client, stream, settings, dialect, hours, run_id)
     finally:
         conn.close()
     report = format_report(stream, results)

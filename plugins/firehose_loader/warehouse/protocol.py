@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from firehose_loader.config import ColumnType
+from firehose_loader.errors import PermanentError
 
 
 @dataclass(frozen=True)
@@ -50,5 +51,5 @@ class Dialect(Protocol):
     def insert_winners(self, cursor: Any, context: dict[str, Any], stage: Stage) -> None: ...
 
 
-class TargetTypeError(ValueError):
+class TargetTypeError(PermanentError, ValueError):
     """The target table has a column whose type is not the one the streams file declares."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from firehose_loader.config import MAX_VARCHAR, ColumnType
+from firehose_loader.errors import PermanentError
 from firehose_loader.warehouse.protocol import Stage
 from firehose_loader.warehouse.render import render
 
@@ -25,7 +26,7 @@ UTF8_MAX_BYTES_PER_CHAR = 4
 REDSHIFT_EXTRA_KEYS = ("iam_role",)
 
 
-class StageMismatchError(RuntimeError):
+class StageMismatchError(PermanentError, RuntimeError):
     """The staging table did not receive exactly the staged rows."""
 
 

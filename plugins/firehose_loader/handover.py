@@ -1,0 +1,128 @@
+"""What one task hands the next through XCom: plain JSON, typed.
+
+An hour's extract gives an :class:`Extracted`: the :class:`Manifest` of its stage, or for an
+hour over the stream's ``split_above_bytes`` the :class:`Part` s to extract apart. Each part's
+extract gives a :class:`PartResult`; combining them gives the hour's manifest, which the load
+step merges. Each shape has one builder here, so every task writes it the same way.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TypedDict
+
+from firehose_loader.records.validate import ObjectStats
+from firehose_loader.s3io import ObjectInfo
+
+
+class ObjectEntry(TypedDict):
+    """One object's account, as the ledger stores it."""
+
+    key: str
+    etag: str
+    size: int
+    compression: str
+    records_raw: int
+    records_valid: int
+    records_quarantined: int
+    records_duplicate: int
+    status: str
+    message: str | None
+    quarantine_key: str | None
+
+
+class Manifest(TypedDict):
+    """One staged hour: what the load step merges, and the account of every object in it."""
+
+    stream: str
+    hour: str  # ISO 8601, UTC
+    stage_key: str | None  # None when the hour has no valid rows
+    rows: int | None  # None when not counted (an audit merging a stage that is already loaded)
+    objects: list[ObjectEntry]
+    error_objects: int
+    part_stage_keys: list[str | None]  # the stages of a split hour's parts (empty when not split)
+
+
+class ListedObject(TypedDict):
+    key: str
+    etag: str
+    size: int
+
+
+class Part(TypedDict):
+    """A group of a split hour's objects, extracted by one task."""
+
+    index: int
+    hour: str
+    objects: list[ListedObject]
+
+
+class PartResult(TypedDict):
+    index: int
+    stage_key: str | None
+    rows: int
+    objects: list[ObjectEntry]
+
+
+class Extracted(TypedDict):
+    """An hour's extract: its manifest, or (manifest None) the parts it was split into."""
+
+    manifest: Manifest | None
+    parts: list[Part]
+
+
+def make_object_entry(stats: ObjectStats, quarantine_key: str | None) -> ObjectEntry:
+    return ObjectEntry(
+        key=stats.key,
+        etag=stats.etag,
+        size=stats.size,
+        compression=stats.compression,
+        records_raw=stats.records_raw,
+        records_valid=stats.records_valid,
+        records_quarantined=stats.records_quarantined,
+        records_duplicate=stats.records_duplicate,
+        status=stats.status,
+        message=stats.message,
+        quarantine_key=quarantine_key,
+    )
+
+
+def make_manifest(
+    stream: str,
+    hour: datetime,
+    stage_key: str | None,
+    rows: int | None,
+    objects: list[ObjectEntry],
+    error_objects: int,
+    part_stage_keys: list[str | None] | None = None,
+) -> Manifest:
+    return Manifest(
+        stream=stream,
+        hour=hour.isoformat(),
+        stage_key=stage_key,
+        rows=rows,
+        objects=objects,
+        error_objects=error_objects,
+        part_stage_keys=part_stage_keys or [],
+    )
+
+
+def make_part(index: int, hour: datetime, objects: list[ObjectInfo]) -> Part:
+    return Part(
+        index=index,
+        hour=hour.isoformat(),
+        objects=[ListedObject(key=item.key, etag=item.etag, size=item.size) for item in objects],
+    )
+
+
+def listed_objects(part: Part) -> list[ObjectInfo]:
+    return [ObjectInfo(key=item["key"], etag=item["etag"], size=item["size"]) for item in part["objects"]]
+
+
+def make_part_result(index: int, stage_key: str | None, rows: int, objects: list[ObjectEntry]) -> PartResult:
+    return PartResult(index=index, stage_key=stage_key, rows=rows, objects=objects)
+
+
+def handed_hour(handed: Manifest | Part) -> datetime:
+    """The hour a manifest or part is about, as an aware UTC datetime."""
+    return datetime.fromisoformat(handed["hour"])
