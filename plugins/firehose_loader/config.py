@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,11 +26,6 @@ STREAM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 # S3 bucket naming rules (the subset without dots, which break virtual-host TLS).
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 PREFIX = re.compile(r"^([A-Za-z0-9!_.*'()-]+/)*$")
-# 1 GiB of gzip objects is ~4 M records of 0.7 KB: about what one extract task holds in 1.5 GB (bench/results.md).
-DEFAULT_SPLIT_ABOVE_BYTES = 1 << 30
-# Processes that decode one extract task's objects: on two cores they take about a third off the
-# decoding of the bench's 1 M-record hour (bench/NOTES.md).
-DEFAULT_DECODE_PROCESSES = 2
 MAX_DECODE_PROCESSES = 64
 
 
@@ -134,23 +129,24 @@ class Stream:
     key: tuple[str, ...]
     order_by: str
     columns: Mapping[str, ColumnType]
-    settle_grace: timedelta = timedelta(minutes=15)
-    staging_prefix: str = "firehose-loader/staging/"
-    quarantine_prefix: str = "firehose-loader/quarantine/"
-    error_prefix: str = ""
-    tags: tuple[str, ...] = field(default_factory=tuple)
-    owner: str = "data-engineering"
-    max_record_bytes: int = 1_048_576
+    # The optional fields: their defaults are the parsed defaults of OPTIONAL_FIELDS.
+    settle_grace: timedelta = field(default_factory=lambda: default_of("settle_grace"))
+    staging_prefix: str = field(default_factory=lambda: default_of("staging_prefix"))
+    quarantine_prefix: str = field(default_factory=lambda: default_of("quarantine_prefix"))
+    error_prefix: str = field(default_factory=lambda: default_of("error_prefix"))
+    tags: tuple[str, ...] = field(default_factory=lambda: default_of("tags"))
+    owner: str = field(default_factory=lambda: default_of("owner"))
+    max_record_bytes: int = field(default_factory=lambda: default_of("max_record_bytes"))
     # An hour whose objects total more than this (bytes as stored in S3) is extracted by several
-    # tasks, each reading at most this much; see ingest.extract_or_split.
-    split_above_bytes: int = DEFAULT_SPLIT_ABOVE_BYTES
+    # tasks, each reading at most this much; see extract.extract_or_split.
+    split_above_bytes: int = field(default_factory=lambda: default_of("split_above_bytes"))
     # Worker processes that decode and validate an extract task's objects side by side (1: in
-    # the task's own process); never more than the CPUs the task may use. See batch.decoded_objects.
-    decode_processes: int = DEFAULT_DECODE_PROCESSES
-    start_date: datetime = datetime(2026, 1, 1, tzinfo=UTC)
-    catchup: bool = False
-    audit_alert_threshold: int = 0
-    audit_notifier: NotifierSpec = field(default_factory=lambda: NotifierSpec())
+    # the task's own process); never more than the CPUs the task may use. See records.pool.
+    decode_processes: int = field(default_factory=lambda: default_of("decode_processes"))
+    start_date: datetime = field(default_factory=lambda: default_of("start_date"))
+    catchup: bool = field(default_factory=lambda: default_of("catchup"))
+    audit_alert_threshold: int = field(default_factory=lambda: default_of("audit_alert_threshold"))
+    audit_notifier: NotifierSpec = field(default_factory=lambda: default_of("audit_notifier"))
 
     @property
     def qualified_table(self) -> str:
@@ -190,11 +186,6 @@ class StreamsConfig:
         raise KeyError(name)
 
 
-STREAM_FIELDS = {
-    "name", "bucket", "prefix", "table", "key", "order_by", "columns", "settle_grace_minutes",
-    "staging_prefix", "quarantine_prefix", "error_prefix", "tags", "owner", "max_record_bytes",
-    "split_above_bytes", "decode_processes", "start_date", "catchup", "audit_alert_threshold", "audit_notifier",
-}  # fmt: skip
 SETTINGS_FIELDS = {"aws_conn_id", "warehouse_conn_id", "loader_schema"}
 
 
@@ -217,6 +208,98 @@ def _check_prefix(value: Any, where: str, *, allow_empty: bool) -> str:
     return value
 
 
+def _integer(low: int, high: int | None = None) -> Callable[[Any, str], int]:
+    """An integer in low..high (no booleans)."""
+    accepted = (
+        f"an integer {low}..{high}"
+        if high is not None
+        else ("a positive integer" if low == 1 else f"an integer >= {low}")
+    )
+
+    def parse(value: Any, where: str) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
+            raise ConfigError(f"{where}: must be {accepted}, got {value!r}")
+        return value
+
+    return parse
+
+
+def _minutes(value: Any, where: str) -> timedelta:
+    return timedelta(minutes=_integer(0, 24 * 60)(value, where))
+
+
+def _prefix(*, allow_empty: bool) -> Callable[[Any, str], str]:
+    return lambda value, where: _check_prefix(value, where, allow_empty=allow_empty)
+
+
+def _owner(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: must be a non-empty string, got {value!r}")
+    return value
+
+
+def _tags(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
+        raise ConfigError(f"{where}: must be a list of strings")
+    return tuple(value)
+
+
+def _start_date(value: Any, where: str) -> datetime:
+    try:
+        start = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigError(f"{where}: {value!r} is not an ISO 8601 date or time") from None
+    start = start.replace(tzinfo=start.tzinfo or UTC).astimezone(UTC)
+    if start.minute or start.second or start.microsecond:
+        raise ConfigError(f"{where}: {value!r} must be on a whole hour")
+    return start
+
+
+def _boolean(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: must be true or false, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class OptionalField:
+    """A stream field that may be left out: its name in the file, its default there, and how it is read."""
+
+    name: str
+    default: Any  # as written in the streams file
+    parse: Callable[[Any, str], Any]  # (value, where) -> the Stream attribute's value, or ConfigError
+    attribute: str  # the Stream attribute it sets
+
+
+# One row per optional stream field; docs/streams.md lists the same fields with these defaults.
+OPTIONAL_FIELDS = (
+    OptionalField("prefix", "", _prefix(allow_empty=True), "prefix"),
+    OptionalField("settle_grace_minutes", 15, _minutes, "settle_grace"),
+    OptionalField("staging_prefix", "firehose-loader/staging/", _prefix(allow_empty=False), "staging_prefix"),
+    OptionalField("quarantine_prefix", "firehose-loader/quarantine/", _prefix(allow_empty=False), "quarantine_prefix"),
+    OptionalField("error_prefix", "", _prefix(allow_empty=True), "error_prefix"),
+    OptionalField("tags", [], _tags, "tags"),
+    OptionalField("owner", "data-engineering", _owner, "owner"),
+    OptionalField("max_record_bytes", 1_048_576, _integer(1024), "max_record_bytes"),
+    # 1 GiB of gzip objects is ~4 M records of 0.7 KB: about what one extract task holds in 1.5 GB (bench/results.md).
+    OptionalField("split_above_bytes", 1 << 30, _integer(1), "split_above_bytes"),
+    # On two cores two processes take about a third off the decoding of the bench's 1 M-record hour (bench/NOTES.md).
+    OptionalField("decode_processes", 2, _integer(1, MAX_DECODE_PROCESSES), "decode_processes"),
+    OptionalField("start_date", "2026-01-01T00:00:00+00:00", _start_date, "start_date"),
+    OptionalField("catchup", False, _boolean, "catchup"),
+    OptionalField("audit_alert_threshold", 0, _integer(0), "audit_alert_threshold"),
+    OptionalField("audit_notifier", None, lambda value, where: parse_notifier(value, where), "audit_notifier"),
+)
+REQUIRED_FIELDS = ("name", "bucket", "table", "key", "order_by", "columns")
+STREAM_FIELDS = {*REQUIRED_FIELDS, *(spec.name for spec in OPTIONAL_FIELDS)}
+
+
+def default_of(attribute: str) -> Any:
+    """The value a Stream attribute takes when the streams file leaves its field out."""
+    (spec,) = [spec for spec in OPTIONAL_FIELDS if spec.attribute == attribute]
+    return spec.parse(spec.default, f"default of {spec.name}")
+
+
 def parse_stream(entry: Any, index: int) -> Stream:
     if not isinstance(entry, Mapping):
         raise ConfigError(f"streams[{index}]: must be a mapping, got {type(entry).__name__}")
@@ -234,7 +317,6 @@ def parse_stream(entry: Any, index: int) -> Stream:
     bucket = _require(entry, "bucket", where)
     if not isinstance(bucket, str) or not BUCKET.fullmatch(bucket):
         raise ConfigError(f"{where}, field 'bucket': {bucket!r} is not a valid S3 bucket name")
-    prefix = _check_prefix(entry.get("prefix", ""), f"{where}, field 'prefix'", allow_empty=True)
 
     table_text = _require(entry, "table", where)
     parts = str(table_text).split(".") if isinstance(table_text, str) else [table_text]
@@ -276,78 +358,19 @@ def parse_stream(entry: Any, index: int) -> Stream:
     if columns[order_by].name in ("json", "boolean"):
         raise ConfigError(f"{where}, field 'order_by': a {columns[order_by]} column cannot order versions")
 
-    grace = entry.get("settle_grace_minutes", 15)
-    if not isinstance(grace, int) or isinstance(grace, bool) or not 0 <= grace <= 24 * 60:
-        raise ConfigError(f"{where}, field 'settle_grace_minutes': must be an integer 0..1440, got {grace!r}")
-    max_record_bytes = entry.get("max_record_bytes", 1_048_576)
-    if not isinstance(max_record_bytes, int) or max_record_bytes < 1024:
-        raise ConfigError(f"{where}, field 'max_record_bytes': must be an integer >= 1024")
-    split_above_bytes = entry.get("split_above_bytes", DEFAULT_SPLIT_ABOVE_BYTES)
-    if not isinstance(split_above_bytes, int) or isinstance(split_above_bytes, bool) or split_above_bytes < 1:
-        raise ConfigError(f"{where}, field 'split_above_bytes': must be a positive integer, got {split_above_bytes!r}")
-    decode_processes = entry.get("decode_processes", DEFAULT_DECODE_PROCESSES)
-    if (
-        not isinstance(decode_processes, int)
-        or isinstance(decode_processes, bool)
-        or not 1 <= decode_processes <= MAX_DECODE_PROCESSES
-    ):
-        raise ConfigError(
-            f"{where}, field 'decode_processes': must be an integer 1..{MAX_DECODE_PROCESSES}, got {decode_processes!r}"
-        )
-    owner = entry.get("owner", "data-engineering")
-    if not isinstance(owner, str) or not owner.strip():
-        raise ConfigError(f"{where}, field 'owner': must be a non-empty string, got {owner!r}")
-    tags = entry.get("tags", [])
-    if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
-        raise ConfigError(f"{where}, field 'tags': must be a list of strings")
-
-    start_text = entry.get("start_date", "2026-01-01T00:00:00+00:00")
-    try:
-        start_date = datetime.fromisoformat(str(start_text))
-    except ValueError:
-        raise ConfigError(f"{where}, field 'start_date': {start_text!r} is not an ISO 8601 date or time") from None
-    start_date = start_date.replace(tzinfo=start_date.tzinfo or UTC).astimezone(UTC)
-    if start_date.minute or start_date.second or start_date.microsecond:
-        raise ConfigError(f"{where}, field 'start_date': {start_text!r} must be on a whole hour")
-    catchup = entry.get("catchup", False)
-    if not isinstance(catchup, bool):
-        raise ConfigError(f"{where}, field 'catchup': must be true or false, got {catchup!r}")
-
-    threshold = entry.get("audit_alert_threshold", 0)
-    if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 0:
-        raise ConfigError(f"{where}, field 'audit_alert_threshold': must be an integer >= 0, got {threshold!r}")
-    notifier = parse_notifier(entry.get("audit_notifier"), f"{where}, field 'audit_notifier'")
-
+    optional = {
+        spec.attribute: spec.parse(entry.get(spec.name, spec.default), f"{where}, field '{spec.name}'")
+        for spec in OPTIONAL_FIELDS
+    }
     return Stream(
         name=raw_name,
         bucket=bucket,
-        prefix=prefix,
         schema=schema,
         table=table,
         key=key,
         order_by=order_by,
         columns=columns,
-        settle_grace=timedelta(minutes=grace),
-        staging_prefix=_check_prefix(
-            entry.get("staging_prefix", "firehose-loader/staging/"),
-            f"{where}, field 'staging_prefix'",
-            allow_empty=False,
-        ),
-        quarantine_prefix=_check_prefix(
-            entry.get("quarantine_prefix", "firehose-loader/quarantine/"),
-            f"{where}, field 'quarantine_prefix'",
-            allow_empty=False,
-        ),
-        error_prefix=_check_prefix(entry.get("error_prefix", ""), f"{where}, field 'error_prefix'", allow_empty=True),
-        tags=tuple(tags),
-        owner=owner,
-        max_record_bytes=max_record_bytes,
-        split_above_bytes=split_above_bytes,
-        decode_processes=decode_processes,
-        start_date=start_date,
-        catchup=catchup,
-        audit_alert_threshold=threshold,
-        audit_notifier=notifier,
+        **optional,
     )
 
 

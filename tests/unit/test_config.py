@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -358,3 +359,29 @@ def test_decode_processes_defaults_to_two_and_is_read_from_the_stream() -> None:
 def test_split_above_bytes_defaults_to_one_gib_and_is_read_from_the_stream() -> None:
     assert parse_config(config_with(stream_entry())).streams[0].split_above_bytes == 1 << 30
     assert parse_config(config_with(stream_entry(split_above_bytes=5_000))).streams[0].split_above_bytes == 5_000
+
+
+def test_every_stream_field_is_documented_in_the_field_table() -> None:
+    """The field table in docs/streams.md names every field the parser accepts, and no other."""
+    from firehose_loader.config import PROJECT_ROOT, STREAM_FIELDS
+
+    rows = [line for line in (PROJECT_ROOT / "docs" / "streams.md").read_text().splitlines() if line.startswith("| `")]
+    documented = {name for row in rows for name in re.findall(r"`([a-z_]+)`", row.split("|")[1])}
+    assert documented >= STREAM_FIELDS
+    assert documented & STREAM_FIELDS == STREAM_FIELDS
+
+
+def test_the_documented_defaults_are_the_parsers_defaults() -> None:
+    """Each one-field row of docs/streams.md's table shows the default the parser uses."""
+    from firehose_loader.config import OPTIONAL_FIELDS, PROJECT_ROOT
+
+    rows = [line.split("|") for line in (PROJECT_ROOT / "docs" / "streams.md").read_text().splitlines()]
+    shown = {
+        cells[1].strip().strip("`"): cells[2].strip().split("`")[1]
+        for cells in rows
+        if len(cells) > 3 and re.fullmatch(r" `[a-z_]+` ", cells[1]) and cells[2].strip().startswith("`")
+    }
+    written = {spec.name: spec.default for spec in OPTIONAL_FIELDS if not isinstance(spec.default, list | type(None))}
+    compared = {name: ('""' if written[name] == "" else str(written[name])) for name in shown if name in written}
+    assert len(compared) >= 8
+    assert compared == {name: shown[name] for name in compared}
