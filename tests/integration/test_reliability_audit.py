@@ -24,7 +24,7 @@ from firehose_loader.config import Settings, Stream
 from firehose_loader.extract import extract_hour
 from firehose_loader.load import load_and_merge, staged_batch
 from firehose_loader.warehouse.postgres import Postgres
-from tests.integration.test_reliability_support import (
+from tests.integration.support import (
     SIMPLE,
     load_in_process,
     ndjson,

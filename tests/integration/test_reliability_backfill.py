@@ -22,7 +22,7 @@ from firehose_loader.config import Settings
 from firehose_loader.extract import extract_hour
 from firehose_loader.load import ensure_tables, load_and_merge, staged_batch
 from firehose_loader.warehouse.postgres import Postgres
-from tests.integration.test_reliability_support import ndjson, object_key, snapshot, unlisted_stream
+from tests.integration.support import ndjson, object_key, snapshot, unlisted_stream
 
 HOURS = [datetime(2026, 5, 3, 0, tzinfo=UTC) + timedelta(hours=index) for index in range(24)]
 FIELDS = {

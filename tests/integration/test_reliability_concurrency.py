@@ -14,7 +14,7 @@ from psycopg import sql
 
 from firehose_loader.airflow.tasks import run_ensure_tables
 from firehose_loader.config import Settings
-from tests.integration.test_reliability_support import (
+from tests.integration.support import (
     SIMPLE,
     load_in_process,
     ndjson,

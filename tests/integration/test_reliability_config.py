@@ -15,7 +15,7 @@ import orjson
 from psycopg import sql
 
 from tests.integration.conftest import SESSION_TOKEN, run_audit, run_hour
-from tests.integration.test_reliability_support import object_key
+from tests.integration.support import object_key
 
 HOUR = datetime(2026, 5, 5, 9, tzinfo=UTC)
 RESERVED = {

@@ -26,7 +26,7 @@ from psycopg import sql
 
 from firehose_loader import faults
 from tests.integration.conftest import run_hour
-from tests.integration.test_reliability_support import (
+from tests.integration.support import (
     POISON_KEY,
     SIMPLE,
     Snapshot,

@@ -27,7 +27,7 @@ from firehose_loader.extract import extract_hour
 from firehose_loader.load import ensure_tables
 from firehose_loader.warehouse.postgres import Postgres
 from tests.integration.conftest import run_hour
-from tests.integration.test_reliability_support import object_key, unlisted_stream
+from tests.integration.support import object_key, unlisted_stream
 
 HOUR = datetime(2026, 5, 4, 6, tzinfo=UTC)
 FIELDS = {

@@ -32,7 +32,7 @@ import pytest
 from psycopg import sql
 
 from tests.integration.conftest import run_hour
-from tests.integration.test_reliability_support import SIMPLE, object_key, run_hour_with_retries, task_tries
+from tests.integration.support import SIMPLE, object_key, run_hour_with_retries, task_tries
 
 HOURS = [datetime(2026, 5, 6, hour, tzinfo=UTC) for hour in (1, 2, 3)]
 ERROR_MESSAGES = {

@@ -28,7 +28,7 @@ import pytest
 
 from firehose_loader.warehouse import render as loader_sql
 from tests.integration.conftest import run_dag
-from tests.integration.test_reliability_support import SIMPLE, object_key
+from tests.integration.support import SIMPLE, object_key
 
 HOUR = datetime(2026, 5, 7, 3, tzinfo=UTC)
 SECRETS = {

@@ -154,7 +154,7 @@ def test_a_part_takes_objects_as_they_are_when_they_changed_after_the_listing(s3
     from datetime import UTC, datetime
 
     from firehose_loader.extract import extract_or_split, extract_part
-    from tests.integration.test_reliability_support import SIMPLE, ndjson, object_key, unlisted_stream
+    from tests.integration.support import SIMPLE, ndjson, object_key, unlisted_stream
 
     hour = datetime(2026, 5, 9, 7, tzinfo=UTC)
     entry, stream = unlisted_stream(s3, "split_changed", **SIMPLE, split_above_bytes=1)

@@ -1,4 +1,4 @@
-"""Helpers shared by the test_reliability_* modules (this module holds no tests).
+"""Helpers shared by the integration tests of the reliability promises (this module holds no tests).
 
 The state of a stream that every reliability test compares is its :class:`Snapshot`: the
 target as an ordered COPY dump (byte-identical or not), and the ledger and load_hours rows
@@ -185,7 +185,7 @@ def waiting_on(warehouse: psycopg.Connection, table: str) -> int:
 WORKER = """
 import json, sys
 from datetime import datetime
-from tests.integration.test_reliability_support import load_in_process
+from tests.integration.support import load_in_process
 summary = load_in_process(json.loads(sys.argv[1]), datetime.fromisoformat(sys.argv[2]), sys.argv[3])
 print("SUMMARY", summary, flush=True)
 """
