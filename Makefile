@@ -15,7 +15,7 @@ help:
 	@echo "make up          the stack + Airflow 3 (http://localhost:8080, admin/admin) + a simulated Firehose producer, in the background"
 	@echo "make down        stop everything make up started"
 	@echo "make test-browser  headless Chromium against the Airflow UI and the audit dashboard"
-	@echo "make lint        ruff check + ruff format --check"
+	@echo "make lint        ruff check (with the AIR rules) + ruff format --check + mypy"
 	@echo "make bench       load a generated 100k and 1M-record hour, beside the parse limit, pandas and dlt"
 
 $(STAMP): requirements.txt pyproject.toml
@@ -46,6 +46,7 @@ demo: stack
 	. .local/stack.env && $(BIN)/python tools/demo.py
 
 test: stack
+	$(BIN)/mypy
 	. .local/stack.env && $(BIN)/pytest
 
 test-unit: $(STAMP)
@@ -60,7 +61,9 @@ bench: stack
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff check --preview --select AIR .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format .

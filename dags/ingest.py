@@ -56,7 +56,8 @@ def build_ingest_dag(stream: Stream, settings: Settings):
         planned = extract_hour()
         settled >> planned
         parts = extract_part.expand(part=planned)
-        tables_ready >> load_and_merge(combine_parts(planned["manifest"], planned, parts))
+        # The task decorator's types take the task's own arguments, not the XComArgs that stand for them.
+        tables_ready >> load_and_merge(combine_parts(planned["manifest"], planned, parts))  # type: ignore[arg-type, index]
 
     return ingest()
 

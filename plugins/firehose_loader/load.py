@@ -188,7 +188,7 @@ def query_one(
 
 def _object_row(entry: ObjectEntry) -> dict[str, Any]:
     fields = ObjectStats.__dataclass_fields__
-    row = {name: entry[name] for name in fields}
+    row: dict[str, Any] = {name: value for name, value in entry.items() if name in fields}
     row["message"] = (row["message"] or None) and str(row["message"])[:1024]
     row["quarantine_key"] = entry.get("quarantine_key")
     return row

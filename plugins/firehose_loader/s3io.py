@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 from firehose_loader.errors import PermanentError
 from firehose_loader.layout import hour_folder, hour_prefix, is_hour_object
@@ -135,7 +135,7 @@ def object_exists(client: Any, bucket: str, key: str) -> bool:
     return True
 
 
-def write_object(client: Any, bucket: str, key: str, body: bytes, content_type: str) -> None:
+def write_object(client: Any, bucket: str, key: str, body: bytes | BinaryIO, content_type: str) -> None:
     try:
         client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
     except Exception as exc:

@@ -41,7 +41,7 @@ def warehouse_connection(settings: Settings) -> tuple[Any, Dialect]:
 
     connection = BaseHook.get_connection(settings.warehouse_conn_id)
     try:
-        dialect = dialect_for(connection.conn_type, connection.extra_dejson)
+        dialect = dialect_for(connection.conn_type or "", connection.extra_dejson)
     except ValueError as exc:
         raise WarehouseConnectionError(str(exc)) from exc
     try:

@@ -266,7 +266,7 @@ def jsonable(value: Any) -> Any:
             {"hours": [jsonable(point) for point in value.hours]} if isinstance(value, StreamDashboard) else {}
         )
     if isinstance(value, datetime):
-        return aware(value).isoformat()
+        return value.replace(tzinfo=UTC).isoformat() if value.tzinfo is None else value.astimezone(UTC).isoformat()
     if isinstance(value, Mapping):
         return {str(name): jsonable(item) for name, item in value.items()}
     if isinstance(value, list | tuple):

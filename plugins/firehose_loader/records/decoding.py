@@ -15,13 +15,15 @@ import zlib
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from io import BytesIO
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
 from isal import isal_zlib
 
 GZIP_MAGIC = b"\x1f\x8b"
+# isal declares its error class in a way type checkers do not take for an exception class.
+ISAL_ERROR = cast(type[Exception], isal_zlib.error)
 ZIP_MAGIC = b"PK\x03\x04"
 SNAPPY_FRAMED_MAGIC = b"\xff\x06\x00\x00sNaPpY"
 WHITESPACE = b" \t\r\n"
@@ -87,7 +89,7 @@ def _gunzip_isal(body: bytes) -> bytes | None:
         try:
             chunks.append(decompressor.decompress(remaining))
             chunks.append(decompressor.flush())
-        except isal_zlib.error:
+        except ISAL_ERROR:
             return None
         if not decompressor.eof:
             return None

@@ -5,14 +5,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 
 from firehose_loader.config import Stream
 from firehose_loader.records.validate import ObjectRows, SourceObject, decode_and_validate
 
 
-def decoded_objects(stream: Stream, objects: Iterable[SourceObject], processes: int = 1) -> Iterator[ObjectRows]:
+def decoded_objects(stream: Stream, objects: Iterable[SourceObject], processes: int = 1) -> Generator[ObjectRows]:
     """The objects decoded, in their order; with ``processes`` > 1 that many worker processes decode side by side.
 
     Decoding holds the GIL, so threads would not help. The workers are forked, which starts

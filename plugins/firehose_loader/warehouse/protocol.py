@@ -28,11 +28,17 @@ class Stage:
 
 
 class Dialect(Protocol):
-    name: str
-    object_key_type: str
-    # True: the staging table holds whole rows and merge.sql inserts the winners from it.
-    # False: it holds only the plan's columns and insert_winners COPYs the winners.
-    stages_rows: bool
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def object_key_type(self) -> str: ...
+
+    @property
+    def stages_rows(self) -> bool:
+        """True: the staging table holds whole rows and merge.sql inserts the winners from it.
+        False: it holds only the plan's columns and insert_winners COPYs the winners."""
+        ...
 
     def column_type(self, column_type: ColumnType) -> str: ...
 
