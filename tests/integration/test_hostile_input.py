@@ -3,7 +3,7 @@
 Every record is either loaded (coerced as README.md documents) or quarantined with its object
 key, byte offset and reason; the hour still loads its good records, and the ledger accounts for
 every record: raw = valid + quarantined and valid = duplicates + merged, per object and per hour.
-The single cases are unit-tested in tests/unit/test_decoding.py, test_coercion.py and test_batch.py;
+The single cases are unit-tested in tests/unit/test_decoding.py, test_coercion.py and test_validate.py;
 this is all of them together in one hour, through S3 and PostgreSQL.
 """
 

@@ -73,7 +73,7 @@ def test_hostile_loader_schema_is_refused(name: str) -> None:
 
 def test_sql_reserved_words_are_accepted_as_identifiers() -> None:
     """Decision: accepted. Every identifier reaches SQL double-quoted (tests/unit/test_sql.py), and
-    tests/integration/test_reliability_config.py loads and audits such a stream end to end."""
+    tests/integration/test_reserved_words.py loads and audits such a stream end to end."""
     stream = make_stream(
         table="select.order",
         key=["from", "user"],

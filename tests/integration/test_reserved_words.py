@@ -1,7 +1,7 @@
 """SQL reserved words as identifiers: accepted, because every identifier is quoted, and loaded end to end.
 
 The decision (see RELIABILITY.md): an identifier is refused only when it is not lowercase
-``[a-z_][a-z0-9_]*`` (tests/unit/test_config.py, tests/unit/test_reliability_config.py,
+``[a-z_][a-z0-9_]*`` (tests/unit/test_config.py, tests/unit/test_hostile_config.py,
 tests/dags/test_dag_integrity.py); a reserved word such as ``select`` or ``order`` passes that
 check and works, since the templates quote every identifier (tests/unit/test_sql.py). Here a
 stream made of reserved words is ingested, re-ingested, damaged and audited through the DAGs.

@@ -11,7 +11,7 @@ succeed while carrying them). Everything the runs leave behind is then searched 
 - the XCom values and the rendered task fields the runs stored in Airflow's metadata database.
 
 The static side (no credential in DAG code or templates; COPY authenticates with an IAM role)
-is tests/unit/test_reliability_secrets.py and tests/redshift/test_statement_sequence.py.
+is tests/unit/test_secrets.py and tests/redshift/test_statement_sequence.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """No credential in the DAG code, the library or the SQL templates; COPY names an IAM role, never keys.
 
 The dynamic side (rendered SQL, task logs, XCom of real runs with secret-bearing connections) is
-tests/integration/test_reliability_secrets.py; the statements sent to Redshift are checked by
+tests/integration/test_secrets.py; the statements sent to Redshift are checked by
 tests/redshift/test_statement_sequence.py::test_no_secret_in_any_statement_or_parameter.
 """
 

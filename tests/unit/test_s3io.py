@@ -1,7 +1,7 @@
 """How S3 errors are classified: gone or rewritten between list and read, permanent, or transient.
 
 Uses botocore's Stubber on a real S3 client: no network. The same cases against the moto server,
-through a fault-injecting proxy and whole DAG runs, are tests/integration/test_reliability_s3.py.
+through a fault-injecting proxy and whole DAG runs, are tests/integration/test_s3_faults.py.
 """
 
 from __future__ import annotations
