@@ -9,10 +9,12 @@ step merges. Each shape has one builder here, so every task writes it the same w
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
-from firehose_loader.records.validate import ObjectStats
 from firehose_loader.s3io import ObjectInfo
+
+if TYPE_CHECKING:  # the DAG files import this module; parsing them must not import the data plane
+    from firehose_loader.records.validate import ObjectStats
 
 
 class ObjectEntry(TypedDict):
