@@ -1,0 +1,1 @@
+"""firehose-loader: Kinesis Firehose output in S3 to deduplicated, audited warehouse tables (the library the DAGs call)."""

@@ -1,0 +1,1 @@
+"""What differs between warehouses (PostgreSQL, Redshift), the SQL templates rendering, and transaction retries."""
