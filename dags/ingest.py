@@ -13,7 +13,7 @@ from firehose_loader.airflow.tasks import (
     run_load_and_merge,
 )
 from firehose_loader.config import Settings, Stream, load_config
-from firehose_loader.handover import Manifest, Part, PartResult
+from firehose_loader.handover import Extracted, Manifest, Part, PartResult
 
 
 def build_ingest_dag(stream: Stream, settings: Settings):
@@ -30,12 +30,12 @@ def build_ingest_dag(stream: Stream, settings: Settings):
     def ingest():
         # An hour over the stream's split_above_bytes comes back as parts (no manifest yet), which
         # extract_part extracts one task each; a smaller hour comes back with its manifest and no parts.
-        # The parts are the return value because Airflow maps only over a return value; the manifest
-        # goes to combine_parts under its own key.
+        # The parts are the return value because Airflow maps only over a return value; the whole
+        # extract result (never None, unlike a split hour's manifest) goes to combine_parts under its own key.
         @task(multiple_outputs=False)
         def extract_hour(data_interval_start=None, data_interval_end=None, run_id=None, ti=None) -> list[Part]:
             extracted = run_extract(stream, settings, data_interval_start, data_interval_end, run_id)
-            ti.xcom_push(key="manifest", value=extracted["manifest"])
+            ti.xcom_push(key="extracted", value=extracted)
             return extracted["parts"]
 
         @task(multiple_outputs=False)
@@ -43,10 +43,8 @@ def build_ingest_dag(stream: Stream, settings: Settings):
             return run_extract_part(stream, settings, part, run_id)
 
         @task(trigger_rule=TriggerRule.NONE_FAILED, multiple_outputs=False)
-        def combine_parts(
-            manifest: Manifest | None, planned: list[Part], parts: list[PartResult], run_id=None
-        ) -> Manifest:
-            return run_combine_parts(stream, settings, manifest, planned, parts, run_id)
+        def combine_parts(extracted: Extracted, parts: list[PartResult], run_id=None) -> Manifest:
+            return run_combine_parts(stream, settings, extracted, parts, run_id)
 
         @task(outlets=[table_asset(stream, settings)], multiple_outputs=False)
         def load_and_merge(manifest: Manifest, run_id=None) -> dict:
@@ -57,7 +55,7 @@ def build_ingest_dag(stream: Stream, settings: Settings):
         settled >> planned
         parts = extract_part.expand(part=planned)
         # The task decorator's types take the task's own arguments, not the XComArgs that stand for them.
-        tables_ready >> load_and_merge(combine_parts(planned["manifest"], planned, parts))  # type: ignore[arg-type, index]
+        tables_ready >> load_and_merge(combine_parts(planned["extracted"], parts))  # type: ignore[arg-type, index]
 
     return ingest()
 

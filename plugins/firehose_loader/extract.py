@@ -48,7 +48,6 @@ from firehose_loader.s3io import (
     read_object,
     write_object,
 )
-from tests.unit.hour_batch import HourBatch
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ def _read_sources(
             del source
 
 
-def _write_quarantine(client: Any, stream: Stream, hour: datetime, batch: HourBatch | StagedHour) -> dict[str, str]:
+def _write_quarantine(client: Any, stream: Stream, hour: datetime, batch: StagedHour) -> dict[str, str]:
     """Write one JSON-lines file per object with bad records; keys are per hour and object, so a rerun overwrites."""
     hour_text = hour.isoformat()
     by_object: dict[str, list[QuarantinedRecord]] = defaultdict(list)

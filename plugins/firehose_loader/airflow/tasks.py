@@ -103,13 +103,13 @@ def run_extract_part(stream: Stream, settings: Settings, part: Part, run_id: str
 def run_combine_parts(
     stream: Stream,
     settings: Settings,
-    manifest: Manifest | None,
-    planned: list[Part],
+    extracted: Extracted,
     parts: list[PartResult],
     run_id: str,
 ) -> Manifest:
     from firehose_loader.extract import combine_hour_parts
 
+    manifest, planned = extracted["manifest"], extracted["parts"]
     combined = combine_hour_parts(lambda: s3_client(settings), stream, manifest, planned, list(parts), run_id)
     if manifest is None:
         log_manifest(combined)

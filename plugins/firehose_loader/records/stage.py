@@ -67,7 +67,7 @@ def stage_hour(
 ) -> StagedHour:
     """Decode, validate and dedupe one hour's objects into ``directory``/stage.parquet, in bounded memory.
 
-    The same rows and counts as :func:`build_hour_batch` (the stage's rows are in the order the
+    The same rows and counts as deduplicating all the rows at once (the stage's rows are in the order the
     objects were read, not sorted by key), with ``decode_processes`` decoding side by side. Memory
     holds the objects being decoded (one, or ``decode_processes + 1``) and the key, order column
     and offset of every valid row; the rows themselves wait in a local Arrow file until
