@@ -102,6 +102,10 @@ def environment() -> dict[str, str]:
         # New DAGs start paused: `up` unpauses the ingest DAGs itself and the audit DAGs after the backfill.
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret(),
+        # The scheduler's and the triggerer's log servers (8793, 8794 by default) on free ports: another
+        # Airflow on this machine keeps its own.
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(airflow_local.free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(airflow_local.free_port()),
         "PYTHONUNBUFFERED": "1",
     }
     if os.environ.get("STREAMS_CONFIG"):
@@ -212,18 +216,40 @@ def pause(token: str, dag_ids: list[str]) -> None:
         airflow_local.api_call(BASE_URL, token, "PATCH", f"/api/v2/dags/{quoted(dag_id)}", {"is_paused": True})
 
 
-def clear_failed_runs(token: str, dag_ids: list[str], since: datetime) -> list[str]:
-    """Clear the failed runs of ``dag_ids`` whose hour starts at ``since`` or later: the scheduler runs them again.
+def cancel_unfinished_backfills(token: str, dag_ids: list[str]) -> list[int]:
+    """Cancel the backfills the previous start left unfinished; `up` creates one for the current hours.
 
-    These are the hours the producer writes again on every start; a failed run among them failed
-    because a component was not there (an api-server not yet up, a process stopped by `make down`).
-    Older failed runs stay as they are (``make status`` lists them).
+    Their queued runs become failed (the new backfill, which reprocesses failed runs, takes them
+    over); their running runs go on.
     """
+    cancelled = []
+    for dag_id in sorted(set(dag_ids) & existing_dags(token)):
+        found = airflow_local.api_call(BASE_URL, token, "GET", f"/api/v2/backfills?dag_id={quoted(dag_id)}&limit=1000")
+        for backfill in found.get("backfills", []):
+            if backfill.get("completed_at"):
+                continue
+            airflow_local.api_call(BASE_URL, token, "PUT", f"/api/v2/backfills/{backfill['id']}/cancel")
+            cancelled.append(backfill["id"])
+            say(f"airflow: replaced the unfinished backfill {backfill['id']} of {dag_id} (a new one follows)")
+    return cancelled
+
+
+def clear_failed_runs(token: str, dag_ids: list[str], now: datetime, leave_to_backfill: set[str]) -> list[str]:
+    """Clear the failed runs of the hours the producer writes: the scheduler runs them again.
+
+    Those hours are written again on every start, so a run of them that failed, failed because a
+    component was not there (an api-server not yet up, a task stopped by `make down`). The runs of
+    ``leave_to_backfill`` (the ingest DAGs) inside the backfill's window are left to the backfill,
+    which reprocesses failed runs. Older failed runs stay as they are (``make status`` lists them).
+    """
+    first, last = backfill_window(now)
     cleared = []
     for dag_id in sorted(set(dag_ids) & existing_dags(token)):
         for run in dag_runs(token, dag_id, "failed"):
             logical = run.get("logical_date") or run.get("data_interval_start")
-            if logical is None or datetime.fromisoformat(logical) < since:
+            if logical is None or datetime.fromisoformat(logical) < first:
+                continue
+            if dag_id in leave_to_backfill and datetime.fromisoformat(logical) <= last:
                 continue
             airflow_local.api_call(
                 BASE_URL,
@@ -277,7 +303,7 @@ def create_backfills(token: str) -> list[str]:
         except urllib.error.HTTPError as error:
             detail = error.read().decode(errors="replace")[:300]
             if error.code == 409:
-                say(f"backfill: {dag_id} has an unfinished backfill from the previous start; it resumes")
+                say(f"backfill: {dag_id} has an unfinished backfill; it goes on ({detail})")
             else:
                 say(f"backfill: {dag_id} not created ({error.code}: {detail})")
     return created
@@ -354,7 +380,8 @@ def start_airflow(env: dict[str, str], password: str) -> None:
     delete_foreign_dags(token, set(ingest_ids + audit_ids))
     # The audit DAGs wait for the first loads (release_audits); new ones are created paused anyway.
     pause(token, audit_ids)
-    clear_failed_runs(token, ingest_ids + audit_ids, backfill_window(datetime.now(UTC))[0])
+    cancel_unfinished_backfills(token, ingest_ids)
+    clear_failed_runs(token, ingest_ids + audit_ids, datetime.now(UTC), set(ingest_ids))
     for component in COMPONENTS[1:]:
         start_component(component, env)
 
