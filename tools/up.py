@@ -499,6 +499,11 @@ def task_log_error(token: str, dag_id: str, run_id: str, task_id: str, try_numbe
             content = json.loads(response.read()).get("content", [])
     except (OSError, ValueError):
         return "no task log"
+    return error_in_log(content)
+
+
+def error_in_log(content) -> str:
+    """The last exception (type: message) of a structured task log, else its last error event."""
     message = ""
     for event in content if isinstance(content, list) else []:
         if not isinstance(event, dict):
