@@ -216,22 +216,28 @@ def pause(token: str, dag_ids: list[str]) -> None:
         airflow_local.api_call(BASE_URL, token, "PATCH", f"/api/v2/dags/{quoted(dag_id)}", {"is_paused": True})
 
 
-def cancel_unfinished_backfills(token: str, dag_ids: list[str]) -> list[int]:
-    """Cancel the backfills the previous start left unfinished; `up` creates one for the current hours.
+def replace_unfinished_backfills(token: str, dag_ids: list[str], now: datetime) -> set[str]:
+    """Deal with the backfills the previous start left unfinished; returns the DAGs whose backfill goes on.
 
-    Their queued runs become failed (the new backfill, which reprocesses failed runs, takes them
-    over); their running runs go on.
+    A backfill of the same hours as this start's goes on (the scheduler resumes it). One of other
+    hours (an hour has passed) is cancelled: its queued runs become failed, and the new backfill,
+    which reprocesses failed runs, takes them over; its running runs go on.
     """
-    cancelled = []
+    first, last = backfill_window(now)
+    kept = set()
     for dag_id in sorted(set(dag_ids) & existing_dags(token)):
         found = airflow_local.api_call(BASE_URL, token, "GET", f"/api/v2/backfills?dag_id={quoted(dag_id)}&limit=1000")
         for backfill in found.get("backfills", []):
             if backfill.get("completed_at"):
                 continue
+            window = (datetime.fromisoformat(backfill["from_date"]), datetime.fromisoformat(backfill["to_date"]))
+            if window == (first, last):
+                kept.add(dag_id)
+                say(f"airflow: the unfinished backfill {backfill['id']} of {dag_id} goes on")
+                continue
             airflow_local.api_call(BASE_URL, token, "PUT", f"/api/v2/backfills/{backfill['id']}/cancel")
-            cancelled.append(backfill["id"])
             say(f"airflow: replaced the unfinished backfill {backfill['id']} of {dag_id} (a new one follows)")
-    return cancelled
+    return kept
 
 
 def clear_failed_runs(token: str, dag_ids: list[str], now: datetime, leave_to_backfill: set[str]) -> list[str]:
@@ -239,8 +245,8 @@ def clear_failed_runs(token: str, dag_ids: list[str], now: datetime, leave_to_ba
 
     Those hours are written again on every start, so a run of them that failed, failed because a
     component was not there (an api-server not yet up, a task stopped by `make down`). The runs of
-    ``leave_to_backfill`` (the ingest DAGs) inside the backfill's window are left to the backfill,
-    which reprocesses failed runs. Older failed runs stay as they are (``make status`` lists them).
+    ``leave_to_backfill`` (the ingest DAGs that get a new backfill) inside the backfill's window
+    are left to it: it reprocesses failed runs. Older failed runs stay as they are (``make status`` lists them).
     """
     first, last = backfill_window(now)
     cleared = []
@@ -303,7 +309,7 @@ def create_backfills(token: str) -> list[str]:
         except urllib.error.HTTPError as error:
             detail = error.read().decode(errors="replace")[:300]
             if error.code == 409:
-                say(f"backfill: {dag_id} has an unfinished backfill; it goes on ({detail})")
+                say(f"backfill: {dag_id} goes on with its unfinished backfill")
             else:
                 say(f"backfill: {dag_id} not created ({error.code}: {detail})")
     return created
@@ -380,8 +386,9 @@ def start_airflow(env: dict[str, str], password: str) -> None:
     delete_foreign_dags(token, set(ingest_ids + audit_ids))
     # The audit DAGs wait for the first loads (release_audits); new ones are created paused anyway.
     pause(token, audit_ids)
-    cancel_unfinished_backfills(token, ingest_ids)
-    clear_failed_runs(token, ingest_ids + audit_ids, datetime.now(UTC), set(ingest_ids))
+    now = datetime.now(UTC)
+    kept = replace_unfinished_backfills(token, ingest_ids, now)
+    clear_failed_runs(token, ingest_ids + audit_ids, now, set(ingest_ids) - kept)
     for component in COMPONENTS[1:]:
         start_component(component, env)
 
