@@ -14,6 +14,7 @@ help:
 	@echo "make stack-down  stop them"
 	@echo "make up          the stack + Airflow 3 (http://localhost:8080, admin/admin) + a simulated Firehose producer, in the background"
 	@echo "make down        stop everything make up started"
+	@echo "make status      what make up runs, and every failed run with the task and its error"
 	@echo "make test-browser  headless Chromium against the Airflow UI and the audit dashboard"
 	@echo "make lint        ruff check (with the AIR rules) + ruff format --check + mypy"
 	@echo "make bench       load a generated 100k and 1M-record hour, beside the parse limit, pandas and dlt"

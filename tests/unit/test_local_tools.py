@@ -95,3 +95,37 @@ def test_stop_tree_stops_a_process_and_its_children():
     assert killed == [tree[1]]  # the child ignored SIGTERM and had to be killed
     time.sleep(0.2)
     assert not any(airflow_local.alive(pid) for pid in tree)
+
+
+def test_the_ui_has_a_metadata_database_and_home_of_its_own():
+    from tools import stack
+
+    ui = up.environment()
+    tests = stack.stack_environment()
+    assert ui["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith(f"/{stack.UI_DATABASE}")
+    assert tests["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith(f"/{stack.TESTS_DATABASE}")
+    assert stack.UI_DATABASE != stack.TESTS_DATABASE and stack.UI_DATABASE in stack.DATABASES
+    assert ui["AIRFLOW_HOME"] == str(up.AIRFLOW_HOME) != tests["AIRFLOW_HOME"]
+    # The api-server and the scheduler sign and check the tasks' tokens with the same secret, kept across starts.
+    assert ui["AIRFLOW__API_AUTH__JWT_SECRET"] == up.environment()["AIRFLOW__API_AUTH__JWT_SECRET"]
+    assert ui["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] != "8793"
+
+
+def test_the_api_server_starts_before_anything_that_runs_a_task():
+    assert up.COMPONENTS[0] == "api-server"
+    assert set(up.COMPONENTS) == {"api-server", "scheduler", "dag-processor", "triggerer"}
+
+
+def test_a_failed_task_is_explained_by_the_error_its_log_ends_with():
+    content = [
+        {"event": "Task started", "level": "info"},
+        {"event": "Connection refused, retrying", "level": "error"},
+        {
+            "event": "Task failed with exception",
+            "level": "error",
+            "error_detail": [{"exc_type": "ConnectError", "exc_value": "[Errno 111]\n Connection refused"}],
+        },
+    ]
+    assert up.error_in_log(content) == "ConnectError: [Errno 111] Connection refused"
+    assert up.error_in_log([{"event": "S3 said no", "level": "error"}]) == "S3 said no"
+    assert "did not run" in up.error_in_log([{"event": "hello", "level": "info"}])
