@@ -29,22 +29,22 @@ $(STAMP): requirements.txt pyproject.toml
 install: $(STAMP)
 
 stack: $(STAMP)
-	$(BIN)/python tools/stack.py up
+	$(BIN)/python -m tools.stack up
 
 stack-down:
-	@if [ -x $(BIN)/python ]; then $(BIN)/python tools/stack.py down; fi
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m tools.stack down; fi
 
 up: $(STAMP)
-	$(BIN)/python tools/up.py up
+	$(BIN)/python -m tools.up up
 
 down:
-	@if [ -x $(BIN)/python ]; then $(BIN)/python tools/up.py down; fi
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m tools.up down; fi
 
 status:
-	@$(BIN)/python tools/up.py status
+	@$(BIN)/python -m tools.up status
 
 demo: stack
-	. .local/stack.env && $(BIN)/python tools/demo.py
+	. .local/stack.env && $(BIN)/python -m tools.demo
 
 test: stack
 	$(BIN)/mypy

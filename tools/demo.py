@@ -12,7 +12,6 @@ import json
 import os
 import random
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,13 +20,12 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "plugins"))
+from firehose_loader.audit import format_report
+from firehose_loader.config import load_config
+from firehose_loader.text_table import format_table
+from tools.simulate import lossy_realtime_path, make_object, product_hour
 
-from firehose_loader.audit import format_report  # noqa: E402
-from firehose_loader.config import load_config  # noqa: E402
-from firehose_loader.text_table import format_table  # noqa: E402
-from tools.simulate import lossy_realtime_path, make_object, product_hour  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 HOURS = [datetime(2026, 3, 1, hour, tzinfo=UTC) for hour in (9, 10, 11)]
 RECORDS_PER_HOUR = 2_000

@@ -19,7 +19,7 @@ It triggers nothing in Airflow: the scheduler's own runs (and the backfill `make
 pick the hours up. What it did is in ``.local/up/producer.log``; what it already damaged is in
 ``.local/up/producer-state.json``.
 
-    python tools/producer.py [--stream events] [--hours 6] [--records 400] [--interval 15]
+    python -m tools.producer [--stream events] [--hours 6] [--records 400] [--interval 15]
 """
 
 from __future__ import annotations
@@ -42,12 +42,11 @@ import orjson
 import psycopg
 from psycopg import sql
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "plugins"))
+from firehose_loader.config import Settings, Stream, load_config
+from firehose_loader.layout import HOUR, hour_prefix, hour_start
+from tools.simulate import SimulatedObject, lossy_realtime_path, make_object, product_hour
 
-from firehose_loader.config import Settings, Stream, load_config  # noqa: E402
-from firehose_loader.layout import HOUR, hour_prefix, hour_start  # noqa: E402
-from tools.simulate import SimulatedObject, lossy_realtime_path, make_object, product_hour  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 STATE_DIR = ROOT / ".local" / "up"
 log = logging.getLogger("producer")

@@ -5,22 +5,20 @@ goes through the same code (:func:`firehose_loader.airflow.notify.send_alert`), 
 notifier's class and its connection are all exercised. Nothing is read from or written to the
 warehouse.
 
-    python tools/send_test_alert.py events
+    python -m tools.send_test_alert events
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "plugins"))
+from firehose_loader.audit import format_report
+from firehose_loader.config import Stream, load_config
+from firehose_loader.layout import hour_start
 
-from firehose_loader.audit import format_report  # noqa: E402
-from firehose_loader.config import Stream, load_config  # noqa: E402
-from firehose_loader.layout import hour_start  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def sample_alert(stream: Stream, now: datetime) -> tuple[dict, dict]:

@@ -12,9 +12,9 @@ there.
 Everything lives under ``.local/`` (``FIREHOSE_LOCAL`` moves it, e.g. for a second
 stack beside the first on other ports: ``FIREHOSE_PG_PORT``, ``FIREHOSE_S3_PORT``).
 
-    python tools/stack.py up      # idempotent: starts what is not running
-    python tools/stack.py down
-    python tools/stack.py status
+    python -m tools.stack up      # idempotent: starts what is not running
+    python -m tools.stack down
+    python -m tools.stack status
 """
 
 from __future__ import annotations

@@ -43,7 +43,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -51,13 +50,11 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "plugins"))
+from firehose_loader.config import load_config
+from firehose_loader.layout import HOUR, hour_start
+from tools import airflow_local, stack
 
-from firehose_loader.config import load_config  # noqa: E402
-from firehose_loader.layout import HOUR, hour_start  # noqa: E402
-from tools import airflow_local, stack  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 UP = stack.LOCAL / "up"
 AIRFLOW_HOME = UP / "airflow"
@@ -133,7 +130,8 @@ def start_producer(env: dict[str, str]) -> None:
     PRODUCER_READY.unlink(missing_ok=True)
     command = [
         str(airflow_local.VENV_BIN / "python"),
-        str(ROOT / "tools" / "producer.py"),
+        "-m",
+        "tools.producer",
         "--stream",
         PRODUCER_STREAM,
         "--hours",
@@ -318,7 +316,7 @@ def create_backfills(token: str) -> list[str]:
 def release_audits_later(env: dict[str, str]) -> None:
     if running(RELEASE_PID):
         return
-    command = [str(airflow_local.VENV_BIN / "python"), str(Path(__file__)), "release-audits"]
+    command = [str(airflow_local.VENV_BIN / "python"), "-m", "tools.up", "release-audits"]
     airflow_local.start(command, env, RELEASE_LOG, RELEASE_PID)
 
 
