@@ -31,9 +31,9 @@ import psycopg
 import pytest
 import yaml
 
-from firehose_loader.partitions import HOUR
-from firehose_loader.simulate import product_hour
+from firehose_loader.layout import HOUR
 from tools import airflow_local
+from tools.simulate import product_hour
 from tools.up import BACKFILL_HOURS, backfill_window
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -144,3 +144,21 @@ def test_the_dashboard_package_does_not_import_airflow() -> None:
 def test_config_and_errors_import_nothing_of_the_package() -> None:
     base = [PACKAGE / "config.py", PACKAGE / "errors.py"]
     assert violations(base, lambda name: within(name, "firehose_loader")) == []
+
+
+def test_every_import_of_the_library_names_a_module_that_exists() -> None:
+    """What the tests, tools, bench and DAGs import of the library is there (``from firehose_loader.x import y``
+    names module x, or a name defined in it)."""
+    modules = {module_name(path) for path in PACKAGE.rglob("*.py")}
+    baseline = ROOT / "bench" / "baseline.py"  # names the layout an older commit had, on purpose
+    users = [
+        path for folder in ("tests", "tools", "bench", "dags", "plugins") for path in (ROOT / folder).rglob("*.py")
+    ]
+    missing = [
+        f"{path.relative_to(ROOT)}:{line} imports {name}"
+        for path in users
+        if path != baseline
+        for line, name in imports_of(path)
+        if within(name, "firehose_loader") and name not in modules and name.rpartition(".")[0] not in modules
+    ]
+    assert missing == []

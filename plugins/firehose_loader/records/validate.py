@@ -87,7 +87,7 @@ def validate_records(
 ) -> tuple[pa.Table, list[QuarantinedRecord]]:
     """Coerce every record to the stream's columns; a record that does not fit is quarantined whole.
 
-    Column by column (see :func:`~firehose_loader.coercion.coerce_column`); a record's reason
+    Column by column (see :func:`~firehose_loader.records.coercion.coerce_column`); a record's reason
     names the first of its columns, in declared order, that is missing or does not fit.
     """
     columns = [list(map(dict.get, decoded.values, repeat(name))) for name in stream.columns]
