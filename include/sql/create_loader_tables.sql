@@ -46,6 +46,25 @@ CREATE TABLE IF NOT EXISTS {{ (loader_schema, "load_hours") | qualified }} (
     PRIMARY KEY (stream, hour)
 );
 
+-- What a real-time writer had done to an hour's keys when the loader first merged them, one row
+-- per stream and hour (streams with realtime_writer only). A late object adds the keys new to
+-- the hour; reruns, clears, backfills and audits add nothing. measured_at, run_id and
+-- measured_by are the first measurement's; last_measured_at the last one that added keys.
+CREATE TABLE IF NOT EXISTS {{ (loader_schema, "realtime_quality") | qualified }} (
+    stream varchar(64) NOT NULL,
+    hour timestamp NOT NULL,
+    s3_keys bigint NOT NULL,
+    missing_keys bigint NOT NULL,
+    duplicate_keys bigint NOT NULL,
+    stale_keys bigint NOT NULL,
+    drop_rate double precision,
+    measured_at timestamp NOT NULL,
+    run_id varchar(256) NOT NULL,
+    measured_by varchar(16) NOT NULL,
+    last_measured_at timestamp NOT NULL,
+    PRIMARY KEY (stream, hour)
+);
+
 -- One row per stream, hour and audit run: what the audit found before repairing.
 -- Counts are NULL on a failed hour.
 CREATE TABLE IF NOT EXISTS {{ (loader_schema, "audit_results") | qualified }} (

@@ -12,13 +12,22 @@
   With a staging table of whole rows (stages_rows) the winners are inserted from it;
   otherwise the caller sends them after this template (Dialect.insert_winners).
 
+  "Unchanged" means the same version: one row, with the same order_by and the same
+  provenance. A real-time writer that updates a row in place keeps its provenance, so an
+  older order_by under the loader's provenance is stale and is replaced.
+
   The plan also records what the audit reports: how many rows the key had in the
-  target (copies) and whether the target's version was older (stale). Without
-  write_ledger (an audit that re-read nothing) the ledger keeps the load's counts.
+  target (copies), whether the target's version was older (stale), and whether the
+  key is new to the loader's account of the hour (first_seen: its winning object is not
+  yet in the hour's ledger, and no row of the key carries provenance from one that is).
+  A key's first merge is where what the real-time writer did before the load can be seen;
+  with realtime_writer, that is recorded in realtime_quality before any row changes.
+  Without write_ledger (an audit that re-read nothing) the ledger keeps the load's counts.
 #}
 {% macro same_key(left, right) %}{% for column in key %}{{ left }}.{{ column | ident }} = {{ right }}.{{ column | ident }}{{ " AND " if not loop.last }}{% endfor %}{% endmacro %}
 {% set key_list = key | map("ident") | join(", ") %}
 {% set order = order_by | ident %}
+{% set hour_ledger_objects %}SELECT object_key FROM {{ (loader_schema, "ledger") | qualified }} WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp){% endset %}
 
 {{ lock_statement }};
 
@@ -31,7 +40,8 @@ SELECT
     s."_firehose_offset",
     CASE
         WHEN c.copies IS NULL THEN 'insert'
-        WHEN c.copies = 1 AND c."_firehose_object" = s."_firehose_object" AND c."_firehose_offset" = s."_firehose_offset" THEN 'unchanged'
+        WHEN c.copies = 1 AND c."_firehose_object" = s."_firehose_object" AND c."_firehose_offset" = s."_firehose_offset"
+            AND c.{{ order }} = s.{{ order }} THEN 'unchanged'
         WHEN c.{{ order }} IS NULL OR s.{{ order }} > c.{{ order }} THEN 'update'
         WHEN s.{{ order }} = c.{{ order }} AND (
             c."_firehose_object" IS NULL
@@ -41,8 +51,10 @@ SELECT
         ELSE 'superseded'
     END AS action,
     COALESCE(c.copies, 0) AS copies,
-    CASE WHEN c.copies IS NOT NULL AND (c.{{ order }} IS NULL OR s.{{ order }} > c.{{ order }}) THEN 1 ELSE 0 END AS stale
+    CASE WHEN c.copies IS NOT NULL AND (c.{{ order }} IS NULL OR s.{{ order }} > c.{{ order }}) THEN 1 ELSE 0 END AS stale,
+    CASE WHEN l.object_key IS NULL AND COALESCE(c.reconciled, 0) = 0 THEN 1 ELSE 0 END AS first_seen
 FROM {{ staging | ident }} s
+LEFT JOIN ({{ hour_ledger_objects }}) l ON l.object_key = s."_firehose_object"
 LEFT JOIN (
     SELECT ranked.*
     FROM (
@@ -54,15 +66,53 @@ LEFT JOIN (
             t."_firehose_object",
             t."_firehose_offset",
             COUNT(*) OVER (PARTITION BY {{ key_list }}) AS copies,
+            MAX(CASE WHEN tl.object_key IS NULL THEN 0 ELSE 1 END) OVER (PARTITION BY {{ key_list }}) AS reconciled,
             ROW_NUMBER() OVER (
                 PARTITION BY {{ key_list }}
                 ORDER BY t.{{ order }} DESC NULLS LAST, t."_firehose_object" DESC NULLS LAST, t."_firehose_offset" DESC NULLS LAST
             ) AS position
         FROM {{ target | qualified }} t
+        LEFT JOIN ({{ hour_ledger_objects }}) tl ON tl.object_key = t."_firehose_object"
         WHERE EXISTS (SELECT 1 FROM {{ staging | ident }} x WHERE {{ same_key("x", "t") }})
     ) ranked
     WHERE ranked.position = 1
 ) c ON {{ same_key("c", "s") }};
+
+{% if realtime_writer %}
+{% set first_merge %}
+    SELECT
+        COUNT(*) AS new_keys,
+        COALESCE(SUM(CASE WHEN action = 'insert' THEN 1 ELSE 0 END), 0) AS new_missing,
+        COALESCE(SUM(CASE WHEN copies > 1 THEN 1 ELSE 0 END), 0) AS new_duplicate,
+        COALESCE(SUM(stale), 0) AS new_stale
+    FROM {{ plan | ident }}
+    WHERE first_seen = 1
+{% endset %}
+UPDATE {{ (loader_schema, "realtime_quality") | qualified }}
+SET s3_keys = s3_keys + n.new_keys,
+    missing_keys = missing_keys + n.new_missing,
+    duplicate_keys = duplicate_keys + n.new_duplicate,
+    stale_keys = stale_keys + n.new_stale,
+    drop_rate = CAST(missing_keys + n.new_missing AS double precision) / (s3_keys + n.new_keys),
+    last_measured_at = CAST(%(loaded_at)s AS timestamp)
+FROM ({{ first_merge }}) n
+WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp) AND n.new_keys > 0;
+
+INSERT INTO {{ (loader_schema, "realtime_quality") | qualified }} (
+    stream, hour, s3_keys, missing_keys, duplicate_keys, stale_keys, drop_rate,
+    measured_at, run_id, measured_by, last_measured_at
+)
+SELECT
+    CAST(%(stream)s AS varchar(64)), CAST(%(hour)s AS timestamp), n.new_keys, n.new_missing, n.new_duplicate, n.new_stale,
+    CAST(n.new_missing AS double precision) / n.new_keys,
+    CAST(%(loaded_at)s AS timestamp), CAST(%(run_id)s AS varchar(256)), CAST(%(measured_by)s AS varchar(16)),
+    CAST(%(loaded_at)s AS timestamp)
+FROM ({{ first_merge }}) n
+WHERE n.new_keys > 0 AND NOT EXISTS (
+    SELECT 1 FROM {{ (loader_schema, "realtime_quality") | qualified }} q
+    WHERE q.stream = CAST(%(stream)s AS varchar(64)) AND q.hour = CAST(%(hour)s AS timestamp)
+);
+{% endif %}
 
 DELETE FROM {{ target | qualified }}
 USING {{ plan | ident }} p

@@ -106,6 +106,7 @@ def audit_hour(
         staged_batch(client, stream, truth.manifest),
         run_id,
         write_ledger=truth.reloaded,
+        measured_by="audit",
         then=[("audit/record_result.sql", findings)],
     )
     return read_result(conn, stream, settings, dialect, naive_utc(handed_hour(truth.manifest)), run_id)

@@ -147,6 +147,7 @@ class Stream:
     catchup: bool = field(default_factory=lambda: default_of("catchup"))
     audit_alert_threshold: int = field(default_factory=lambda: default_of("audit_alert_threshold"))
     audit_notifier: NotifierSpec = field(default_factory=lambda: default_of("audit_notifier"))
+    realtime_writer: bool = field(default_factory=lambda: default_of("realtime_writer"))
 
     @property
     def qualified_table(self) -> str:
@@ -288,6 +289,9 @@ OPTIONAL_FIELDS = (
     OptionalField("start_date", "2026-01-01T00:00:00+00:00", _start_date, "start_date"),
     OptionalField("catchup", False, _boolean, "catchup"),
     OptionalField("audit_alert_threshold", 0, _integer(0), "audit_alert_threshold"),
+    # Another process (a "real-time" Lambda) writes into the table: its drops, doubles and older
+    # versions are measured at each object's first merge (realtime_quality).
+    OptionalField("realtime_writer", False, _boolean, "realtime_writer"),
     OptionalField("audit_notifier", None, lambda value, where: parse_notifier(value, where), "audit_notifier"),
 )
 REQUIRED_FIELDS = ("name", "bucket", "table", "key", "order_by", "columns")

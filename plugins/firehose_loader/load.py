@@ -76,6 +76,7 @@ def template_context(stream: Stream, settings: Settings, dialect: Dialect) -> di
         "table_options": dialect.table_options(stream.key, stream.order_by),
         "object_key_type": dialect.object_key_type,
         "write_ledger": True,
+        "realtime_writer": stream.realtime_writer,
     }
 
 
@@ -107,6 +108,7 @@ def merge_hour(
     run_id: str,
     *,
     write_ledger: bool = True,
+    measured_by: str = "ingest",
     then: Sequence[tuple[str, dict[str, Any]]] = (),
 ) -> None:
     """COPY the stage into a temporary table and merge it, in one transaction.
@@ -117,6 +119,8 @@ def merge_hour(
     With ``write_ledger`` the hour's ledger and load_hours rows are replaced in the
     same transaction; ``then`` lists further templates (with their parameters) that
     must commit or fail together with the merge, such as an audit's findings.
+    ``measured_by`` names the DAG whose merge it is (ingest, audit) in realtime_quality,
+    where a key's first merge records what a real-time writer had done to it.
     """
     context = {**template_context(stream, settings, dialect), "write_ledger": write_ledger}
     parameters = {
@@ -126,6 +130,7 @@ def merge_hour(
         "stage_key": manifest["stage_key"],
         "error_objects": manifest["error_objects"],
         "loaded_at": naive_utc(datetime.now(UTC)),
+        "measured_by": measured_by,
     }
     with conn.cursor() as cursor:
         try:

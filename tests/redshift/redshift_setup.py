@@ -10,10 +10,10 @@ COPY_ROLE = "arn:aws:iam::123456789012:role/firehose-loader-copy"
 DIALECT = Redshift(iam_role=COPY_ROLE)
 SETTINGS = Settings(loader_schema="firehose_loader")
 
-# A composite key and every column type (tests/unit/stream_factory.py), and one whose every
-# name is an SQL keyword, with a long varchar and a json column.
+# A composite key and every column type (tests/unit/stream_factory.py) with a real-time writer
+# beside the loader, and one whose every name is an SQL keyword, with a long varchar and a json column.
 STREAMS: dict[str, Stream] = {
-    "rich": make_stream(),
+    "rich": make_stream(realtime_writer=True),
     "keywords": make_stream(
         table="select.from",
         key=["user", "order"],

@@ -34,6 +34,7 @@ STAGE_URI = f"s3://{STREAM.bucket}/{STAGE_KEY}"
 TARGET = '"sales"."order_lines"'
 LEDGER = '"firehose_loader"."ledger"'
 LOAD_HOURS = '"firehose_loader"."load_hours"'
+REALTIME_QUALITY = '"firehose_loader"."realtime_quality"'
 STAGED_ROWS = 5
 SECRETS = re.compile(
     r"aws_access_key_id|aws_secret_access_key|secret|password|access_key|session_token|credentials|"
@@ -52,8 +53,11 @@ MERGE_SEQUENCE = [
     r'INSERT INTO "firehose_objects" \(',
     r'COPY "firehose_staging"\n',
     r'SELECT COUNT\(\*\) FROM "firehose_staging"',
-    rf"LOCK {TARGET}, {LEDGER}, {LOAD_HOURS}",
+    rf"LOCK {TARGET}, {LEDGER}, {LOAD_HOURS}, {REALTIME_QUALITY}$",
     r'CREATE TEMPORARY TABLE "firehose_plan" AS\n',
+    # The stream has a real-time writer: its first-merge numbers, before any row changes.
+    rf"UPDATE {REALTIME_QUALITY}\nSET ",
+    rf"INSERT INTO {REALTIME_QUALITY} \(",
     rf"DELETE FROM {TARGET}\nUSING",
     rf"INSERT INTO {TARGET} \(",
     rf"DELETE FROM {LEDGER}\n",

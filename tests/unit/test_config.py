@@ -382,6 +382,10 @@ def test_the_documented_defaults_are_the_parsers_defaults() -> None:
         if len(cells) > 3 and re.fullmatch(r" `[a-z_]+` ", cells[1]) and cells[2].strip().startswith("`")
     }
     written = {spec.name: spec.default for spec in OPTIONAL_FIELDS if not isinstance(spec.default, list | type(None))}
-    compared = {name: ('""' if written[name] == "" else str(written[name])) for name in shown if name in written}
+
+    def as_yaml(value: object) -> str:
+        return str(value).lower() if isinstance(value, bool) else ('""' if value == "" else str(value))
+
+    compared = {name: as_yaml(written[name]) for name in shown if name in written}
     assert len(compared) >= 8
     assert compared == {name: shown[name] for name in compared}

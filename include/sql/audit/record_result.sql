@@ -2,13 +2,21 @@
   Runs inside the repair transaction, after merge.sql: the plan says, per key of
   the hour's S3 truth, what the target held before the merge.
 
+  What the audit reports is damage done after the load: keys the loader had already
+  reconciled (first_seen = 0) that are now missing, doubled or stale. Keys new to the
+  loader's account of the hour (a late object's, or every key of an hour no ingest loaded)
+  are the hour's first merge: what the real-time writer did to them is in realtime_quality,
+  and the audit says only that it loaded them (status 'loaded'). 'repaired' means that at
+  least one reconciled key was repaired.
+
   A retry (or a clear) of the same audit run finds the hour its earlier try already
   repaired clean; it must not record "ok" over what that try found and fixed. So an
   earlier row of this run is replaced, unless it is 'repaired' and this try found nothing.
 #}
+{% set repaired %}(first_seen = 0 AND (action = 'insert' OR (action = 'update' AND (copies > 1 OR stale = 1)))){% endset %}
 {% set found_something %}(
     CAST(%(late_objects)s AS bigint) > 0
-    OR EXISTS (SELECT 1 FROM {{ plan | ident }} p WHERE p.action = 'insert' OR p.copies > 1 OR p.stale = 1)
+    OR EXISTS (SELECT 1 FROM {{ plan | ident }} WHERE first_seen = 1 OR action = 'insert' OR copies > 1 OR stale = 1)
 ){% endset %}
 DELETE FROM {{ (loader_schema, "audit_results") | qualified }}
 WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp)
@@ -26,21 +34,20 @@ SELECT
     CAST(%(run_id)s AS varchar(256)),
     CAST(%(audited_at)s AS timestamp),
     CASE
-        WHEN CAST(%(late_objects)s AS bigint) > 0
-          OR COALESCE(SUM(CASE WHEN action = 'insert' OR copies > 1 OR stale = 1 THEN 1 ELSE 0 END), 0) > 0
-        THEN 'repaired'
+        WHEN COALESCE(SUM(CASE WHEN {{ repaired }} THEN 1 ELSE 0 END), 0) > 0 THEN 'repaired'
+        WHEN COALESCE(SUM(first_seen), 0) > 0 THEN 'loaded'
         ELSE 'ok'
     END,
     COUNT(*),
-    COALESCE(SUM(CASE WHEN action = 'insert' THEN 1 ELSE 0 END), 0),
-    COALESCE(SUM(CASE WHEN copies > 1 THEN 1 ELSE 0 END), 0),
-    COALESCE(SUM(stale), 0),
+    COALESCE(SUM(CASE WHEN first_seen = 0 AND action = 'insert' THEN 1 ELSE 0 END), 0),
+    COALESCE(SUM(CASE WHEN first_seen = 0 AND copies > 1 THEN 1 ELSE 0 END), 0),
+    COALESCE(SUM(CASE WHEN first_seen = 0 AND stale = 1 THEN 1 ELSE 0 END), 0),
     CAST(%(late_objects)s AS bigint),
     CAST(%(error_objects)s AS bigint),
-    COALESCE(SUM(CASE WHEN action = 'insert' OR (action = 'update' AND (copies > 1 OR stale = 1)) THEN 1 ELSE 0 END), 0),
+    COALESCE(SUM(CASE WHEN {{ repaired }} THEN 1 ELSE 0 END), 0),
     CASE
         WHEN COUNT(*) = 0 THEN NULL
-        ELSE CAST(SUM(CASE WHEN action = 'insert' THEN 1 ELSE 0 END) AS double precision) / COUNT(*)
+        ELSE CAST(SUM(CASE WHEN first_seen = 0 AND action = 'insert' THEN 1 ELSE 0 END) AS double precision) / COUNT(*)
     END
 FROM {{ plan | ident }}
 ) finding

@@ -5,3 +5,4 @@
   isolation violation). The order is always the same, so two loads cannot deadlock.
 #}
 LOCK {{ target | qualified }}, {{ (loader_schema, "ledger") | qualified }}, {{ (loader_schema, "load_hours") | qualified }}
+{%- if realtime_writer %}, {{ (loader_schema, "realtime_quality") | qualified }}{% endif %}
