@@ -231,6 +231,9 @@ def write_stack_env() -> None:
     # PATH is expanded when the file is sourced, so the caller's own PATH survives.
     lines = [f'export PATH="{VENV_BIN}:{pg_bin()}:$PATH"']
     lines += [f"export {name}={shlex.quote(value)}" for name, value in stack_environment().items()]
+    # Whoever sources the file (make test, the tests' own stack check) finds this stack, on moved ports too.
+    where = {"FIREHOSE_PG_PORT": str(PG_PORT), "FIREHOSE_S3_PORT": str(S3_PORT), "FIREHOSE_LOCAL": str(LOCAL)}
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in where.items()]
     STACK_ENV.write_text("\n".join(lines) + "\n")
 
 

@@ -12,6 +12,7 @@ written to ``audit_results`` in the same transaction.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -115,6 +116,21 @@ def audit_hour(
 def record_failure(
     conn: Any, stream: Stream, settings: Settings, dialect: Dialect, hour: datetime, run_id: str, error: Exception
 ) -> dict[str, Any]:
+    message = f"{type(error).__name__}: {error}"
+    return record_unjudged(conn, stream, settings, dialect, hour, run_id, "failed", message)
+
+
+def record_unjudged(
+    conn: Any,
+    stream: Stream,
+    settings: Settings,
+    dialect: Dialect,
+    hour: datetime,
+    run_id: str,
+    status: str,
+    message: str,
+) -> dict[str, Any]:
+    """An audit_results row without findings: the hour ``failed``, or is ``waiting`` for its ingest."""
     context = template_context(stream, settings, dialect)
     naive_hour = naive_utc(hour)
     parameters = {
@@ -122,14 +138,21 @@ def record_failure(
         "hour": naive_hour,
         "run_id": run_id,
         "audited_at": naive_utc(datetime.now(UTC)),
+        "status": status,
         "late_objects": None,
-        "message": f"{type(error).__name__}: {error}"[:1024],
+        "message": message[:1024],
     }
     with conn.cursor() as cursor:
         for statement in render_statements("audit/record_failure.sql", **context):
             cursor.execute(statement, parameters)
     conn.commit()
     return read_result(conn, stream, settings, dialect, naive_hour, run_id)
+
+
+def ingest_committed(conn: Any, stream: Stream, settings: Settings, dialect: Dialect, hour: datetime) -> bool:
+    """Whether an ingest (or an earlier audit) has committed the hour: it has a load_hours row."""
+    context = template_context(stream, settings, dialect)
+    return query_one(conn, "audit/loaded_stage.sql", context, stream.name, naive_utc(hour)) is not None
 
 
 def read_result(
@@ -149,11 +172,23 @@ def audit_hours(
     dialect: Dialect,
     hours: list[datetime],
     run_id: str,
+    ingest_pending: Callable[[datetime], bool] = lambda hour: False,
 ) -> list[dict[str, Any]]:
-    """Audit every hour; a failing hour is recorded as ``failed`` and the others still run."""
+    """Audit every hour; a failing hour is recorded as ``failed`` and the others still run.
+
+    An hour is judged only once its ingest has committed it, or once no ingest is coming: an
+    hour without a load_hours row whose ingest run is still queued or running (``ingest_pending``,
+    which the scheduler knows) is recorded as ``waiting``, with no findings and no alert, and the
+    next audit judges it. An hour no ingest will load (its run failed, the DAG is paused, the run
+    was never created) is loaded by the audit, and its first merge is measured as the audit's.
+    """
     results = []
     for hour in hours:
         try:
+            if not ingest_committed(conn, stream, settings, dialect, hour) and ingest_pending(hour):
+                message = f"the ingest of hour {hour.isoformat()} has not committed yet; the next audit judges it"
+                results.append(record_unjudged(conn, stream, settings, dialect, hour, run_id, "waiting", message))
+                continue
             results.append(audit_hour(conn, client, stream, settings, dialect, hour, run_id))
         except Exception as exc:
             log.exception("audit of %s hour %s failed", stream.name, hour.isoformat())

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from firehose_loader.audit import audit_hour
+from firehose_loader.audit import audit_hour, audit_hours, needs_alert
 from firehose_loader.config import Settings, Stream
 from firehose_loader.extract import extract_hour
 from firehose_loader.load import ensure_tables, load_and_merge, staged_batch
@@ -217,4 +217,42 @@ def test_a_late_object_adds_only_the_keys_new_to_the_hour(s3, warehouse):
     assert found["late_objects"] == 1
     assert quality(warehouse, stream)[:5] == (110, 7, 3, 7, 7 / 110)
     truth.update({record["id"]: (record["seq"], record["note"]) for record in late})
+    assert target.rows() == expected_rows(truth)
+
+
+def audit_window_now(s3: Any, stream: Stream, run_id: str, pending: bool) -> dict[str, Any]:
+    with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
+        (result,) = audit_hours(conn, s3, stream, Settings(), Postgres(), [HOUR], run_id, lambda hour: pending)
+    return result
+
+
+def test_an_hour_whose_ingest_has_not_committed_waits_and_is_judged_once_it_has(s3, warehouse):
+    """The audit reaches the newest hour while its ingest still runs (retrying, waiting for a pool slot,
+    behind a lock): no drop, no alert, nothing changed. Once the ingest commits, the numbers are right."""
+    entry, stream, target = prepared(s3, warehouse, "rt_slow_ingest")
+    truth = write_hour(s3, entry["bucket"], HOUR)
+    realtime_writes_before_the_load(target, truth)
+    before = target.rows()
+
+    waiting = audit_window_now(s3, stream, "scheduled__early_audit", pending=True)
+    assert waiting["status"] == "waiting" and waiting["missing_keys"] is None and waiting["drop_rate"] is None
+    assert not needs_alert(waiting, stream.audit_alert_threshold)
+    assert target.rows() == before and quality(warehouse, stream) is None
+
+    load_in_process(entry, HOUR, "scheduled__ingest")
+    assert quality(warehouse, stream)[:6] == (100, 5, 3, 7, 0.05, "ingest")
+    # The next audit judges the hour, even if the scheduler still counts the ingest's run as running.
+    assert post_load(audit_window_now(s3, stream, "scheduled__next_audit", pending=True)) == ("ok", 0, 0, 0, 0)
+
+
+def test_an_hour_no_ingest_will_load_is_loaded_by_the_audit_and_measured_as_its_first_merge(s3, warehouse):
+    """The ingest run failed, its DAG is paused, or the run was never created: the audit loads the hour,
+    says so, and what the real-time writer did is a first-merge measurement, not damage after a load."""
+    entry, stream, target = prepared(s3, warehouse, "rt_no_ingest")
+    truth = write_hour(s3, entry["bucket"], HOUR)
+    realtime_writes_before_the_load(target, truth)
+
+    loaded = audit_window_now(s3, stream, "scheduled__audit", pending=False)
+    assert post_load(loaded) == ("loaded", 0, 0, 0, 0) and loaded["late_objects"] == 2
+    assert quality(warehouse, stream)[:6] == (100, 5, 3, 7, 0.05, "audit")
     assert target.rows() == expected_rows(truth)

@@ -47,3 +47,27 @@ def test_every_task_body_fails_at_once_on_permanent_errors() -> None:
     assert len(bodies) >= 6
     unwrapped = [name for name in bodies if not hasattr(getattr(tasks, name), "__wrapped__")]
     assert unwrapped == []
+
+
+def test_the_audit_asks_the_scheduler_for_unfinished_ingest_runs_of_the_hour() -> None:
+    """The scheduler's answer comes through the task instance (Airflow's execution API, which a task
+    reaches only while Airflow runs it); this stand-in records the question and answers it."""
+    from datetime import UTC, datetime
+
+    from tests.unit.stream_factory import make_stream
+
+    asked: list[dict] = []
+
+    class TaskInstance:
+        def get_dr_count(self, **question: object) -> int:
+            asked.append(question)
+            return 1 if question["logical_dates"] == [datetime(2026, 3, 1, 10, tzinfo=UTC)] else 0
+
+    pending = tasks.ingest_pending(make_stream(), {"ti": TaskInstance()})
+    assert pending(datetime(2026, 3, 1, 10, tzinfo=UTC)) is True
+    assert pending(datetime(2026, 3, 1, 9, tzinfo=UTC)) is False
+    assert asked[0] == {
+        "dag_id": "ingest_orders",
+        "logical_dates": [datetime(2026, 3, 1, 10, tzinfo=UTC)],
+        "states": ["queued", "running"],
+    }

@@ -149,6 +149,23 @@ def run_load_and_merge(stream: Stream, settings: Settings, manifest: Manifest, r
     return summary
 
 
+# A run in one of these states will still commit its hour (a task that waits for a retry keeps its run running).
+PENDING_RUN_STATES = ["queued", "running"]
+
+
+def ingest_pending(stream: Stream, context: Any) -> Callable[[datetime], bool]:
+    """Whether the ingest DAG has a run of an hour that is queued or running, as the scheduler knows it.
+
+    A run's logical date is its data interval's start, the hour it loads (a backfill's runs too).
+    """
+    ti = context["ti"]
+
+    def pending(hour: datetime) -> bool:
+        return ti.get_dr_count(dag_id=stream.ingest_dag_id, logical_dates=[hour], states=PENDING_RUN_STATES) > 0
+
+    return pending
+
+
 @fails_at_once_when_permanent
 def run_audit(
     stream: Stream, settings: Settings, data_interval_end: datetime, lookback_hours: int, run_id: str, context: Any
@@ -161,7 +178,7 @@ def run_audit(
     client = s3_client(settings)
     conn, dialect = warehouse_connection(settings)
     try:
-        results = audit_hours(conn, client, stream, settings, dialect, hours, run_id)
+        results = audit_hours(conn, client, stream, settings, dialect, hours, run_id, ingest_pending(stream, context))
     finally:
         conn.close()
     report = format_report(stream, results)

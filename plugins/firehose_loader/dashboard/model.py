@@ -11,9 +11,14 @@ Per hour of the window a point holds
   load (valid records minus duplicates within the batch) when it was never audited;
 * ``warehouse_rows``: rows in the stream's table now whose ``_firehose_object`` lies in the
   hour's folder (rows of other writers carry no provenance and are not counted);
-* what the audits of the hour found (``audit_results``), summed over the audits of the hour:
-  each audit repairs what it found, so two audits' findings are two separate events;
-* the real-time drop rate: missing keys / S3 keys, per hour and over the window.
+* **the real-time path at first merge** (``realtime_quality``, streams with ``realtime_writer``):
+  what the real-time writer had written for the hour's keys when the loader first merged them,
+  measured before the merge changed a row: keys missing, doubled, stale, and the drop rate
+  (missing / S3 keys). The merge repaired all of it; it is the real-time path's quality;
+* **damage after the load** (``audit_results``), summed over the audits of the hour: keys the
+  loader had reconciled that were later missing, doubled or stale, and how many the audit
+  repaired (each audit repairs what it found, so two audits' findings are two separate events).
+  Something changed loaded rows: this is the number to act on.
 """
 
 from __future__ import annotations
@@ -103,13 +108,30 @@ class HourPoint:
     late_objects: int | None = None
     repaired_keys: int | None = None
     error_objects: int | None = None
-    drop_rate: float | None = None
     last_audited_at: datetime | None = None
     audit_message: str | None = None
+    # The real-time path at the hour's first merge (realtime_quality); None when not measured.
+    realtime_keys: int | None = None
+    realtime_missing: int | None = None
+    realtime_duplicate: int | None = None
+    realtime_stale: int | None = None
+    drop_rate: float | None = None  # realtime_quality.drop_rate: the real-time path's missing / S3 keys
+    realtime_measured_by: str | None = None  # "ingest" or "audit"
+    realtime_measured_at: datetime | None = None
 
     @property
     def has_drops(self) -> bool:
-        return bool(self.missing_keys)
+        """The real-time path had dropped keys of the hour when the loader first merged it."""
+        return bool(self.realtime_missing)
+
+    @property
+    def has_damage(self) -> bool:
+        """An audit found keys missing, doubled or stale after the hour's load."""
+        return bool(self.missing_keys or self.duplicate_keys or self.stale_keys)
+
+    @property
+    def realtime_findings(self) -> int:
+        return sum(value or 0 for value in (self.realtime_missing, self.realtime_duplicate, self.realtime_stale))
 
     @property
     def findings(self) -> int:
@@ -124,7 +146,9 @@ class HourPoint:
     def has_data(self) -> bool:
         """Worth a row in the page's table: records, rows, findings or a failure."""
         return (
-            self.loaded or bool(self.s3_keys or self.warehouse_rows or self.findings) or self.audit_status == "failed"
+            self.loaded
+            or bool(self.s3_keys or self.warehouse_rows or self.findings or self.realtime_keys)
+            or self.audit_status == "failed"
         )
 
 
@@ -132,16 +156,24 @@ class HourPoint:
 class Summary:
     hours_loaded: int  # loaded with records (not empty)
     hours_audited: int
-    hours_with_drops: int
+    hours_with_drops: int  # the real-time path had dropped keys at the first merge
     hours_failed: int
     s3_keys_audited: int
+    # Damage after the load (audit_results), over the audited hours of the window.
     missing_keys: int
     duplicate_keys: int
     stale_keys: int
     late_objects: int
     repaired_keys: int
     records_quarantined: int
-    drop_rate: float | None  # missing / S3 keys over the audited hours of the window
+    # The real-time path at first merge (realtime_quality), over the measured hours of the window.
+    hours_measured: int = 0
+    realtime_keys: int = 0
+    realtime_missing: int = 0
+    realtime_duplicate: int = 0
+    realtime_stale: int = 0
+    drop_rate: float | None = None  # realtime missing / realtime S3 keys
+    hours_damaged: int = 0  # hours whose audits found damage after the load
 
 
 @dataclass(frozen=True)
@@ -156,6 +188,7 @@ class StreamDashboard:
     hours: tuple[HourPoint, ...]
     summary: Summary
     missing_tables: tuple[str, ...] = ()
+    realtime_writer: bool = False  # the stream declares a real-time writer (realtime_quality is measured)
 
 
 @dataclass(frozen=True)
@@ -166,6 +199,8 @@ class HourDetail:
     objects: tuple[dict[str, Any], ...]
     audits: tuple[dict[str, Any], ...]
     totals: dict[str, int] = field(default_factory=dict)
+    realtime: dict[str, Any] | None = None  # the hour's realtime_quality row
+    realtime_writer: bool = False
 
 
 # --- Building the model from the query results ------------------------------------------------------------------------
@@ -181,10 +216,12 @@ def build_points(
     loads: Iterable[Mapping[str, Any]],
     audits: Iterable[Mapping[str, Any]],
     warehouse_rows: Mapping[datetime, int],
+    realtime: Iterable[Mapping[str, Any]] = (),
 ) -> tuple[HourPoint, ...]:
     """Merge the query results into one point per hour of [start, end), oldest first."""
     by_hour_load = {aware(row["hour"]): row for row in loads}
     by_hour_audit = {aware(row["hour"]): row for row in audits}
+    by_hour_realtime = {aware(row["hour"]): row for row in realtime}
     points = []
     hour = start
     while hour < end:
@@ -203,14 +240,24 @@ def build_points(
                 s3_keys_source="load",
                 error_objects=_int(load["error_objects"]),
             )
+        measured = by_hour_realtime.get(hour)
+        if measured is not None:
+            values.update(
+                realtime_keys=int(measured["s3_keys"]),
+                realtime_missing=int(measured["missing_keys"]),
+                realtime_duplicate=int(measured["duplicate_keys"]),
+                realtime_stale=int(measured["stale_keys"]),
+                drop_rate=None if measured["drop_rate"] is None else float(measured["drop_rate"]),
+                realtime_measured_by=measured["measured_by"],
+                realtime_measured_at=aware(measured["measured_at"]),
+            )
         if audit is not None:
-            missing = int(audit["missing_keys"])
             values.update(
                 audits=int(audit["audits"]),
                 audit_status=audit["latest_status"],
                 repaired_audits=int(audit["repaired_audits"]),
                 failed_audits=int(audit["failed_audits"]),
-                missing_keys=missing,
+                missing_keys=int(audit["missing_keys"]),
                 duplicate_keys=int(audit["duplicate_keys"]),
                 stale_keys=int(audit["stale_keys"]),
                 late_objects=int(audit["late_objects"]),
@@ -219,12 +266,7 @@ def build_points(
                 audit_message=audit["latest_message"],
             )
             if audit["latest_s3_keys"] is not None:
-                s3_keys = int(audit["latest_s3_keys"])
-                values.update(
-                    s3_keys=s3_keys,
-                    s3_keys_source="audit",
-                    drop_rate=(min(missing, s3_keys) / s3_keys) if s3_keys else None,
-                )
+                values.update(s3_keys=int(audit["latest_s3_keys"]), s3_keys_source="audit")
             if audit["latest_error_objects"] is not None:
                 values["error_objects"] = int(audit["latest_error_objects"])
         points.append(HourPoint(**values))
@@ -235,20 +277,28 @@ def build_points(
 def summarize(points: Sequence[HourPoint]) -> Summary:
     audited = [point for point in points if point.audits]
     keys = sum(point.s3_keys or 0 for point in audited if point.s3_keys_source == "audit")
-    missing = sum(point.missing_keys or 0 for point in audited)
+    measured = [point for point in points if point.realtime_keys is not None]
+    realtime_keys = sum(point.realtime_keys or 0 for point in measured)
+    realtime_missing = sum(point.realtime_missing or 0 for point in measured)
     return Summary(
         hours_loaded=sum(1 for point in points if point.loaded),
         hours_audited=len(audited),
         hours_with_drops=sum(1 for point in points if point.has_drops),
         hours_failed=sum(1 for point in points if point.audit_status == "failed"),
         s3_keys_audited=keys,
-        missing_keys=missing,
+        missing_keys=sum(point.missing_keys or 0 for point in audited),
         duplicate_keys=sum(point.duplicate_keys or 0 for point in audited),
         stale_keys=sum(point.stale_keys or 0 for point in audited),
         late_objects=sum(point.late_objects or 0 for point in audited),
         repaired_keys=sum(point.repaired_keys or 0 for point in audited),
         records_quarantined=sum(point.records_quarantined or 0 for point in points),
-        drop_rate=(min(missing, keys) / keys) if keys else None,
+        hours_measured=len(measured),
+        realtime_keys=realtime_keys,
+        realtime_missing=realtime_missing,
+        realtime_duplicate=sum(point.realtime_duplicate or 0 for point in measured),
+        realtime_stale=sum(point.realtime_stale or 0 for point in measured),
+        drop_rate=(realtime_missing / realtime_keys) if realtime_keys else None,
+        hours_damaged=sum(1 for point in audited if point.has_damage),
     )
 
 
@@ -259,7 +309,12 @@ def jsonable(value: Any) -> Any:
     """Dataclasses, dicts and lists with datetimes as ISO 8601 text (UTC)."""
     if isinstance(value, HourPoint):
         data = {item.name: jsonable(getattr(value, item.name)) for item in fields(value)}
-        data.update(has_drops=value.has_drops, findings=value.findings)
+        data.update(
+            has_drops=value.has_drops,
+            has_damage=value.has_damage,
+            findings=value.findings,
+            realtime_findings=value.realtime_findings,
+        )
         return data
     if hasattr(value, "__dataclass_fields__"):
         return {name: jsonable(item) for name, item in asdict(value).items()} | (

@@ -18,6 +18,8 @@ from firehose_loader.layout import hour_folder, hour_start
 from firehose_loader.warehouse.render import render
 
 LOADER_TABLES = ("ledger", "load_hours", "audit_results")
+# Read when it exists and the stream declares a real-time writer; its absence does not make a stream "not ready".
+REALTIME_TABLE = "realtime_quality"
 LEDGER_TOTALS = (
     "size_bytes",
     "records_raw",
@@ -46,7 +48,7 @@ def fetch_all(
 
 
 def existing_tables(conn: Any, stream: Stream, settings: Settings) -> set[str]:
-    """Which of ``ledger``, ``load_hours``, ``audit_results`` and ``target`` exist."""
+    """Which of ``ledger``, ``load_hours``, ``audit_results``, ``realtime_quality`` and ``target`` exist."""
     rows = fetch_all(
         conn,
         "dashboard/tables.sql",
@@ -55,7 +57,7 @@ def existing_tables(conn: Any, stream: Stream, settings: Settings) -> set[str]:
     )
     found = set()
     for row in rows:
-        if row["table_schema"] == settings.loader_schema and row["table_name"] in LOADER_TABLES:
+        if row["table_schema"] == settings.loader_schema and row["table_name"] in (*LOADER_TABLES, REALTIME_TABLE):
             found.add(row["table_name"])
         if row["table_schema"] == stream.schema and row["table_name"] == stream.table:
             found.add("target")
@@ -87,6 +89,9 @@ def query_stream(conn: Any, stream: Stream, settings: Settings, start: datetime,
         tables = existing_tables(conn, stream, settings)
         loads = fetch_all(conn, "dashboard/load_hours.sql", context, parameters) if "load_hours" in tables else []
         audits = fetch_all(conn, "dashboard/audits.sql", context, parameters) if "audit_results" in tables else []
+        realtime: list[dict[str, Any]] = []
+        if stream.realtime_writer and REALTIME_TABLE in tables:
+            realtime = fetch_all(conn, "dashboard/realtime_quality.sql", context, parameters)
         rows: list[dict[str, Any]] = []
         if "target" in tables:
             rows = fetch_all(conn, "dashboard/warehouse_rows.sql", context, warehouse_rows_range(stream, start, end))
@@ -97,7 +102,7 @@ def query_stream(conn: Any, stream: Stream, settings: Settings, start: datetime,
         hour = folder_hour(row["folder"])
         if hour is not None:
             counts[hour] = counts.get(hour, 0) + int(row["row_count"])
-    hours = build_points(start, end, loads, audits, counts)
+    hours = build_points(start, end, loads, audits, counts, realtime)
     missing = tuple(name for name in (*LOADER_TABLES, "target") if name not in tables)
     return StreamDashboard(
         stream=stream.name,
@@ -110,6 +115,7 @@ def query_stream(conn: Any, stream: Stream, settings: Settings, start: datetime,
         hours=hours,
         summary=summarize(hours),
         missing_tables=missing,
+        realtime_writer=stream.realtime_writer,
     )
 
 
@@ -122,6 +128,9 @@ def query_hour(conn: Any, stream: Stream, settings: Settings, hour: datetime) ->
         load = fetch_all(conn, "dashboard/hour_load.sql", context, parameters) if "load_hours" in tables else []
         objects = fetch_all(conn, "dashboard/hour_ledger.sql", context, parameters) if "ledger" in tables else []
         audits = fetch_all(conn, "dashboard/hour_audits.sql", context, parameters) if "audit_results" in tables else []
+        realtime: list[dict[str, Any]] = []
+        if stream.realtime_writer and REALTIME_TABLE in tables:
+            realtime = fetch_all(conn, "dashboard/hour_realtime.sql", context, parameters)
     finally:
         conn.rollback()
     totals = {name: sum(int(row[name] or 0) for row in objects) for name in LEDGER_TOTALS}
@@ -132,6 +141,8 @@ def query_hour(conn: Any, stream: Stream, settings: Settings, hour: datetime) ->
         objects=tuple(_with_aware_times(row) for row in objects),
         audits=tuple(_with_aware_times(row) for row in audits),
         totals=totals,
+        realtime=_with_aware_times(realtime[0]) if realtime else None,
+        realtime_writer=stream.realtime_writer,
     )
 
 
