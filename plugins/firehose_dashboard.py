@@ -1,8 +1,9 @@
 """Airflow plugin: the Firehose audit dashboard, a FastAPI app inside the Airflow 3 api-server.
 
 * ``/firehose/``: the page, per stream the last 48 hours as a chart (S3 keys vs rows in the
-  warehouse, missing / duplicate / stale / late per hour, hours with drops in red, the real-time
-  drop rate) and, for a chosen hour (``?stream=<name>&hour=2026-03-01T10:00``), its ledger.
+  warehouse; damage after the load, from the audits: missing / doubled / stale / late per hour;
+  the real-time path at each hour's first merge, from ``realtime_quality``: its drop rate, hours
+  it dropped keys of in red) and, for a chosen hour (``?stream=<name>&hour=2026-03-01T10:00``), its ledger.
 * ``/firehose/api/streams``, ``/firehose/api/streams/<name>/hours``,
   ``/firehose/api/streams/<name>/hours/<hour>``: the same as JSON.
 * A link in the UI's navigation ("Firehose audit"), which shows the page inside the UI.
@@ -194,6 +195,7 @@ def page(
                         False,
                         empty,
                         summarize(empty),
+                        realtime_writer=item.realtime_writer,
                     )
                 )
     finally:
@@ -244,6 +246,7 @@ def api_streams(
                     "ingest_dag_id": item.ingest_dag_id,
                     "audit_dag_id": item.audit_dag_id,
                     "ready": item.ready,
+                    "realtime_writer": item.realtime_writer,
                     "summary": item.summary,
                 }
                 for item in dashboards
@@ -256,7 +259,8 @@ def api_streams(
 def api_hours(
     user: User, name: str, end: Annotated[str | None, Query(description="the last hour of the window")] = None
 ) -> JSONResponse:
-    """The stream's window: one point per hour (load, S3 keys, warehouse rows, audit findings, drop rate)."""
+    """The stream's window: one point per hour (load, S3 keys, warehouse rows, the real-time path at first
+    merge with its drop rate, damage after the load)."""
     from firehose_loader.dashboard.model import window
     from firehose_loader.dashboard.queries import query_stream
 
@@ -271,7 +275,7 @@ def api_hours(
 
 @app.get("/api/streams/{name}/hours/{hour}")
 def api_hour(user: User, name: str, hour: str) -> JSONResponse:
-    """One hour: its load_hours row, its ledger (one row per object) and every audit of it."""
+    """One hour: its load_hours row, its ledger (one row per object), its realtime_quality row and every audit of it."""
     from firehose_loader.dashboard.queries import query_hour
 
     stream, settings = one_stream(user, name)

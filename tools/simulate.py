@@ -8,6 +8,7 @@ delimiter, gzip (whatever the key's suffix).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import heapq
 import random
@@ -115,26 +116,171 @@ def product_hour(
     return objects
 
 
-def lossy_realtime_path(
-    conn: Any, stream: Any, settings: Any, hour: datetime, drops: int, duplicates: int, stale: int
-) -> None:
-    """Damage one loaded hour of the target the way the real-time path does (demo, PostgreSQL)."""
+SQL_DIR = Path(__file__).resolve().parent / "sql"
+
+
+@dataclass(frozen=True)
+class Injected:
+    """What the simulated real-time path did to one hour: the keys it left missing, doubled or older.
+
+    Before the load, ``keys`` is the hour's distinct keys in S3 and these are exactly the numbers
+    the first merge records in ``realtime_quality``. After the load, they are what the audit must
+    find (``stale`` counts both kinds of older version).
+    """
+
+    keys: int
+    missing: int
+    duplicate: int
+    stale: int
+    stale_in_place: int = 0  # of ``stale``: updated in place rather than rewritten
+
+    def counts(self) -> tuple[int, int, int, int]:
+        return self.keys, self.missing, self.duplicate, self.stale
+
+    def describe(self) -> str:
+        return (
+            f"{self.missing} missing, {self.duplicate} doubled, {self.stale} older"
+            f" ({self.stale_in_place} by in-place UPDATE) of {self.keys} keys"
+        )
+
+
+def _run_template(conn: Any, stream: Any, settings: Any, template: str, parameters: dict[str, Any]) -> list[int]:
+    """Render one of tools/sql/ with the loader's context and run it; the row count of each statement."""
     from firehose_loader.load import template_context
     from firehose_loader.warehouse.postgres import Postgres
     from firehose_loader.warehouse.render import split_statements, sql_environment
 
     context = template_context(stream, settings, Postgres())
+    counts = []
+    with conn.cursor() as cursor:
+        for statement in split_statements(sql_environment(SQL_DIR).get_template(template).render(**context)):
+            cursor.execute(statement, parameters)
+            counts.append(cursor.rowcount)
+    conn.commit()
+    return counts
+
+
+def hour_truth(stream: Any, objects: Sequence[SimulatedObject]) -> dict[str, dict[str, Any]]:
+    """The hour's S3 truth: per key (the first key column, as text), its newest record.
+
+    Records that do not parse, or lack the key or ``order_by``, are quarantined by the loader and
+    are not part of it.
+    """
+    truth: dict[str, dict[str, Any]] = {}
+    newest: dict[str, Any] = {}
+    for item in objects:
+        for raw in item.records:
+            try:
+                record = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(record, dict):
+                continue
+            key, order = record.get(stream.key[0]), record.get(stream.order_by)
+            if key is None or order is None:
+                continue
+            value = _order_value(order)
+            if str(key) not in truth or value > newest[str(key)]:
+                truth[str(key)], newest[str(key)] = record, value
+    return truth
+
+
+def _order_value(order: Any) -> Any:
+    if isinstance(order, str):
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(order.replace("Z", "+00:00")).timestamp()
+    return order
+
+
+def realtime_write(
+    conn: Any,
+    stream: Any,
+    settings: Any,
+    objects: Sequence[SimulatedObject],
+    *,
+    drops: int,
+    duplicates: int,
+    older: int,
+    older_in_place: int,
+    seed: int = 0,
+) -> Injected:
+    """Write an hour into the target BEFORE its load, as the real-time path (a Lambda) does (PostgreSQL).
+
+    ``objects`` are what the simulator wrote to S3 for the hour. Every key of it is written once in
+    its newest version, with no provenance, except: ``drops`` keys are never written, ``duplicates``
+    keys are written twice, ``older`` keys are rewritten in an older version (delete + insert) and
+    ``older_in_place`` keys are updated in place to an older version. The keys of each kind are
+    distinct, drawn with ``seed``. Returns exactly what was injected: the first merge of the hour
+    must record these numbers in ``realtime_quality``.
+    """
+    from firehose_loader.load import ensure_tables
+    from firehose_loader.warehouse.postgres import Postgres
+
+    truth = hour_truth(stream, objects)
+    keys = sorted(truth)
+    wanted = drops + duplicates + older + older_in_place
+    if wanted > len(keys):
+        raise ValueError(f"the hour has {len(keys)} keys, fewer than the {wanted} to damage")
+    chosen = random.Random(seed).sample(keys, wanted)
+    dropped = set(chosen[:drops])
+    doubled = chosen[drops : drops + duplicates]
+    rewritten = chosen[drops + duplicates : drops + duplicates + older]
+    in_place = chosen[drops + duplicates + older :]
+    rows = [truth[key] for key in keys if key not in dropped] + [truth[key] for key in doubled]
+    ensure_tables(conn, stream, settings, Postgres())  # the real-time path may write before any load
+    counts = _run_template(
+        conn,
+        stream,
+        settings,
+        "realtime_write.sql",
+        {"rows": orjson.dumps(rows).decode(), "older": rewritten, "in_place": in_place},
+    )
+    inserted, deleted, reinserted, updated = counts
+    if (inserted, deleted, reinserted, updated) != (len(rows), len(rewritten), len(rewritten), len(in_place)):
+        raise RuntimeError(f"the real-time writer wrote {counts}, not what it planned")
+    return Injected(len(keys), len(dropped), len(doubled), len(rewritten) + len(in_place), len(in_place))
+
+
+def lossy_realtime_path(
+    conn: Any,
+    stream: Any,
+    settings: Any,
+    hour: datetime,
+    drops: int,
+    duplicates: int,
+    stale: int,
+    stale_in_place: int = 0,
+) -> Injected:
+    """Damage one loaded hour of the target AFTER its load, as the real-time path does (PostgreSQL).
+
+    ``drops`` rows deleted, ``duplicates`` rows doubled (no provenance), ``stale`` rows rewritten in
+    an older version without provenance and ``stale_in_place`` updated in place to an older version
+    (provenance kept). Returns what it did (``keys`` is 0: it does not read S3); the audit must find
+    exactly that.
+    """
     parameters = {
         "hour_prefix": hour_prefix(stream.prefix, hour) + "%",
         "drops": drops,
         "duplicates": duplicates,
         "stale": stale,
+        "stale_in_place": stale_in_place,
     }
-    with conn.cursor() as cursor:
-        damage = sql_environment(Path(__file__).resolve().parent / "sql").get_template("realtime_damage.sql")
-        for statement in split_statements(damage.render(**context)):
-            cursor.execute(statement, parameters)
-    conn.commit()
+    deleted, doubled, rewritten, updated = _run_template(conn, stream, settings, "realtime_damage.sql", parameters)
+    return Injected(0, deleted, doubled, rewritten + updated, updated)
+
+
+def reset_hours(conn: Any, stream: Any, settings: Any, hours: Sequence[datetime], keys: Sequence[str]) -> None:
+    """Forget the hours (demo only): the target's rows of ``keys`` and the loader's rows of the hours."""
+    from firehose_loader.load import ensure_tables
+    from firehose_loader.warehouse.postgres import Postgres
+
+    ensure_tables(conn, stream, settings, Postgres())
+    parameters = {
+        "stream": stream.name,
+        "hours": [hour_start(h).replace(tzinfo=None) for h in hours],
+        "keys": list(keys),
+    }
+    _run_template(conn, stream, settings, "reset_hours.sql", parameters)
 
 
 # --- A full-rate hour for the benchmarks ------------------------------------------------------------------------------

@@ -107,7 +107,22 @@ def audit_row(hour: datetime, **values) -> dict:
     return row | values
 
 
-def sample(hours: int = 48) -> StreamDashboard:
+def realtime_row(hour: datetime, keys: int, missing: int, duplicate: int, stale: int) -> dict:
+    return {
+        "hour": hour.replace(tzinfo=None),
+        "s3_keys": keys,
+        "missing_keys": missing,
+        "duplicate_keys": duplicate,
+        "stale_keys": stale,
+        "drop_rate": missing / keys,
+        "measured_at": hour.replace(tzinfo=None) + timedelta(hours=1, minutes=16),
+        "run_id": "scheduled__load",
+        "measured_by": "ingest",
+        "last_measured_at": hour.replace(tzinfo=None) + timedelta(hours=1, minutes=16),
+    }
+
+
+def sample(hours: int = 48, realtime_writer: bool = True) -> StreamDashboard:
     start, end = window(None, NOW, hours=hours)
     loaded = [start + timedelta(hours=offset) for offset in (40, 41, 42)]
     loads = [load_row(hour) for hour in loaded]
@@ -117,9 +132,28 @@ def sample(hours: int = 48) -> StreamDashboard:
         | {"latest_status": "ok", "repaired_audits": 0, "latest_s3_keys": 2000},
     ]
     rows = {loaded[0]: 2000, loaded[1]: 1993, loaded[2]: 2000}
-    points = build_points(start, end, loads, audits, rows)
+    # The real-time path at first merge: hour 40 lost 12 of 2000 keys, hour 41 lost 20 of 2010, hour 42 none.
+    realtime = (
+        [
+            realtime_row(loaded[0], 2000, 12, 5, 7),
+            realtime_row(loaded[1], 2010, 20, 0, 3),
+            realtime_row(loaded[2], 2000, 0, 1, 0),
+        ]
+        if realtime_writer
+        else []
+    )
+    points = build_points(start, end, loads, audits, rows, realtime)
     return StreamDashboard(
-        "orders", "sales.order_lines", "ingest_orders", "audit_orders", start, end, True, points, summarize(points)
+        "orders",
+        "sales.order_lines",
+        "ingest_orders",
+        "audit_orders",
+        start,
+        end,
+        True,
+        points,
+        summarize(points),
+        realtime_writer=realtime_writer,
     )
 
 
@@ -129,23 +163,43 @@ def test_build_points_gives_one_point_per_hour_and_prefers_the_audits_key_count(
     assert [point.hour for point in board.hours] == [board.start + timedelta(hours=offset) for offset in range(48)]
     only_loaded, damaged, clean = board.hours[40:43]
     assert (only_loaded.s3_keys, only_loaded.s3_keys_source, only_loaded.audits) == (2000, "load", 0)
-    assert only_loaded.drop_rate is None and only_loaded.missing_keys is None
+    assert only_loaded.missing_keys is None and not only_loaded.has_damage
+    # The real-time path at first merge (realtime_quality) and the damage after the load (audit) are two accounts.
+    assert (only_loaded.realtime_missing, only_loaded.realtime_duplicate, only_loaded.realtime_stale) == (12, 5, 7)
+    assert only_loaded.drop_rate == pytest.approx(12 / 2000) and only_loaded.has_drops
     assert (damaged.s3_keys, damaged.s3_keys_source, damaged.warehouse_rows) == (2010, "audit", 1993)
     assert (damaged.missing_keys, damaged.duplicate_keys, damaged.stale_keys, damaged.late_objects) == (7, 4, 3, 1)
-    assert damaged.drop_rate == pytest.approx(7 / 2010)
-    assert damaged.error_objects == 2 and damaged.has_drops and damaged.findings == 15
-    assert (clean.audit_status, clean.drop_rate, clean.has_drops) == ("ok", 0.0, False)
+    assert (damaged.realtime_keys, damaged.realtime_missing, damaged.realtime_stale) == (2010, 20, 3)
+    assert damaged.drop_rate == pytest.approx(20 / 2010) and damaged.realtime_measured_by == "ingest"
+    assert damaged.error_objects == 2 and damaged.has_drops and damaged.has_damage and damaged.findings == 15
+    assert (clean.audit_status, clean.drop_rate, clean.has_drops, clean.has_damage) == ("ok", 0.0, False, False)
+    assert clean.realtime_duplicate == 1
     assert damaged.hour.tzinfo is UTC and damaged.last_audited_at.tzinfo is UTC
     assert not board.hours[0].has_data
 
 
-def test_summary_drop_rate_is_missing_over_audited_keys():
+def test_summary_keeps_the_first_merge_and_the_damage_after_load_apart():
     summary = sample().summary
-    assert (summary.hours_loaded, summary.hours_audited, summary.hours_with_drops) == (3, 2, 1)
+    assert (summary.hours_loaded, summary.hours_audited, summary.hours_with_drops) == (3, 2, 2)
+    # Damage after the load (audit_results): only the audited hour 41 had any.
     assert (summary.missing_keys, summary.duplicate_keys, summary.stale_keys, summary.late_objects) == (7, 4, 3, 1)
-    assert summary.s3_keys_audited == 4010
-    assert summary.drop_rate == pytest.approx(7 / 4010)
+    assert (summary.repaired_keys, summary.hours_damaged, summary.s3_keys_audited) == (14, 1, 4010)
+    # The real-time path at first merge (realtime_quality): the three measured hours.
+    assert (summary.hours_measured, summary.realtime_keys) == (3, 6010)
+    assert (summary.realtime_missing, summary.realtime_duplicate, summary.realtime_stale) == (32, 6, 10)
+    assert summary.drop_rate == pytest.approx(32 / 6010)
     assert summarize(build_points(NOW - timedelta(hours=2), NOW, [], [], {})).drop_rate is None
+
+
+def test_a_stream_without_a_real_time_writer_has_no_drop_rate():
+    board = sample(realtime_writer=False)
+    assert board.summary.drop_rate is None and board.summary.hours_measured == 0
+    assert board.summary.missing_keys == 7  # the damage after the load is still the audit's
+    svg = chart_svg(board)
+    assert "no real-time writer" in svg
+    assert not [rect for rect in ET.fromstring(svg).iter(f"{SVG}rect") if rect.get("class") == "drop-rate"]
+    page = render_page([board], now=NOW)
+    assert 'data-kpi="no-realtime-writer"' in page and 'data-kpi="drop-rate"' not in page
 
 
 def hour_groups(svg: str) -> list[ET.Element]:
@@ -171,9 +225,17 @@ def test_chart_is_valid_svg_with_the_numbers_of_every_hour():
         "1",
         "repaired",
     )
-    assert float(damaged.get("data-drop-rate")) == pytest.approx(7 / 2010)
-    assert set(damaged.get("class").split()) == {"hour", "drops", "selected"}
-    assert "missing 7, duplicate 4, stale 3, late objects 1" in damaged.find(f"{SVG}title").text
+    assert float(damaged.get("data-drop-rate")) == pytest.approx(20 / 2010)
+    assert [damaged.get(f"data-realtime-{name}") for name in ("keys", "missing", "duplicate", "stale")] == [
+        "2010",
+        "20",
+        "0",
+        "3",
+    ]
+    assert set(damaged.get("class").split()) == {"hour", "drops", "damaged", "selected"}
+    tooltip = damaged.find(f"{SVG}title").text
+    assert "damage after load (audit): missing 7, doubled 4, stale 3, late objects 1; repaired 14" in tooltip
+    assert "real-time path (first merge): missing 20, doubled 0, stale 3 of 2010 keys; drop rate 1.00%" in tooltip
     assert {rect.get("class") for rect in damaged.iter(f"{SVG}rect")} >= {
         "hit",
         "s3-keys",
@@ -185,7 +247,9 @@ def test_chart_is_valid_svg_with_the_numbers_of_every_hour():
         "drop-rate",
     }
     bands = [rect for rect in ET.fromstring(svg).iter(f"{SVG}rect") if rect.get("class") == "drop-band"]
-    assert len(bands) == 1
+    assert len(bands) == 2  # the hours the real-time path dropped keys of (40, 41)
+    rates = [rect for rect in ET.fromstring(svg).iter(f"{SVG}rect") if rect.get("class") == "drop-rate"]
+    assert len(rates) == 2
     links = [element.get("href") for element in ET.fromstring(svg).iter(f"{SVG}a")]
     assert len(links) == 48 and links[41] == f"?hour={board.hours[41].hour:%H}"
 
@@ -253,6 +317,8 @@ def test_page_is_self_contained_and_escapes_what_it_shows():
             },
         ),
         audits=(),
+        realtime=realtime_row(hour, 2010, 20, 0, 3),
+        realtime_writer=True,
         totals={
             "size_bytes": 10,
             "records_raw": 3,
@@ -274,16 +340,23 @@ def test_page_is_self_contained_and_escapes_what_it_shows():
     assert "<link" not in page and "<img" not in page
     assert 'id="ledger-orders"' in page and "q/orders-1-x.jsonl" in page
     assert 'href="/base/dags/ingest_orders"' in page
-    assert "0.17%" in page  # the window's drop rate, 7 / 4010
+    assert "0.53%" in page  # the window's real-time drop rate at first merge, 32 / 6010
+    assert "Damage after load (audit)" in page and "Real-time path (first merge)" in page
+    assert re.search(r'data-kpi="missing"><dt>missing after load</dt><dd>7</dd>', page)
+    assert re.search(r'data-kpi="realtime-missing"><dt>missing at first merge</dt><dd>32</dd>', page)
+    assert "of 2,010 S3 keys, 20 missing" in page  # the hour's realtime_quality row in its ledger
 
 
 def test_json_is_plain_data():
     data = json.loads(json.dumps(jsonable(sample())))
     assert data["stream"] == "orders" and len(data["hours"]) == 48
     point = data["hours"][41]
-    assert point["missing_keys"] == 7 and point["has_drops"] is True and point["findings"] == 15
-    assert point["hour"].endswith("+00:00")
-    assert data["summary"]["drop_rate"] == pytest.approx(7 / 4010)
+    assert point["missing_keys"] == 7 and point["has_damage"] is True and point["findings"] == 15
+    assert (point["realtime_missing"], point["realtime_stale"], point["realtime_findings"]) == (20, 3, 23)
+    assert point["drop_rate"] == pytest.approx(20 / 2010) and point["has_drops"] is True
+    assert point["hour"].endswith("+00:00") and data["realtime_writer"] is True
+    assert data["summary"]["drop_rate"] == pytest.approx(32 / 6010)
+    assert (data["summary"]["missing_keys"], data["summary"]["realtime_missing"]) == (7, 32)
 
 
 CONTEXT = {"loader_schema": "loader_meta", "target": ("sales", "order_lines")}
@@ -295,6 +368,8 @@ TEMPLATES = [
     "dashboard/hour_load.sql",
     "dashboard/hour_ledger.sql",
     "dashboard/hour_audits.sql",
+    "dashboard/realtime_quality.sql",
+    "dashboard/hour_realtime.sql",
 ]
 
 

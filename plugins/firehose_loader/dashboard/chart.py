@@ -1,8 +1,9 @@
 """The chart: a stream's window as an inline SVG, drawn on the server.
 
-Three panels share the hour axis: S3 keys vs rows in the warehouse, the audit findings (missing,
-duplicate, stale, late objects, stacked) and the real-time drop rate; hours with drops get a red
-band. :func:`layout` computes every shape and text in Python; ``templates/chart.svg.j2`` only
+Three panels share the hour axis: S3 keys vs rows in the warehouse, the damage the audits found
+after the load (missing, duplicate, stale, late objects, stacked; ``audit_results``) and the
+real-time path's drop rate at the hour's first merge (``realtime_quality``); hours the real-time
+path dropped keys of get a red band. A stream without a real-time writer has no drop rate. :func:`layout` computes every shape and text in Python; ``templates/chart.svg.j2`` only
 writes them, with autoescaping, so a stream name, a status or a link cannot become markup.
 """
 
@@ -108,6 +109,7 @@ class Chart:
     bands: tuple[Box, ...]  # hours with drops, behind everything
     grid: tuple[Mark, ...]
     note: Label | None  # why the findings panel is empty
+    rate_note: Label | None  # why the drop-rate panel is empty
     hours: tuple[HourGroup, ...]
     axis: Mark
 
@@ -154,13 +156,17 @@ def hour_tooltip(point: HourPoint) -> str:
     source = f" (from the {point.s3_keys_source})" if point.s3_keys_source else ""
     lines.append(f"S3 keys: {'-' if point.s3_keys is None else point.s3_keys}{source}")
     lines.append(f"rows in the warehouse: {'-' if point.warehouse_rows is None else point.warehouse_rows}")
+    if point.realtime_keys is not None:
+        lines.append(
+            f"real-time path (first merge): missing {point.realtime_missing}, doubled {point.realtime_duplicate},"
+            f" stale {point.realtime_stale} of {point.realtime_keys} keys; drop rate {percent(point.drop_rate)}"
+        )
     if point.audits:
         lines.append(f"audits: {point.audits}, latest {point.audit_status}")
         lines.append(
-            f"found: missing {point.missing_keys}, duplicate {point.duplicate_keys}, stale {point.stale_keys},"
-            f" late objects {point.late_objects}; repaired {point.repaired_keys}"
+            f"damage after load (audit): missing {point.missing_keys}, doubled {point.duplicate_keys},"
+            f" stale {point.stale_keys}, late objects {point.late_objects}; repaired {point.repaired_keys}"
         )
-        lines.append(f"real-time drop rate: {percent(point.drop_rate)}")
     else:
         lines.append("not audited yet")
     return "\n".join(lines)
@@ -173,7 +179,7 @@ def _legend() -> tuple[tuple[Box, Label], ...]:
         ("s3_keys", "S3 keys"),
         ("warehouse_rows", "rows in the warehouse"),
         *FINDINGS,
-        ("drop_band", "hour with drops"),
+        ("drop_band", "real-time path dropped keys"),
     ]
     for key, label in keys:
         entries.append((Box(x, 8, 10, 10, fill=COLORS[key]), Label(x + 14, 17, label)))
@@ -184,8 +190,18 @@ def _legend() -> tuple[tuple[Box, Label], ...]:
 LEGEND = _legend()
 TITLES = (
     Label(LEFT, KEYS_TOP - 8, "S3 keys vs rows in the warehouse", css_class="title"),
-    Label(LEFT, FINDINGS_TOP - 8, "audit findings (keys; late objects)", css_class="title"),
-    Label(LEFT, RATE_TOP - 8, "real-time drop rate (missing / S3 keys)", css_class="title"),
+    Label(
+        LEFT,
+        FINDINGS_TOP - 8,
+        "damage after load (audit): missing / doubled / stale keys, late objects",
+        css_class="title",
+    ),
+    Label(
+        LEFT,
+        RATE_TOP - 8,
+        "real-time path drop rate at first merge (missing / S3 keys, realtime_quality)",
+        css_class="title",
+    ),
 )
 AXIS = Mark(LEFT, WIDTH - RIGHT, AXIS_Y, AXIS_Y, COLORS["text"], Label(WIDTH - RIGHT, AXIS_Y + 30, "hour (UTC)", "end"))
 
@@ -229,7 +245,12 @@ def hour_data(point: HourPoint) -> tuple[tuple[str, str], ...]:
         "stale": point.stale_keys,
         "late": point.late_objects,
         "repaired": point.repaired_keys,
+        "realtime-keys": point.realtime_keys,
+        "realtime-missing": point.realtime_missing,
+        "realtime-duplicate": point.realtime_duplicate,
+        "realtime-stale": point.realtime_stale,
         "drop-rate": None if point.drop_rate is None else repr(point.drop_rate),
+        "measured-by": point.realtime_measured_by,
     }
     return tuple((name, "" if value is None else str(value)) for name, value in data.items())
 
@@ -273,7 +294,12 @@ def hour_shapes(point: HourPoint, x0: float, slot: float, scale: Scales) -> tupl
 def hour_group(
     point: HourPoint, x0: float, slot: float, scale: Scales, href: str | None, selected: datetime | None
 ) -> HourGroup:
-    classes = ["hour"] + (["drops"] if point.has_drops else []) + (["selected"] if point.hour == selected else [])
+    classes = (
+        ["hour"]
+        + (["drops"] if point.has_drops else [])
+        + (["damaged"] if point.has_damage else [])
+        + (["selected"] if point.hour == selected else [])
+    )
     failed = None
     if point.audit_status == "failed":
         y = FINDINGS_TOP + FINDINGS_HEIGHT - 4
@@ -303,8 +329,21 @@ def layout(
     scale = scales(points)
     note = None
     if not any(point.findings for point in points):
-        text = "no audit in this window" if not any(point.audits for point in points) else "the audits found nothing"
+        text = (
+            "no audit in this window"
+            if not any(point.audits for point in points)
+            else "the audits found no damage after the load"
+        )
         note = Label((LEFT + WIDTH - RIGHT) / 2, FINDINGS_TOP + FINDINGS_HEIGHT / 2, text, anchor="middle")
+    rate_note = None
+    if not dashboard.realtime_writer:
+        text = "no real-time writer (realtime_writer is not set): no drop rate"
+    elif not any(point.realtime_keys is not None for point in points):
+        text = "no hour of this window was first merged yet"
+    else:
+        text = ""
+    if text:
+        rate_note = Label((LEFT + WIDTH - RIGHT) / 2, RATE_TOP + RATE_HEIGHT / 2 + 4, text, anchor="middle")
     return Chart(
         stream=dashboard.stream,
         width=WIDTH,
@@ -319,6 +358,7 @@ def layout(
         ),
         grid=grid(scale),
         note=note,
+        rate_note=rate_note,
         hours=tuple(
             hour_group(point, LEFT + index * slot, slot, scale, link(point.hour) if link else None, selected)
             for index, point in enumerate(points)
@@ -341,7 +381,7 @@ SVG = jinja2.Environment(
 def chart_svg(
     dashboard: StreamDashboard, link: Callable[[datetime], str] | None = None, selected: datetime | None = None
 ) -> str:
-    """The window as an SVG: S3 keys vs warehouse rows, audit findings, drop rate; hours with drops in red.
+    """The window as an SVG: S3 keys vs warehouse rows, damage after load, real-time drop rate; drops in red.
 
     ``link(hour)`` gives the URL an hour's bars lead to (its ledger); every hour group carries
     its numbers as ``data-*`` attributes and a ``<title>`` tooltip.
