@@ -11,13 +11,19 @@ Runs in the background (``make up`` starts it, ``make down`` stops it) against t
 * **Late objects.** For some hours, after the hour was loaded, one more object arrives in the
   hour's folder (records delivered again, some in a newer version): the audit reports it as a
   late object and merges it.
-* **The lossy real-time path.** After an hour is loaded (a ``load_hours`` row appears) it damages
-  most hours once with :func:`tools.simulate.lossy_realtime_path`: rows lost, rows
-  doubled, rows left in an older version. The audit finds and repairs them.
+* **The lossy real-time path, before the load.** As in production, a real-time writer (a Lambda)
+  writes each hour into the table before the ingest loads it: once the hour is complete and not
+  yet loaded, :func:`tools.simulate.realtime_write` writes the hour's records with some keys
+  dropped, some doubled, some in an older version (by delete + insert, and by an in-place
+  ``UPDATE``). The ingest's first merge measures exactly that (``realtime_quality``) and repairs it.
+* **The lossy real-time path, after the load.** After an hour is loaded (a ``load_hours`` row
+  appears) it damages most hours once with
+  :func:`tools.simulate.lossy_realtime_path`: rows lost, rows doubled, rows left in an older
+  version (some updated in place, keeping the loader's provenance). The audit finds and repairs them.
 
 It triggers nothing in Airflow: the scheduler's own runs (and the backfill `make up` creates)
-pick the hours up. What it did is in ``.local/up/producer.log``; what it already damaged is in
-``.local/up/producer-state.json``.
+pick the hours up. What it did (per hour, exactly what it injected before and after the load) is in
+``.local/up/producer.log``; what it already wrote and damaged is in ``.local/up/producer-state.json``.
 
     python -m tools.producer [--stream events] [--hours 6] [--records 400] [--interval 15]
 """
@@ -44,7 +50,7 @@ from psycopg import sql
 
 from firehose_loader.config import Settings, Stream, load_config
 from firehose_loader.layout import HOUR, hour_prefix, hour_start
-from tools.simulate import SimulatedObject, lossy_realtime_path, make_object, product_hour
+from tools.simulate import SimulatedObject, lossy_realtime_path, make_object, product_hour, realtime_write
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,12 +103,24 @@ def key_moment(key: str) -> datetime:
     return datetime.strptime(stamp, "%Y-%m-%d-%H-%M-%S").replace(tzinfo=UTC)
 
 
+def realtime_plan(stream: Stream, hour: datetime) -> tuple[int, int, int, int]:
+    """What the real-time path does to an hour before its load: (keys dropped, doubled, rewritten
+    older by delete + insert, updated older in place)."""
+    rng = random.Random(hour_seed(stream, hour) + 3)
+    return rng.randint(1, 12), rng.randint(0, 5), rng.randint(0, 4), rng.randint(0, 3)
+
+
 def damage_plan(stream: Stream, hour: datetime) -> tuple[int, int, int]:
-    """(rows lost, rows doubled, rows left older) for an hour; a quarter of the hours stay clean."""
+    """(rows lost, rows doubled, rows left older) for an hour after its load; a quarter of the hours stay clean."""
     rng = random.Random(hour_seed(stream, hour) + 7)
     if rng.random() < 0.25:
         return 0, 0, 0
     return rng.randint(1, 12), rng.randint(0, 5), rng.randint(0, 4)
+
+
+def in_place_plan(stream: Stream, hour: datetime) -> int:
+    """Of a damaged hour, how many more rows are updated in place to an older version (provenance kept)."""
+    return random.Random(hour_seed(stream, hour) + 11).randint(0, 3) if any(damage_plan(stream, hour)) else 0
 
 
 class Producer:
@@ -117,9 +135,12 @@ class Producer:
         self.plans: dict[datetime, list[SimulatedObject]] = {}
 
     def load_state(self) -> dict[str, list[str]]:
+        state: dict[str, list[str]] = {}
         with contextlib.suppress(OSError, ValueError):
-            return json.loads(self.state_file.read_text())
-        return {"damaged": [], "late": []}
+            state = json.loads(self.state_file.read_text())
+        for name in ("realtime", "damaged", "late"):
+            state.setdefault(name, [])
+        return state
 
     def save_state(self) -> None:
         self.state_file.write_text(json.dumps(self.state, indent=1) + "\n")
@@ -173,6 +194,43 @@ class Producer:
         ).fetchall()
         return {row[0].replace(tzinfo=UTC) for row in rows}
 
+    def before_loads(self, now: datetime) -> None:
+        """The real-time path writes each complete hour that is not loaded yet, once, before its load."""
+        complete = [
+            hour for hour in self.window(now) if hour + HOUR <= now and self.tag(hour) not in self.state["realtime"]
+        ]
+        if not complete:
+            return
+        with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
+            loaded = self.loaded_hours(conn, complete)
+            conn.rollback()
+            for hour in complete:
+                tag = self.tag(hour)
+                if hour in loaded:
+                    log.info("real-time path: %s was loaded before it wrote it (nothing written)", tag)
+                else:
+                    drops, duplicates, older, in_place = realtime_plan(self.stream, hour)
+                    injected = realtime_write(
+                        conn,
+                        self.stream,
+                        self.settings,
+                        self.plans.get(hour) or planned_objects(self.stream, hour, self.records),
+                        drops=drops,
+                        duplicates=duplicates,
+                        older=older,
+                        older_in_place=in_place,
+                        seed=hour_seed(self.stream, hour),
+                    )
+                    log.info(
+                        "real-time path wrote %s before its load: %s (the first merge must measure"
+                        " s3_keys=%d missing=%d duplicate=%d stale=%d)",
+                        tag,
+                        injected.describe(),
+                        *injected.counts(),
+                    )
+                self.state["realtime"].append(tag)
+                self.save_state()
+
     def after_loads(self, now: datetime) -> None:
         """Damage newly loaded hours once (the real-time path) and deliver late objects for some of them."""
         hours = self.window(now)
@@ -183,17 +241,25 @@ class Producer:
                 tag = self.tag(hour)
                 if tag not in self.state["damaged"]:
                     drops, duplicates, stale = damage_plan(self.stream, hour)
-                    if drops or duplicates or stale:
-                        lossy_realtime_path(conn, self.stream, self.settings, hour, drops, duplicates, stale)
+                    in_place = in_place_plan(self.stream, hour)
+                    if drops or duplicates or stale or in_place:
+                        injected = lossy_realtime_path(
+                            conn, self.stream, self.settings, hour, drops, duplicates, stale, in_place
+                        )
                         log.info(
-                            "real-time path damaged %s: %d rows lost, %d doubled, %d older",
+                            "real-time path damaged %s after its load: %d rows lost, %d doubled, %d older"
+                            " (%d by in-place UPDATE); the audit must find missing=%d duplicate=%d stale=%d",
                             tag,
-                            drops,
-                            duplicates,
-                            stale,
+                            injected.missing,
+                            injected.duplicate,
+                            injected.stale,
+                            injected.stale_in_place,
+                            injected.missing,
+                            injected.duplicate,
+                            injected.stale,
                         )
                     else:
-                        log.info("real-time path left %s intact", tag)
+                        log.info("real-time path left %s intact after its load", tag)
                     self.state["damaged"].append(tag)
                     self.save_state()
                 if tag not in self.state["late"]:
@@ -209,6 +275,7 @@ class Producer:
         written = self.deliver(now)
         if written:
             log.info("delivered %d objects to s3://%s/%s", written, self.stream.bucket, self.stream.prefix)
+        self.before_loads(now)
         self.after_loads(now)
 
 
