@@ -45,7 +45,14 @@ from firehose_loader.layout import HOUR, hour_start
 from firehose_loader.load import ensure_tables, load_and_merge, staged_batch
 from firehose_loader.warehouse.postgres import Postgres
 from tools import airflow_local, stack
-from tools.simulate import PRODUCT_EVENT_COLUMNS, lossy_realtime_path, make_object, product_hour
+from tools.simulate import (
+    PRODUCT_EVENT_COLUMNS,
+    SimulatedObject,
+    lossy_realtime_path,
+    make_object,
+    product_hour,
+    realtime_write,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -61,7 +68,8 @@ HOME = ROOT / ".local" / "browser"
 SCREENSHOTS = ROOT / ".local" / "screenshots"
 DATABASE = "airflow_browser"
 RECORDS_PER_HOUR = 300
-DAMAGE = {"drops": 7, "duplicates": 4, "stale": 3}
+DAMAGE = {"drops": 7, "duplicates": 4, "stale": 3}  # after the load (the audit's)
+BEFORE_LOAD = {"drops": 9, "duplicates": 2, "older": 3, "older_in_place": 1}  # before it (realtime_quality's)
 EXAMPLE_COLUMNS = PRODUCT_EVENT_COLUMNS
 
 
@@ -101,6 +109,7 @@ def stream_entry(name: str, token: str) -> dict[str, Any]:
         "columns": EXAMPLE_COLUMNS,
         "settle_grace_minutes": 0,
         "tags": ["browser-test"],
+        "realtime_writer": name == "web",
     }
 
 
@@ -110,10 +119,11 @@ def recreate_database(name: str) -> None:
         conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def write_hours(stream: Stream, hours: list[datetime]) -> None:
+def write_hours(stream: Stream, hours: list[datetime]) -> dict[datetime, list[SimulatedObject]]:
     s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
     s3.create_bucket(Bucket=stream.bucket)
     rng = random.Random(2026)
+    written = {}
     for hour in hours:
         objects = product_hour(stream.prefix, stream.name, hour, RECORDS_PER_HOUR, rng)
         objects.append(
@@ -123,13 +133,21 @@ def write_hours(stream: Stream, hours: list[datetime]) -> None:
         )
         for item in objects:
             s3.put_object(Bucket=stream.bucket, Key=item.key, Body=item.body)
+        written[hour] = objects
+    return written
 
 
-def demo_run(stream: Stream, settings: Settings, hours: list[datetime], damaged: datetime) -> None:
-    """Load the hours as the ingest DAG's tasks do, let the real-time path damage one, audit them as the audit DAG does."""
+def demo_run(
+    stream: Stream, settings: Settings, written: dict[datetime, list[SimulatedObject]], damaged: datetime
+) -> None:
+    """The real-time path writes the hours first; load them as the ingest DAG's tasks do, let the real-time
+    path damage one after its load, audit them as the audit DAG does."""
     client = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
+    hours = list(written)
     with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
         ensure_tables(conn, stream, settings, Postgres())
+        for hour, objects in written.items():
+            realtime_write(conn, stream, settings, objects, seed=hour.hour, **BEFORE_LOAD)
         for hour in hours:
             run_id = f"manual__{hour + HOUR:%Y-%m-%dT%H:%M:%S}+00:00"
             manifest = extract_hour(client, stream, hour, run_id)
@@ -192,8 +210,7 @@ def site(stack_up, chromium) -> Iterator[Site]:
         migrate = airflow_local.start([airflow, "db", "migrate"], env, logs / "db-migrate.log")
         site.processes["db-migrate"] = migrate
         # The demo-like run needs no Airflow: it goes on while the metadata database is migrated.
-        write_hours(loaded, site.hours)
-        demo_run(loaded, config.settings, site.hours, site.damaged)
+        demo_run(loaded, config.settings, write_hours(loaded, site.hours), site.damaged)
         assert migrate.wait(timeout=300) == 0, f"airflow db migrate failed; see {logs / 'db-migrate.log'}"
         site.processes["api-server"] = airflow_local.start([airflow, "api-server"], env, logs / "api-server.log")
         site.processes["dag-processor"] = airflow_local.start(

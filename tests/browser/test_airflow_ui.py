@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from tests.browser.conftest import DAMAGE, SCREENSHOTS, audit_results, hour_text, ledger, provenance_rows
+from tests.browser.conftest import BEFORE_LOAD, DAMAGE, SCREENSHOTS, audit_results, hour_text, ledger, provenance_rows
 
 
 def fetch(url: str, token: str | None = None) -> tuple[int, dict[str, str], str]:
@@ -117,9 +117,15 @@ def test_the_chart_shows_what_the_audit_recorded(site, page):
         assert group.get_attribute("data-late") == str(row["late_objects"])
         assert group.get_attribute("data-repaired") == str(row["repaired_keys"])
         assert group.get_attribute("data-audit-status") == row["status"]
-        assert float(group.get_attribute("data-drop-rate")) == pytest.approx(row["drop_rate"])
+        # The real-time path at first merge: what the simulator wrote before the load (realtime_quality).
+        keys = row["s3_keys"]
+        assert group.get_attribute("data-realtime-missing") == str(BEFORE_LOAD["drops"])
+        assert group.get_attribute("data-realtime-duplicate") == str(BEFORE_LOAD["duplicates"])
+        assert group.get_attribute("data-realtime-stale") == str(BEFORE_LOAD["older"] + BEFORE_LOAD["older_in_place"])
+        assert float(group.get_attribute("data-drop-rate")) == pytest.approx(BEFORE_LOAD["drops"] / keys)
         assert group.get_attribute("data-warehouse-rows") == str(provenance_rows(site.loaded, hour))
-        assert ("drops" in group.get_attribute("class").split()) == (row["missing_keys"] > 0)
+        assert "drops" in group.get_attribute("class").split()
+        assert ("damaged" in group.get_attribute("class").split()) == (row["missing_keys"] > 0)
     damaged = recorded[site.damaged]
     assert (damaged["missing_keys"], damaged["duplicate_keys"], damaged["stale_keys"]) == (
         DAMAGE["drops"],
@@ -127,19 +133,22 @@ def test_the_chart_shows_what_the_audit_recorded(site, page):
         DAMAGE["stale"],
     )
     assert damaged["status"] == "repaired"
-    # The bars are drawn, the drop is highlighted, and the window's drop rate is the audited one.
-    assert chart.locator("rect.drop-band").count() == 1
+    # The bars are drawn, the real-time path's drops are highlighted, the window's drop rate is the first merge's.
+    assert chart.locator("rect.drop-band").count() == len(site.hours)
     assert chart.locator(f'g.hour[data-hour="{hour_text(site.damaged)}"] rect.missing-keys').count() == 1
     section = page.locator(f"#stream-{site.loaded.name}")
-    rate = sum(row["missing_keys"] for row in recorded.values()) / sum(row["s3_keys"] for row in recorded.values())
+    rate = BEFORE_LOAD["drops"] * len(site.hours) / sum(row["s3_keys"] for row in recorded.values())
     assert section.locator('[data-kpi="drop-rate"] dd').inner_text() == f"{rate:.2%}"
-    assert section.locator('[data-kpi="hours-with-drops"] dd').inner_text() == "1"
+    assert section.locator('[data-kpi="hours-with-drops"] dd').inner_text() == str(len(site.hours))
+    assert section.locator('[data-kpi="missing"] dd').inner_text() == str(DAMAGE["drops"])
+    assert section.locator('[data-kpi="hours-damaged"] dd').inner_text() == "1"
     table_row = section.locator(f'table.hours tr[data-hour="{hour_text(site.damaged)}"]')
-    assert "drops" in table_row.get_attribute("class")
-    assert table_row.locator("td").nth(6).inner_text() == str(DAMAGE["drops"])
+    assert "damaged" in table_row.get_attribute("class")
+    assert table_row.locator('td[data-col="missing"]').inner_text() == str(DAMAGE["drops"])
+    assert table_row.locator('td[data-col="realtime-missing"]').inner_text() == str(BEFORE_LOAD["drops"])
     # The stream that never ran is there too, and says so.
     idle = page.locator(f"#stream-{site.idle.name}")
-    assert "Nothing loaded yet" in idle.inner_text()
+    assert "Nothing loaded yet" in idle.inner_text() and "No real-time writer" in idle.inner_text()
     page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
 
 
