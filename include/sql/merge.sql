@@ -15,6 +15,13 @@
   The plan also records what the audit reports: how many rows the key had in the
   target (copies) and whether the target's version was older (stale). Without
   write_ledger (an audit that re-read nothing) the ledger keeps the load's counts.
+
+  The ledger and load_hours of the hour are replaced only when they did not come from a
+  later listing of the hour than this manifest's (listed_at): an ingest's merge cleared after
+  an audit re-extracted the hour with a late object still merges its rows above (the winner
+  rule keeps the newer versions), but leaves the newer ledger as it is. A NULL listed_at in
+  load_hours (written before the column existed) is older than any listing; a manifest without
+  one is older than any recorded listing.
 #}
 {% macro same_key(left, right) %}{% for column in key %}{{ left }}.{{ column | ident }} = {{ right }}.{{ column | ident }}{{ " AND " if not loop.last }}{% endfor %}{% endmacro %}
 {% set key_list = key | map("ident") | join(", ") %}
@@ -78,8 +85,16 @@ WHERE p.action IN ('insert', 'update');
 {# Otherwise the staging table holds only the plan's columns: the dialect COPYs the winners (insert_winners). #}
 
 {% if write_ledger %}
+{% set manifest_listed_at = "CAST(%(listed_at)s AS timestamp)" %}
+{% set ledger_is_newer %}EXISTS (
+    SELECT 1 FROM {{ (loader_schema, "load_hours") | qualified }} newer
+    WHERE newer.stream = CAST(%(stream)s AS varchar(64)) AND newer.hour = CAST(%(hour)s AS timestamp)
+      AND newer.listed_at IS NOT NULL
+      AND ({{ manifest_listed_at }} IS NULL OR newer.listed_at > {{ manifest_listed_at }})
+){% endset %}
 DELETE FROM {{ (loader_schema, "ledger") | qualified }}
-WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp);
+WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp)
+  AND NOT {{ ledger_is_newer }};
 
 INSERT INTO {{ (loader_schema, "ledger") | qualified }} (
     stream, hour, object_key, etag, size_bytes, compression, status, message,
@@ -102,17 +117,21 @@ LEFT JOIN (
         SUM(CASE WHEN action = 'superseded' THEN 1 ELSE 0 END) AS superseded
     FROM {{ plan | ident }}
     GROUP BY "_firehose_object"
-) a ON a."_firehose_object" = o.object_key;
+) a ON a."_firehose_object" = o.object_key
+WHERE NOT {{ ledger_is_newer }};
 
+{# The row is kept only when it is newer; the INSERT below then finds it and adds nothing. #}
 DELETE FROM {{ (loader_schema, "load_hours") | qualified }}
-WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp);
+WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp)
+  AND NOT (listed_at IS NOT NULL AND ({{ manifest_listed_at }} IS NULL OR listed_at > {{ manifest_listed_at }}));
 
 INSERT INTO {{ (loader_schema, "load_hours") | qualified }} (
     stream, hour, status, objects, objects_unreadable, error_objects,
     records_raw, records_valid, records_quarantined, records_duplicate,
     records_inserted, records_updated, records_unchanged, records_superseded,
-    stage_key, run_id, loaded_at
+    stage_key, run_id, loaded_at, listed_at
 )
+SELECT * FROM (
 SELECT
     CAST(%(stream)s AS varchar(64)), CAST(%(hour)s AS timestamp),
     CASE
@@ -131,7 +150,13 @@ SELECT
     COALESCE(SUM(records_updated), 0),
     COALESCE(SUM(records_unchanged), 0),
     COALESCE(SUM(records_superseded), 0),
-    CAST(%(stage_key)s AS varchar(1024)), CAST(%(run_id)s AS varchar(256)), CAST(%(loaded_at)s AS timestamp)
+    CAST(%(stage_key)s AS varchar(1024)), CAST(%(run_id)s AS varchar(256)), CAST(%(loaded_at)s AS timestamp),
+    {{ manifest_listed_at }}
 FROM {{ (loader_schema, "ledger") | qualified }}
-WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp);
+WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp)
+) summary
+WHERE NOT EXISTS (
+    SELECT 1 FROM {{ (loader_schema, "load_hours") | qualified }} kept
+    WHERE kept.stream = CAST(%(stream)s AS varchar(64)) AND kept.hour = CAST(%(hour)s AS timestamp)
+);
 {% endif %}

@@ -19,6 +19,7 @@ from psycopg import sql
 from firehose_loader.audit import audit_hour
 from firehose_loader.config import Settings, Stream, load_config
 from firehose_loader.extract import extract_hour
+from firehose_loader.layout import StageWriter
 from firehose_loader.load import load_and_merge, staged_batch
 from firehose_loader.warehouse.postgres import Postgres
 from tests.integration.conftest import dump_table, put, run_audit, run_hour
@@ -227,13 +228,13 @@ def test_audit_overlapping_an_ingest_of_the_same_hour_doubles_nothing(streams, s
             errors.append(exc)
 
     def ingest(conn) -> None:
-        manifest = extract_hour(s3, stream, hour, "ingest_run")
+        manifest = extract_hour(s3, stream, hour, StageWriter("ingest", "ingest_run", "extract_hour", 1))
         load_and_merge(
             conn, stream, config.settings, Postgres(), manifest, staged_batch(s3, stream, manifest), "ingest_run"
         )
 
     def audit(conn) -> None:
-        audit_hour(conn, s3, stream, config.settings, Postgres(), hour, "audit_run")
+        audit_hour(conn, s3, stream, config.settings, Postgres(), hour, "audit_run", try_number=1)
 
     threads = [threading.Thread(target=in_thread, args=(work,)) for work in (ingest, audit)]
     for thread in threads:
@@ -358,12 +359,12 @@ def in_threads(works: list[Callable[[psycopg.Connection], Any]]) -> tuple[list[t
 
 
 def audit(s3, stream: Stream, run_id: str) -> Callable[[psycopg.Connection], dict[str, Any]]:
-    return lambda conn: audit_hour(conn, s3, stream, Settings(), Postgres(), HOUR, run_id)
+    return lambda conn: audit_hour(conn, s3, stream, Settings(), Postgres(), HOUR, run_id, try_number=1)
 
 
 def ingest(s3, stream: Stream, run_id: str) -> Callable[[psycopg.Connection], dict[str, Any]]:
     def work(conn: psycopg.Connection) -> dict[str, Any]:
-        manifest = extract_hour(s3, stream, HOUR, run_id)
+        manifest = extract_hour(s3, stream, HOUR, StageWriter("ingest", run_id, "extract_hour", 1))
         return load_and_merge(
             conn, stream, Settings(), Postgres(), manifest, staged_batch(s3, stream, manifest), run_id
         )

@@ -17,7 +17,7 @@ import sqlglot
 from redshift_connector import ProgrammingError
 from redshift_connector.core import convert_paramstyle
 
-from firehose_loader.layout import stage_key
+from firehose_loader.layout import StageWriter, stage_key
 from firehose_loader.load import ensure_tables, load_and_merge, staged_batch
 from firehose_loader.records.validate import ObjectStats
 from firehose_loader.warehouse import transactions
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.redshift
 STREAM = STREAMS["rich"]
 HOUR = datetime(2026, 3, 1, 10, tzinfo=UTC)
 RUN_ID = "scheduled__2026-03-01T11:00:00+00:00"
-STAGE_KEY = stage_key(STREAM, HOUR, RUN_ID)
+STAGE_KEY = stage_key(STREAM, HOUR, StageWriter("ingest", RUN_ID, "extract_hour", 1))
 STAGE_URI = f"s3://{STREAM.bucket}/{STAGE_KEY}"
 TARGET = '"sales"."order_lines"'
 LEDGER = '"firehose_loader"."ledger"'
@@ -137,7 +137,8 @@ def test_copy_uses_the_iam_role_and_the_exact_stage() -> None:
     assert copy.statement == f"COPY \"firehose_staging\"\nFROM '{STAGE_URI}'\nIAM_ROLE '{COPY_ROLE}'\nFORMAT AS PARQUET"
     assert copy.parameters is None
     assert STAGE_URI == (
-        "s3://firehose-orders/firehose-loader/staging/orders/2026/03/01/10/scheduled__2026-03-01T11_00_00_00_00.parquet"
+        "s3://firehose-orders/firehose-loader/staging/orders/2026/03/01/10/"
+        "ingest/scheduled__2026-03-01T11_00_00_00_00/extract_hour.try-0001.parquet"
     )
 
 
