@@ -86,14 +86,36 @@ WHERE p.action IN ('insert', 'update');
 
 {% if write_ledger %}
 {% set manifest_listed_at = "CAST(%(listed_at)s AS timestamp)" %}
-{% set ledger_is_newer %}EXISTS (
+{% set this_hour %}stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp){% endset %}
+{# load_hours says the hour's ledger came from a later listing than this manifest's. #}
+{% macro listed_later(newer_objects="") %}EXISTS (
     SELECT 1 FROM {{ (loader_schema, "load_hours") | qualified }} newer
-    WHERE newer.stream = CAST(%(stream)s AS varchar(64)) AND newer.hour = CAST(%(hour)s AS timestamp)
+    WHERE newer.{{ this_hour | replace(" AND hour", " AND newer.hour") }}
       AND newer.listed_at IS NOT NULL
-      AND ({{ manifest_listed_at }} IS NULL OR newer.listed_at > {{ manifest_listed_at }})
+      AND ({{ manifest_listed_at }} IS NULL OR newer.listed_at > {{ manifest_listed_at }}){{ newer_objects }}
+){% endmacro %}
+{#
+  The hour's ledger accounts for other objects (or ETags) than the manifest: a later listing that
+  saw the same objects is no newer in what it accounts for, and is replaced as before.
+#}
+{% set ledger_differs %}(
+    EXISTS (
+        SELECT 1 FROM {{ (loader_schema, "ledger") | qualified }} l
+        WHERE l.{{ this_hour | replace(" AND hour", " AND l.hour") }}
+          AND NOT EXISTS (SELECT 1 FROM {{ objects | ident }} o WHERE o.object_key = l.object_key AND o.etag = l.etag)
+    )
+    OR EXISTS (
+        SELECT 1 FROM {{ objects | ident }} o
+        WHERE NOT EXISTS (
+            SELECT 1 FROM {{ (loader_schema, "ledger") | qualified }} l
+            WHERE l.{{ this_hour | replace(" AND hour", " AND l.hour") }}
+              AND l.object_key = o.object_key AND l.etag = o.etag
+        )
+    )
 ){% endset %}
+{% set ledger_is_newer %}({{ listed_later() }} AND {{ ledger_differs }}){% endset %}
 DELETE FROM {{ (loader_schema, "ledger") | qualified }}
-WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp)
+WHERE {{ this_hour }}
   AND NOT {{ ledger_is_newer }};
 
 INSERT INTO {{ (loader_schema, "ledger") | qualified }} (
@@ -118,12 +140,17 @@ LEFT JOIN (
     FROM {{ plan | ident }}
     GROUP BY "_firehose_object"
 ) a ON a."_firehose_object" = o.object_key
-WHERE NOT {{ ledger_is_newer }};
+{#
+  After the DELETE above the hour has ledger rows only when they were kept as newer (or, kept
+  and empty, when load_hours counts no objects for that later listing).
+#}
+WHERE NOT EXISTS (SELECT 1 FROM {{ (loader_schema, "ledger") | qualified }} kept WHERE kept.{{ this_hour | replace(" AND hour", " AND kept.hour") }})
+  AND NOT {{ listed_later(" AND newer.objects = 0") }};
 
-{# The row is kept only when it is newer; the INSERT below then finds it and adds nothing. #}
+{# The row is kept only with its newer ledger (the ledger now differs from the manifest only then); the INSERT below then finds it and adds nothing. #}
 DELETE FROM {{ (loader_schema, "load_hours") | qualified }}
 WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp)
-  AND NOT (listed_at IS NOT NULL AND ({{ manifest_listed_at }} IS NULL OR listed_at > {{ manifest_listed_at }}));
+  AND NOT {{ ledger_is_newer }};
 
 INSERT INTO {{ (loader_schema, "load_hours") | qualified }} (
     stream, hour, status, objects, objects_unreadable, error_objects,

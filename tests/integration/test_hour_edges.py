@@ -129,6 +129,7 @@ def test_run_refuses_a_data_interval_that_is_not_one_hour(streams, s3):
             HOUR_01,
             datetime(2026, 3, 1, 3, tzinfo=UTC),
             "manual__x",
+            1,
         )
 
 
