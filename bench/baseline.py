@@ -36,6 +36,7 @@ LOCATIONS: dict[str, tuple[str, ...]] = {
     "staged_batch": _LOAD,
     "Postgres": ("firehose_loader.warehouse.postgres", "firehose_loader.dialects"),
     "stage_clock": ("firehose_loader.records.timing", "firehose_loader.batch"),
+    "StageWriter": ("firehose_loader.layout",),
 }
 
 
@@ -54,13 +55,23 @@ def library(name: str) -> Any:
     raise ImportError(f"the library under test has no {name} (looked in {', '.join(LOCATIONS[name])})")
 
 
-def combine_hour_parts(s3: Any, stream: Any, plan: dict[str, Any], parts: list[dict[str, Any]], run_id: str) -> Any:
+def combine_hour_parts(s3: Any, stream: Any, plan: dict[str, Any], parts: list[dict[str, Any]], run_id: Any) -> Any:
     """The library's combine_hour_parts on the split plan: since the typed hand-overs it takes the plan's
     manifest and parts apart (``manifest, planned, parts``); before, the plan whole (``split, parts``)."""
     combine = library("combine_hour_parts")
     if "planned" in inspect.signature(combine).parameters:
         return combine(s3, stream, plan["manifest"], plan["parts"], parts, run_id)
     return combine(s3, stream, plan, parts, run_id)
+
+
+def stage_writer(run_id: str, task: str) -> Any:
+    """What the library's extract functions take to name a stage: a StageWriter (an ingest's first
+    try of ``task``) since stage keys name the DAG, task and try; before, the run id."""
+    try:
+        writer = library("StageWriter")
+    except ImportError:
+        return run_id
+    return writer("ingest", run_id, task, 1)
 
 
 @contextlib.contextmanager

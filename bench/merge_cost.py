@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bench.baseline import library
+from bench.baseline import library, stage_writer
 from bench.common import HOUR, forget_hours, load_average, pg_connect, s3_client, stream_entry
 from bench.config import config
 
@@ -63,7 +63,7 @@ def merge_cost(size: int, base_rows: int) -> dict[str, Any]:
         conn.execute(f"VACUUM ANALYZE {table}")
         timings["table_bytes_before"] = conn.execute(f"SELECT pg_total_relation_size('{table}')").fetchone()[0]
     client = s3_client()
-    manifest = extract_hour(client, stream, HOUR, f"bench_big_{size}")
+    manifest = extract_hour(client, stream, HOUR, stage_writer(f"bench_big_{size}", "extract_hour"))
     for attempt in ("first load (all inserts)", "rerun (all unchanged)"):
         load = load_average()
         mark = time.perf_counter()

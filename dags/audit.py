@@ -30,9 +30,10 @@ def build_audit_dag(stream: Stream, settings: Settings):
     )
     def audit():
         @task(outlets=[table_asset(stream, settings)])
-        def audit_and_repair(data_interval_end=None, params=None, run_id=None) -> list[dict]:
+        def audit_and_repair(data_interval_end=None, params=None, run_id=None, ti=None) -> list[dict]:
+            lookback_hours = int(params["lookback_hours"])
             return run_audit(
-                stream, settings, data_interval_end, int(params["lookback_hours"]), run_id, get_current_context()
+                stream, settings, data_interval_end, lookback_hours, run_id, ti.try_number, get_current_context()
             )
 
         # Ten minutes after the ingest's own wait, so the newest hour's ingest normally committed first

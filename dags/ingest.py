@@ -30,21 +30,23 @@ def build_ingest_dag(stream: Stream, settings: Settings):
     def ingest():
         # An hour over the stream's split_above_bytes comes back as parts (no manifest yet), which
         # extract_part extracts one task each; a smaller hour comes back with its manifest and no parts.
+        # Every stage key names the DAG kind, the run, the task and its try (layout.stage_key), so
+        # no audit run and no other try overwrites a stage a manifest names.
         # The parts are the return value because Airflow maps only over a return value; the whole
         # extract result (never None, unlike a split hour's manifest) goes to combine_parts under its own key.
         @task(multiple_outputs=False)
         def extract_hour(data_interval_start=None, data_interval_end=None, run_id=None, ti=None) -> list[Part]:
-            extracted = run_extract(stream, settings, data_interval_start, data_interval_end, run_id)
+            extracted = run_extract(stream, settings, data_interval_start, data_interval_end, run_id, ti.try_number)
             ti.xcom_push(key="extracted", value=extracted)
             return extracted["parts"]
 
         @task(multiple_outputs=False)
-        def extract_part(part: Part, run_id=None) -> PartResult:
-            return run_extract_part(stream, settings, part, run_id)
+        def extract_part(part: Part, run_id=None, ti=None) -> PartResult:
+            return run_extract_part(stream, settings, part, run_id, ti.try_number)
 
         @task(trigger_rule=TriggerRule.NONE_FAILED, multiple_outputs=False)
-        def combine_parts(extracted: Extracted, parts: list[PartResult], run_id=None) -> Manifest:
-            return run_combine_parts(stream, settings, extracted, parts, run_id)
+        def combine_parts(extracted: Extracted, parts: list[PartResult], run_id=None, ti=None) -> Manifest:
+            return run_combine_parts(stream, settings, extracted, parts, run_id, ti.try_number)
 
         @task(outlets=[table_asset(stream, settings)], multiple_outputs=False)
         def load_and_merge(manifest: Manifest, run_id=None) -> dict:

@@ -8,7 +8,7 @@ import tempfile
 import time
 from typing import Any
 
-from bench.baseline import baseline_loader_schema, library, stage_timing
+from bench.baseline import baseline_loader_schema, library, stage_timing, stage_writer
 from bench.common import HOUR, Stages, pg_connect, prepare_ours, s3_client, stream_entry, table_for
 from bench.config import config
 from bench.worker import run_worker, start_clock
@@ -39,7 +39,7 @@ def contender_ours_extract(size: int) -> dict[str, Any]:
     stages = Stages()
     started = start_clock()
     with stage_timing(stages):
-        manifest = extract_hour(client, stream, HOUR, f"bench_{size}")
+        manifest = extract_hour(client, stream, HOUR, stage_writer(f"bench_{size}", "extract_hour"))
     elapsed = time.perf_counter() - started
     config().manifest.write_text(json.dumps(manifest))
     return {

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.baseline import combine_hour_parts, library
+from bench.baseline import combine_hour_parts, library, stage_writer
 from bench.common import HOUR, prepare_ours, s3_client, stream_entry, table_for
 from bench.config import config
 from bench.worker import run_worker, start_clock
@@ -26,7 +26,7 @@ def contender_split_plan(size: int) -> dict[str, Any]:
     extract_or_split = library("extract_or_split")
     client = s3_client()
     started = start_clock()
-    plan = extract_or_split(client, split_stream(size), HOUR, f"bench_{size}")
+    plan = extract_or_split(client, split_stream(size), HOUR, stage_writer(f"bench_{size}", "extract_hour"))
     config().manifest.write_text(json.dumps(plan))
     return {"seconds": time.perf_counter() - started, "stages": {}, "parts": len(plan["parts"])}
 
@@ -37,7 +37,7 @@ def contender_split_part(size: int) -> dict[str, Any]:
     part = plan["parts"][config().part]
     client = s3_client()
     started = start_clock()
-    result = extract_part(client, split_stream(size), part, f"bench_{size}")
+    result = extract_part(client, split_stream(size), part, stage_writer(f"bench_{size}", "extract_part"))
     config().part_out.write_text(json.dumps(result))
     return {"seconds": time.perf_counter() - started, "stages": {}}
 
@@ -47,7 +47,9 @@ def contender_split_combine(size: int) -> dict[str, Any]:
     parts = [json.loads(path.read_text()) for path in config().part_outs]
     client = s3_client()
     started = start_clock()
-    manifest = combine_hour_parts(lambda: client, split_stream(size), plan, parts, f"bench_{size}")
+    manifest = combine_hour_parts(
+        lambda: client, split_stream(size), plan, parts, stage_writer(f"bench_{size}", "combine_parts")
+    )
     config().manifest.write_text(json.dumps(manifest))
     return {"seconds": time.perf_counter() - started, "stages": {}}
 

@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS {{ (loader_schema, "load_hours") | qualified }} (
     stage_key varchar(1024),
     run_id varchar(256) NOT NULL,
     loaded_at timestamp NOT NULL,
+    -- when the hour was listed for the manifest this row and the hour's ledger came from
+    -- (NULL in rows written before the column was added: older than any listing)
+    listed_at timestamp,
     PRIMARY KEY (stream, hour)
 );
 

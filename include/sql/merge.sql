@@ -23,6 +23,13 @@
   A key's first merge is where what the real-time writer did before the load can be seen;
   with realtime_writer, that is recorded in realtime_quality before any row changes.
   Without write_ledger (an audit that re-read nothing) the ledger keeps the load's counts.
+
+  The ledger and load_hours of the hour are replaced only when they did not come from a
+  later listing of the hour than this manifest's (listed_at): an ingest's merge cleared after
+  an audit re-extracted the hour with a late object still merges its rows above (the winner
+  rule keeps the newer versions), but leaves the newer ledger as it is. A NULL listed_at in
+  load_hours (written before the column existed) is older than any listing; a manifest without
+  one is older than any recorded listing.
 #}
 {% macro same_key(left, right) %}{% for column in key %}{{ left }}.{{ column | ident }} = {{ right }}.{{ column | ident }}{{ " AND " if not loop.last }}{% endfor %}{% endmacro %}
 {% set key_list = key | map("ident") | join(", ") %}
@@ -128,8 +135,38 @@ WHERE p.action IN ('insert', 'update');
 {# Otherwise the staging table holds only the plan's columns: the dialect COPYs the winners (insert_winners). #}
 
 {% if write_ledger %}
+{% set manifest_listed_at = "CAST(%(listed_at)s AS timestamp)" %}
+{% set this_hour %}stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp){% endset %}
+{# load_hours says the hour's ledger came from a later listing than this manifest's. #}
+{% macro listed_later(newer_objects="") %}EXISTS (
+    SELECT 1 FROM {{ (loader_schema, "load_hours") | qualified }} newer
+    WHERE newer.{{ this_hour | replace(" AND hour", " AND newer.hour") }}
+      AND newer.listed_at IS NOT NULL
+      AND ({{ manifest_listed_at }} IS NULL OR newer.listed_at > {{ manifest_listed_at }}){{ newer_objects }}
+){% endmacro %}
+{#
+  The hour's ledger accounts for other objects (or ETags) than the manifest: a later listing that
+  saw the same objects is no newer in what it accounts for, and is replaced as before.
+#}
+{% set ledger_differs %}(
+    EXISTS (
+        SELECT 1 FROM {{ (loader_schema, "ledger") | qualified }} l
+        WHERE l.{{ this_hour | replace(" AND hour", " AND l.hour") }}
+          AND NOT EXISTS (SELECT 1 FROM {{ objects | ident }} o WHERE o.object_key = l.object_key AND o.etag = l.etag)
+    )
+    OR EXISTS (
+        SELECT 1 FROM {{ objects | ident }} o
+        WHERE NOT EXISTS (
+            SELECT 1 FROM {{ (loader_schema, "ledger") | qualified }} l
+            WHERE l.{{ this_hour | replace(" AND hour", " AND l.hour") }}
+              AND l.object_key = o.object_key AND l.etag = o.etag
+        )
+    )
+){% endset %}
+{% set ledger_is_newer %}({{ listed_later() }} AND {{ ledger_differs }}){% endset %}
 DELETE FROM {{ (loader_schema, "ledger") | qualified }}
-WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp);
+WHERE {{ this_hour }}
+  AND NOT {{ ledger_is_newer }};
 
 INSERT INTO {{ (loader_schema, "ledger") | qualified }} (
     stream, hour, object_key, etag, size_bytes, compression, status, message,
@@ -152,17 +189,26 @@ LEFT JOIN (
         SUM(CASE WHEN action = 'superseded' THEN 1 ELSE 0 END) AS superseded
     FROM {{ plan | ident }}
     GROUP BY "_firehose_object"
-) a ON a."_firehose_object" = o.object_key;
+) a ON a."_firehose_object" = o.object_key
+{#
+  After the DELETE above the hour has ledger rows only when they were kept as newer (or, kept
+  and empty, when load_hours counts no objects for that later listing).
+#}
+WHERE NOT EXISTS (SELECT 1 FROM {{ (loader_schema, "ledger") | qualified }} kept WHERE kept.{{ this_hour | replace(" AND hour", " AND kept.hour") }})
+  AND NOT {{ listed_later(" AND newer.objects = 0") }};
 
+{# The row is kept only with its newer ledger (the ledger now differs from the manifest only then); the INSERT below then finds it and adds nothing. #}
 DELETE FROM {{ (loader_schema, "load_hours") | qualified }}
-WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp);
+WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp)
+  AND NOT {{ ledger_is_newer }};
 
 INSERT INTO {{ (loader_schema, "load_hours") | qualified }} (
     stream, hour, status, objects, objects_unreadable, error_objects,
     records_raw, records_valid, records_quarantined, records_duplicate,
     records_inserted, records_updated, records_unchanged, records_superseded,
-    stage_key, run_id, loaded_at
+    stage_key, run_id, loaded_at, listed_at
 )
+SELECT * FROM (
 SELECT
     CAST(%(stream)s AS varchar(64)), CAST(%(hour)s AS timestamp),
     CASE
@@ -181,7 +227,13 @@ SELECT
     COALESCE(SUM(records_updated), 0),
     COALESCE(SUM(records_unchanged), 0),
     COALESCE(SUM(records_superseded), 0),
-    CAST(%(stage_key)s AS varchar(1024)), CAST(%(run_id)s AS varchar(256)), CAST(%(loaded_at)s AS timestamp)
+    CAST(%(stage_key)s AS varchar(1024)), CAST(%(run_id)s AS varchar(256)), CAST(%(loaded_at)s AS timestamp),
+    {{ manifest_listed_at }}
 FROM {{ (loader_schema, "ledger") | qualified }}
-WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp);
+WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp)
+) summary
+WHERE NOT EXISTS (
+    SELECT 1 FROM {{ (loader_schema, "load_hours") | qualified }} kept
+    WHERE kept.stream = CAST(%(stream)s AS varchar(64)) AND kept.hour = CAST(%(hour)s AS timestamp)
+);
 {% endif %}

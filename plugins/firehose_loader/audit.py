@@ -20,7 +20,7 @@ from typing import Any
 from firehose_loader.config import Settings, Stream
 from firehose_loader.extract import extract_hour
 from firehose_loader.handover import Manifest, handed_hour, make_manifest
-from firehose_loader.layout import HOUR, hour_start, naive_utc
+from firehose_loader.layout import HOUR, StageWriter, hour_start, naive_utc
 from firehose_loader.load import merge_hour, query_one, staged_batch, template_context
 from firehose_loader.s3io import ObjectInfo, count_error_objects, list_hour_objects, object_exists
 from firehose_loader.text_table import format_table
@@ -63,10 +63,27 @@ class HourTruth:
     late: int
 
 
+# The audit DAG's task: the stages an audit writes name it, beside the run and the try.
+AUDIT_TASK = "audit_and_repair"
+
+
+def audit_writer(run_id: str, try_number: int) -> StageWriter:
+    """The writer of the stages an audit run's try extracts (never an ingest's key, nor another try's)."""
+    return StageWriter("audit", run_id, AUDIT_TASK, try_number)
+
+
 def hour_truth(
-    conn: Any, client: Any, stream: Stream, settings: Settings, dialect: Dialect, hour: datetime, run_id: str
+    conn: Any,
+    client: Any,
+    stream: Stream,
+    settings: Settings,
+    dialect: Dialect,
+    hour: datetime,
+    run_id: str,
+    *,
+    try_number: int,
 ) -> HourTruth:
-    """The hour's batch: the loaded stage if the ledger matches S3, else a fresh extract."""
+    """The hour's batch: the loaded stage if the ledger matches S3, else a fresh extract (staged under the audit's own key)."""
     context = template_context(stream, settings, dialect)
     naive_hour = naive_utc(hour)
     listed = list_hour_objects(client, stream.bucket, stream.prefix, hour)
@@ -86,16 +103,35 @@ def hour_truth(
     )
     if stage_usable:
         error_objects = count_error_objects(client, stream.bucket, stream.error_prefix, hour)
-        manifest = make_manifest(stream.name, hour, stage_key, None, [], error_objects)
+        assert loaded_hour is not None
+        listed = loaded_hour["listed_at"]
+        manifest = make_manifest(
+            stream.name,
+            hour,
+            stage_key,
+            None,
+            [],
+            error_objects,
+            listed_at=None if listed is None else listed.replace(tzinfo=UTC),
+        )
         return HourTruth(manifest, reloaded=False, late=0)
-    return HourTruth(extract_hour(client, stream, hour, run_id), reloaded=True, late=len(late))
+    extracted = extract_hour(client, stream, hour, audit_writer(run_id, try_number))
+    return HourTruth(extracted, reloaded=True, late=len(late))
 
 
 def audit_hour(
-    conn: Any, client: Any, stream: Stream, settings: Settings, dialect: Dialect, hour: datetime, run_id: str
+    conn: Any,
+    client: Any,
+    stream: Stream,
+    settings: Settings,
+    dialect: Dialect,
+    hour: datetime,
+    run_id: str,
+    *,
+    try_number: int,
 ) -> dict[str, Any]:
     """Audit and repair one hour in one transaction; return its audit_results row."""
-    truth = hour_truth(conn, client, stream, settings, dialect, hour, run_id)
+    truth = hour_truth(conn, client, stream, settings, dialect, hour, run_id, try_number=try_number)
     audited_at = naive_utc(datetime.now(UTC))
     findings = {"late_objects": truth.late, "audited_at": audited_at}
     merge_hour(
@@ -173,6 +209,8 @@ def audit_hours(
     hours: list[datetime],
     run_id: str,
     ingest_pending: Callable[[datetime], bool] = lambda hour: False,
+    *,
+    try_number: int,
 ) -> list[dict[str, Any]]:
     """Audit every hour; a failing hour is recorded as ``failed`` and the others still run.
 
@@ -181,6 +219,8 @@ def audit_hours(
     which the scheduler knows) is recorded as ``waiting``, with no findings and no alert, and the
     next audit judges it. An hour no ingest will load (its run failed, the DAG is paused, the run
     was never created) is loaded by the audit, and its first merge is measured as the audit's.
+
+    ``try_number`` is the audit task's try: a re-extracted hour is staged under a key of this run's try alone.
     """
     results = []
     for hour in hours:
@@ -189,7 +229,7 @@ def audit_hours(
                 message = f"the ingest of hour {hour.isoformat()} has not committed yet; the next audit judges it"
                 results.append(record_unjudged(conn, stream, settings, dialect, hour, run_id, "waiting", message))
                 continue
-            results.append(audit_hour(conn, client, stream, settings, dialect, hour, run_id))
+            results.append(audit_hour(conn, client, stream, settings, dialect, hour, run_id, try_number=try_number))
         except Exception as exc:
             log.exception("audit of %s hour %s failed", stream.name, hour.isoformat())
             conn.rollback()

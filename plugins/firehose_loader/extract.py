@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +27,14 @@ from firehose_loader.handover import (
     Part,
     PartResult,
     handed_hour,
+    listed_at,
     listed_objects,
     make_manifest,
     make_object_entry,
     make_part,
     make_part_result,
 )
-from firehose_loader.layout import hour_start, part_stage_key, quarantine_key, stage_key
+from firehose_loader.layout import StageWriter, hour_start, part_stage_key, quarantine_key, stage_key
 from firehose_loader.records.decoding import UnreadableObject, decompress
 from firehose_loader.records.pool import usable_cpus
 from firehose_loader.records.stage import StagedHour, combine_parts, stage_hour
@@ -109,19 +110,20 @@ def _write_quarantine(client: Any, stream: Stream, hour: datetime, batch: Staged
     return written
 
 
-def extract_hour(client: Any, stream: Stream, hour: datetime, run_id: str) -> Manifest:
+def extract_hour(client: Any, stream: Stream, hour: datetime, writer: StageWriter) -> Manifest:
     """Read, validate, dedupe and stage one hour in this process; return the manifest the load step needs.
 
     Objects are read one ahead and decoded one at a time; the rows wait in a local temporary
     folder until deduplication has chosen the winners (see :func:`~firehose_loader.records.stage.stage_hour`).
     """
     hour = hour_start(hour)
+    listed = datetime.now(UTC)
     with timed("list+read"):
         objects = list_hour_objects(client, stream.bucket, stream.prefix, hour)
-    return _extract_objects(client, stream, hour, run_id, objects)
+    return _extract_objects(client, stream, hour, writer, objects, listed)
 
 
-def extract_listing_again(client: Any, stream: Stream, hour: datetime, run_id: str) -> Extracted:
+def extract_listing_again(client: Any, stream: Stream, hour: datetime, writer: StageWriter) -> Extracted:
     """Extract the hour; when a listed object vanished or changed before it was read, list the hour again.
 
     Nothing is staged before every listed object was read, so starting over is safe. After
@@ -130,7 +132,7 @@ def extract_listing_again(client: Any, stream: Stream, hour: datetime, run_id: s
     """
     for attempt in range(1, LIST_ATTEMPTS + 1):
         try:
-            return extract_or_split(client, stream, hour, run_id)
+            return extract_or_split(client, stream, hour, writer)
         except ObjectChangedError as exc:
             if attempt == LIST_ATTEMPTS:
                 raise
@@ -145,7 +147,7 @@ def extract_listing_again(client: Any, stream: Stream, hour: datetime, run_id: s
     raise AssertionError("unreachable")
 
 
-def extract_or_split(client: Any, stream: Stream, hour: datetime, run_id: str) -> Extracted:
+def extract_or_split(client: Any, stream: Stream, hour: datetime, writer: StageWriter) -> Extracted:
     """The ingest DAG's extract step: the hour's manifest, or for a big hour the parts to extract apart.
 
     An hour whose objects total at most ``stream.split_above_bytes`` is extracted here, as
@@ -155,12 +157,14 @@ def extract_or_split(client: Any, stream: Stream, hour: datetime, run_id: str) -
     dedupes across them.
     """
     hour = hour_start(hour)
+    listed = datetime.now(UTC)
     with timed("list+read"):
         objects = list_hour_objects(client, stream.bucket, stream.prefix, hour)
     if sum(item.size for item in objects) <= stream.split_above_bytes:
-        return Extracted(manifest=_extract_objects(client, stream, hour, run_id, objects), parts=[])
+        return Extracted(manifest=_extract_objects(client, stream, hour, writer, objects, listed), parts=[])
     groups = split_into_parts(objects, stream.split_above_bytes)
-    return Extracted(manifest=None, parts=[make_part(index, hour, group) for index, group in enumerate(groups)])
+    parts = [make_part(index, hour, group, listed) for index, group in enumerate(groups)]
+    return Extracted(manifest=None, parts=parts)
 
 
 def split_into_parts(objects: Sequence[ObjectInfo], part_bytes: int) -> list[list[ObjectInfo]]:
@@ -176,7 +180,7 @@ def split_into_parts(objects: Sequence[ObjectInfo], part_bytes: int) -> list[lis
     return parts
 
 
-def extract_part(client: Any, stream: Stream, planned: Part, run_id: str) -> PartResult:
+def extract_part(client: Any, stream: Stream, planned: Part, writer: StageWriter) -> PartResult:
     """Read, validate, dedupe and stage one part of a split hour; its stage holds the part's winners.
 
     An object rewritten or deleted since the hour was listed is taken as it is now (its new
@@ -184,7 +188,7 @@ def extract_part(client: Any, stream: Stream, planned: Part, run_id: str) -> Par
     """
     hour = hour_start(handed_hour(planned))
     objects = listed_objects(planned)
-    key = part_stage_key(stream, hour, run_id, planned["index"])
+    key = part_stage_key(stream, hour, writer, planned["index"])
     for attempt in range(1, PART_READ_ATTEMPTS + 1):
         try:
             rows, staged_key, objects_out = _stage_objects(client, stream, hour, objects, key)
@@ -203,7 +207,7 @@ def combine_hour_parts(
     manifest: Manifest | None,
     planned: Sequence[Part],
     parts: Sequence[PartResult],
-    run_id: str,
+    writer: StageWriter,
 ) -> Manifest:
     """The manifest of a split hour: its parts' stages deduplicated into one stage, their counts summed.
 
@@ -231,7 +235,7 @@ def combine_hour_parts(
         for entry in objects_out:
             entry["records_duplicate"] += combined.cross_part_duplicates.get(entry["key"], 0)
         if combined.path is not None:
-            staged_key = stage_key(stream, hour, run_id)
+            staged_key = stage_key(stream, hour, writer)
             with timed("stage write"), open(combined.path, "rb") as body:
                 write_object(client, stream.bucket, staged_key, body, "application/vnd.apache.parquet")
     return make_manifest(
@@ -242,13 +246,16 @@ def combine_hour_parts(
         objects_out,
         count_error_objects(client, stream.bucket, stream.error_prefix, hour),
         [result["stage_key"] for result in parts],
+        listed_at=listed_at(planned[0]),
     )
 
 
-def _extract_objects(client: Any, stream: Stream, hour: datetime, run_id: str, objects: list[ObjectInfo]) -> Manifest:
-    rows, staged_key, objects_out = _stage_objects(client, stream, hour, objects, stage_key(stream, hour, run_id))
+def _extract_objects(
+    client: Any, stream: Stream, hour: datetime, writer: StageWriter, objects: list[ObjectInfo], listed: datetime
+) -> Manifest:
+    rows, staged_key, objects_out = _stage_objects(client, stream, hour, objects, stage_key(stream, hour, writer))
     error_objects = count_error_objects(client, stream.bucket, stream.error_prefix, hour)
-    return make_manifest(stream.name, hour, staged_key, rows, objects_out, error_objects)
+    return make_manifest(stream.name, hour, staged_key, rows, objects_out, error_objects, listed_at=listed)
 
 
 def decode_processes(stream: Stream, objects: Sequence[ObjectInfo]) -> int:

@@ -8,7 +8,7 @@ step merges. Each shape has one builder here, so every task writes it the same w
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypedDict
 
 from firehose_loader.s3io import ObjectInfo
@@ -43,6 +43,9 @@ class Manifest(TypedDict):
     objects: list[ObjectEntry]
     error_objects: int
     part_stage_keys: list[str | None]  # the stages of a split hour's parts (empty when not split)
+    # When the hour's objects were listed (ISO 8601, UTC): a merge leaves a ledger from a later
+    # listing as it is. None only for a manifest that writes no ledger and knows no listing.
+    listed_at: str | None
 
 
 class ListedObject(TypedDict):
@@ -57,6 +60,7 @@ class Part(TypedDict):
     index: int
     hour: str
     objects: list[ListedObject]
+    listed_at: str  # when the hour was listed (ISO 8601, UTC); the combined manifest's listed_at
 
 
 class PartResult(TypedDict):
@@ -97,6 +101,8 @@ def make_manifest(
     objects: list[ObjectEntry],
     error_objects: int,
     part_stage_keys: list[str | None] | None = None,
+    *,
+    listed_at: datetime | None,
 ) -> Manifest:
     return Manifest(
         stream=stream,
@@ -106,15 +112,30 @@ def make_manifest(
         objects=objects,
         error_objects=error_objects,
         part_stage_keys=part_stage_keys or [],
+        listed_at=None if listed_at is None else utc_text(listed_at),
     )
 
 
-def make_part(index: int, hour: datetime, objects: list[ObjectInfo]) -> Part:
+def make_part(index: int, hour: datetime, objects: list[ObjectInfo], listed_at: datetime) -> Part:
     return Part(
         index=index,
         hour=hour.isoformat(),
         objects=[ListedObject(key=item.key, etag=item.etag, size=item.size) for item in objects],
+        listed_at=utc_text(listed_at),
     )
+
+
+def utc_text(moment: datetime) -> str:
+    """An aware moment as ISO 8601 text in UTC; naive datetimes are refused."""
+    if moment.tzinfo is None:
+        raise ValueError(f"{moment!r} has no time zone; the handover speaks UTC")
+    return moment.astimezone(UTC).isoformat()
+
+
+def listed_at(handed: Manifest | Part) -> datetime | None:
+    """When the hour of a manifest or part was listed, as an aware UTC datetime (None if unknown)."""
+    text = handed.get("listed_at")
+    return None if text is None else datetime.fromisoformat(text)
 
 
 def listed_objects(part: Part) -> list[ObjectInfo]:

@@ -9,8 +9,9 @@ up anything later.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from firehose_loader.config import Stream
@@ -62,10 +63,49 @@ def quarantine_key(stream: Stream, hour: datetime, object_key: str, suffix: str 
     return f"{stream.quarantine_prefix}{stream.name}/{hour_folder(hour)}{object_basename(object_key)}{suffix}"
 
 
-def stage_key(stream: Stream, hour: datetime, run_id: str) -> str:
-    return f"{stream.staging_prefix}{stream.name}/{hour_folder(hour)}{run_token(run_id)}.parquet"
+# The DAGs that write stages: the ingest and the audit share a timetable, so a run id alone
+# does not tell their stages apart.
+StageKind = Literal["ingest", "audit"]
+STAGE_KINDS: tuple[StageKind, ...] = ("ingest", "audit")
 
 
-def part_stage_key(stream: Stream, hour: datetime, run_id: str, index: int) -> str:
+TASK_NAME = re.compile(r"[a-z][a-z_]{0,62}")
+
+
+@dataclass(frozen=True)
+class StageWriter:
+    """The one task try that writes a stage: which DAG (``kind``), which run, which task, which try."""
+
+    kind: StageKind
+    run_id: str
+    task: str
+    try_number: int
+
+    def __post_init__(self) -> None:
+        if self.kind not in STAGE_KINDS:
+            raise ValueError(f"a stage is written by one of {STAGE_KINDS}, not {self.kind!r}")
+        if not self.run_id:
+            raise ValueError("a stage writer needs a run id")
+        if not isinstance(self.task, str) or not TASK_NAME.fullmatch(self.task):
+            raise ValueError(f"a stage writer's task is a lower-case task id, got {self.task!r}")
+        if isinstance(self.try_number, bool) or not isinstance(self.try_number, int) or self.try_number < 1:
+            raise ValueError(f"a try number is a whole number from 1, got {self.try_number!r}")
+
+
+def _stage_stem(stream: Stream, hour: datetime, writer: StageWriter) -> str:
+    # ``<kind>/<run>/<task>.try-NNNN``: the run token has no "/", the task name no ".", and the
+    # try's digits are always followed by ".", so no writer's stem is a prefix of another's.
+    return (
+        f"{stream.staging_prefix}{stream.name}/{hour_folder(hour)}"
+        f"{writer.kind}/{run_token(writer.run_id)}/{writer.task}.try-{writer.try_number:04d}"
+    )
+
+
+def stage_key(stream: Stream, hour: datetime, writer: StageWriter) -> str:
+    """Where one task try stages an hour: no other run, DAG or try writes it, and it is no other stage's prefix."""
+    return f"{_stage_stem(stream, hour, writer)}.parquet"
+
+
+def part_stage_key(stream: Stream, hour: datetime, writer: StageWriter, index: int) -> str:
     # Not under the stage key as a prefix: Redshift's COPY would load the parts with the stage.
-    return f"{stream.staging_prefix}{stream.name}/{hour_folder(hour)}{run_token(run_id)}.part-{index:04d}.parquet"
+    return f"{_stage_stem(stream, hour, writer)}.part-{index:04d}.parquet"

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from firehose_loader.config import Settings, Stream
 from firehose_loader.faults import failpoint
-from firehose_loader.handover import Manifest, ObjectEntry, handed_hour
+from firehose_loader.handover import Manifest, ObjectEntry, handed_hour, listed_at
 from firehose_loader.layout import naive_utc
 from firehose_loader.records.validate import ObjectStats
 from firehose_loader.s3io import (
@@ -81,7 +81,7 @@ def template_context(stream: Stream, settings: Settings, dialect: Dialect) -> di
 
 
 def ensure_tables(conn: Any, stream: Stream, settings: Settings, dialect: Dialect) -> None:
-    """Create the loader's tables and the stream's table if missing (idempotent)."""
+    """Create the loader's tables and the stream's table if missing, and add the loader's newer columns (idempotent)."""
     context = template_context(stream, settings, dialect)
     statements = render_statements("create_loader_tables.sql", **context)
     statements += render_statements("create_target.sql", **context)
@@ -91,10 +91,29 @@ def ensure_tables(conn: Any, stream: Stream, settings: Settings, dialect: Dialec
         try:
             for statement in statements:
                 cursor.execute(statement)
+            _add_missing_columns(cursor, context)
             conn.commit()
         except Exception:
             conn.rollback()
             raise
+
+
+# Columns added to the loader's tables after their first release: (table, column, template that adds it).
+# A deployment whose table predates one gets it from ensure_tables; the catalog is read first, because
+# Redshift has no ADD COLUMN IF NOT EXISTS.
+ADDED_COLUMNS = (("load_hours", "listed_at", "add_listed_at.sql"),)
+
+
+def _add_missing_columns(cursor: Any, context: dict[str, Any]) -> None:
+    for table, column, template in ADDED_COLUMNS:
+        cursor.execute(
+            render("loader_column_exists.sql", **context),
+            {"schema": context["loader_schema"], "table": table, "column": column},
+        )
+        row = cursor.fetchone()
+        if not (row and row[0]):
+            for statement in render_statements(template, **context):
+                cursor.execute(statement)
 
 
 @retry_serialization_failures
@@ -117,7 +136,9 @@ def merge_hour(
     (``stages_rows``, ``insert_winners``).
 
     With ``write_ledger`` the hour's ledger and load_hours rows are replaced in the
-    same transaction; ``then`` lists further templates (with their parameters) that
+    same transaction, unless load_hours says they came from a later listing of the hour than
+    the manifest's (an ingest's merge cleared after an audit re-extracted the hour): then the
+    rows are still merged (the winner rule makes that harmless) and the newer ledger stays. ``then`` lists further templates (with their parameters) that
     must commit or fail together with the merge, such as an audit's findings.
     ``measured_by`` names the DAG whose merge it is (ingest, audit) in realtime_quality,
     where a key's first merge records what a real-time writer had done to it.
@@ -131,6 +152,7 @@ def merge_hour(
         "error_objects": manifest["error_objects"],
         "loaded_at": naive_utc(datetime.now(UTC)),
         "measured_by": measured_by,
+        "listed_at": None if (listed := listed_at(manifest)) is None else naive_utc(listed),
     }
     with conn.cursor() as cursor:
         try:

@@ -41,7 +41,7 @@ import yaml
 from firehose_loader.audit import audit_hours
 from firehose_loader.config import Settings, Stream, load_config
 from firehose_loader.extract import extract_hour
-from firehose_loader.layout import HOUR, hour_start
+from firehose_loader.layout import HOUR, StageWriter, hour_start
 from firehose_loader.load import ensure_tables, load_and_merge, staged_batch
 from firehose_loader.warehouse.postgres import Postgres
 from tools import airflow_local, stack
@@ -150,11 +150,18 @@ def demo_run(
             realtime_write(conn, stream, settings, objects, seed=hour.hour, **BEFORE_LOAD)
         for hour in hours:
             run_id = f"manual__{hour + HOUR:%Y-%m-%dT%H:%M:%S}+00:00"
-            manifest = extract_hour(client, stream, hour, run_id)
+            manifest = extract_hour(client, stream, hour, StageWriter("ingest", run_id, "extract_hour", 1))
             load_and_merge(conn, stream, settings, Postgres(), manifest, staged_batch(client, stream, manifest), run_id)
         lossy_realtime_path(conn, stream, settings, damaged, **DAMAGE)
         audit_hours(
-            conn, client, stream, settings, Postgres(), hours, f"manual__{hours[-1] + HOUR:%Y-%m-%dT%H:%M:%S}+00:00"
+            conn,
+            client,
+            stream,
+            settings,
+            Postgres(),
+            hours,
+            f"manual__{hours[-1] + HOUR:%Y-%m-%dT%H:%M:%S}+00:00",
+            try_number=1,
         )
 
 

@@ -98,7 +98,7 @@ def load_in_process(entry: dict[str, Any], hour: datetime, run_id: str) -> dict[
 
     stream, settings = parse_stream(entry, 0), Settings()
     run_ensure_tables(stream, settings)
-    manifest = run_extract(stream, settings, hour, hour + timedelta(hours=1), run_id)["manifest"]
+    manifest = run_extract(stream, settings, hour, hour + timedelta(hours=1), run_id, 1)["manifest"]
     assert manifest is not None, "an hour under split_above_bytes is extracted whole"
     return run_load_and_merge(stream, settings, manifest, run_id)
 

@@ -19,6 +19,7 @@ from psycopg import sql
 from firehose_loader.audit import audit_hour
 from firehose_loader.config import Settings, Stream, load_config
 from firehose_loader.extract import extract_hour
+from firehose_loader.layout import StageWriter
 from firehose_loader.load import load_and_merge, staged_batch
 from firehose_loader.warehouse.postgres import Postgres
 from tests.integration.conftest import dump_table, put, run_audit, run_hour
@@ -242,13 +243,13 @@ def test_audit_overlapping_an_ingest_of_the_same_hour_doubles_nothing(streams, s
             errors.append(exc)
 
     def ingest(conn) -> None:
-        manifest = extract_hour(s3, stream, hour, "ingest_run")
+        manifest = extract_hour(s3, stream, hour, StageWriter("ingest", "ingest_run", "extract_hour", 1))
         load_and_merge(
             conn, stream, config.settings, Postgres(), manifest, staged_batch(s3, stream, manifest), "ingest_run"
         )
 
     def audit(conn) -> None:
-        audit_hour(conn, s3, stream, config.settings, Postgres(), hour, "audit_run")
+        audit_hour(conn, s3, stream, config.settings, Postgres(), hour, "audit_run", try_number=1)
 
     threads = [threading.Thread(target=in_thread, args=(work,)) for work in (ingest, audit)]
     for thread in threads:
@@ -373,12 +374,12 @@ def in_threads(works: list[Callable[[psycopg.Connection], Any]]) -> tuple[list[t
 
 
 def audit(s3, stream: Stream, run_id: str) -> Callable[[psycopg.Connection], dict[str, Any]]:
-    return lambda conn: audit_hour(conn, s3, stream, Settings(), Postgres(), HOUR, run_id)
+    return lambda conn: audit_hour(conn, s3, stream, Settings(), Postgres(), HOUR, run_id, try_number=1)
 
 
 def ingest(s3, stream: Stream, run_id: str) -> Callable[[psycopg.Connection], dict[str, Any]]:
     def work(conn: psycopg.Connection) -> dict[str, Any]:
-        manifest = extract_hour(s3, stream, HOUR, run_id)
+        manifest = extract_hour(s3, stream, HOUR, StageWriter("ingest", run_id, "extract_hour", 1))
         return load_and_merge(
             conn, stream, Settings(), Postgres(), manifest, staged_batch(s3, stream, manifest), run_id
         )
@@ -478,3 +479,109 @@ def test_a_retried_audit_keeps_what_its_first_try_repaired(s3, warehouse):
         ("scheduled__audit", "repaired"),
         ("scheduled__next", "ok"),
     ]
+
+
+# --- an ingest run and an audit run of the same interval both stage the hour -------------------------------
+#
+# Both DAGs share a timetable, so their runs of one interval have the same run id. The ingest stages
+# the hour, a late object arrives, the audit re-extracts the hour; then the ingest's load_and_merge is
+# cleared alone and merges its original manifest (the XCom) again.
+
+
+def test_an_ingest_and_an_audit_of_one_interval_stage_apart_and_a_cleared_merge_keeps_the_newer_ledger(s3, warehouse):
+    from firehose_loader.airflow.tasks import run_ensure_tables, run_extract, run_load_and_merge
+    from firehose_loader.audit import audit_hours
+
+    entry, stream = unlisted_stream(s3, "shared_run_id", **SIMPLE)
+    settings = Settings()
+    run_id = f"scheduled__{HOUR + timedelta(hours=1):%Y-%m-%dT%H:%M:%S}+00:00"
+    write_objects(s3, entry["bucket"], late=False)
+    run_ensure_tables(stream, settings)
+    extracted = run_extract(stream, settings, HOUR, HOUR + timedelta(hours=1), run_id, 1)
+    # Through JSON, as the XCom hands it to load_and_merge.
+    ingest_manifest = json.loads(json.dumps(extracted["manifest"]))
+    run_load_and_merge(stream, settings, ingest_manifest, run_id)
+
+    write_objects(s3, entry["bucket"], late=True)
+    with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
+        (result,) = audit_hours(conn, s3, stream, settings, Postgres(), [HOUR], run_id, try_number=1)
+    assert (result["status"], result["late_objects"]) == ("repaired", 1)
+
+    all_objects = sorted(object_key(HOUR, name) for name in ("00-a", "10-b", "50-late"))
+
+    def ledger_keys() -> list[str]:
+        rows = warehouse.execute(
+            "SELECT object_key FROM firehose_loader.ledger WHERE stream = %s ORDER BY object_key", (entry["name"],)
+        ).fetchall()
+        return [key for (key,) in rows]
+
+    (audit_stage,) = warehouse.execute(
+        "SELECT stage_key FROM firehose_loader.load_hours WHERE stream = %s", (entry["name"],)
+    ).fetchone()
+    assert audit_stage != ingest_manifest["stage_key"]
+    assert "/audit/" in audit_stage and "/ingest/" in ingest_manifest["stage_key"]
+    assert not audit_stage.startswith(ingest_manifest["stage_key"].removesuffix(".parquet"))
+    assert not ingest_manifest["stage_key"].startswith(audit_stage.removesuffix(".parquet"))
+    # The ingest's stage is still the one it wrote: the audit did not overwrite it.
+    assert s3.head_object(Bucket=entry["bucket"], Key=ingest_manifest["stage_key"])["ContentLength"] > 0
+    assert ledger_keys() == all_objects
+    after_audit = snapshot(warehouse, entry)
+    load_hours_after_audit = warehouse.execute(
+        "SELECT stage_key, run_id, listed_at FROM firehose_loader.load_hours WHERE stream = %s", (entry["name"],)
+    ).fetchall()
+    assert load_hours_after_audit[0][2] is not None
+
+    # The ingest's load_and_merge cleared alone: the same (older) manifest, the same stage.
+    run_load_and_merge(stream, settings, ingest_manifest, run_id)
+    assert ledger_keys() == all_objects
+    assert snapshot(warehouse, entry) == after_audit  # table byte for byte, ledger and load_hours
+    assert (
+        warehouse.execute(
+            "SELECT stage_key, run_id, listed_at FROM firehose_loader.load_hours WHERE stream = %s", (entry["name"],)
+        ).fetchall()
+        == load_hours_after_audit
+    )
+
+    # An ingest of the hour listed after the audit's listing does replace the ledger (same objects).
+    newer = run_extract(stream, settings, HOUR, HOUR + timedelta(hours=1), run_id, 2)["manifest"]
+    assert newer is not None and newer["stage_key"] not in (ingest_manifest["stage_key"], audit_stage)
+    run_load_and_merge(stream, settings, newer, run_id)
+    assert ledger_keys() == all_objects
+    assert snapshot(warehouse, entry).table == after_audit.table
+    (stage_now,) = warehouse.execute(
+        "SELECT stage_key FROM firehose_loader.load_hours WHERE stream = %s", (entry["name"],)
+    ).fetchone()
+    assert stage_now == newer["stage_key"]
+
+
+def test_ensure_tables_adds_listed_at_to_a_load_hours_from_before_it(s3, warehouse):
+    """An existing deployment's load_hours has no listed_at: ensure_tables adds it, once, and keeps its rows."""
+    from firehose_loader.load import ensure_tables
+
+    _entry, stream = unlisted_stream(s3, "old_load_hours", **SIMPLE)
+    settings = Settings(loader_schema=f"old_loader_{stream.name}"[:63])
+    with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
+        ensure_tables(conn, stream, settings, Postgres())
+        schema = sql.Identifier(settings.loader_schema)
+        conn.execute(sql.SQL("ALTER TABLE {}.load_hours DROP COLUMN listed_at").format(schema))
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {}.load_hours (stream, hour, status, objects, objects_unreadable, error_objects,"
+                " records_raw, records_valid, records_quarantined, records_duplicate, records_inserted,"
+                " records_updated, records_unchanged, records_superseded, stage_key, run_id, loaded_at)"
+                " VALUES ('s', '2026-05-08 04:00', 'loaded', 1, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, NULL, 'r', now())"
+            ).format(schema)
+        )
+        conn.commit()
+        for _ in range(2):
+            ensure_tables(conn, stream, settings, Postgres())
+        columns = conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = 'load_hours'",
+            (settings.loader_schema,),
+        ).fetchall()
+        assert ("listed_at",) in columns
+        assert conn.execute(sql.SQL("SELECT run_id, listed_at FROM {}.load_hours").format(schema)).fetchall() == [
+            ("r", None)
+        ]
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(schema))
+        conn.commit()

@@ -20,6 +20,7 @@ from psycopg import sql
 
 from firehose_loader.config import Settings
 from firehose_loader.extract import extract_hour
+from firehose_loader.layout import StageWriter
 from firehose_loader.load import ensure_tables, load_and_merge, staged_batch
 from firehose_loader.warehouse.postgres import Postgres
 from tests.integration.support import ndjson, object_key, snapshot, unlisted_stream
@@ -83,7 +84,7 @@ def backfill(s3, conn, name: str, hours: list[datetime]) -> dict[str, Any]:
     ensure_tables(conn, stream, settings, dialect)
     for number, hour in enumerate(hours):
         run_id = f"backfill__{number:03d}"
-        manifest = extract_hour(s3, stream, hour, run_id)
+        manifest = extract_hour(s3, stream, hour, StageWriter("ingest", run_id, "extract_hour", 1))
         load_and_merge(conn, stream, settings, dialect, manifest, staged_batch(s3, stream, manifest), run_id)
     return entry
 

@@ -19,6 +19,7 @@ from firehose_loader.config import load_config
 from firehose_loader.dashboard.model import hour_key, jsonable, window
 from firehose_loader.dashboard.queries import query_hour, query_stream
 from firehose_loader.extract import extract_hour
+from firehose_loader.layout import StageWriter
 from firehose_loader.load import ensure_tables, load_and_merge, staged_batch
 from firehose_loader.warehouse.postgres import Postgres
 from tools.simulate import (
@@ -71,12 +72,12 @@ def loaded(streams, s3):
                 seed=hour.hour,
             )
         for hour in HOURS:
-            manifest = extract_hour(client, stream, hour, f"load-{hour:%H}")
+            manifest = extract_hour(client, stream, hour, StageWriter("ingest", f"load-{hour:%H}", "extract_hour", 1))
             load_and_merge(
                 conn, stream, settings, Postgres(), manifest, staged_batch(client, stream, manifest), f"load-{hour:%H}"
             )
         after = lossy_realtime_path(conn, stream, settings, HOURS[1], **AFTER_LOAD)
-        audit_hours(conn, client, stream, settings, Postgres(), HOURS, "audit-1")
+        audit_hours(conn, client, stream, settings, Postgres(), HOURS, "audit-1", try_number=1)
     return stream, config.stream(idle["name"]), settings, injected, after
 
 

@@ -24,6 +24,7 @@ from psycopg import sql
 
 from firehose_loader.config import Settings
 from firehose_loader.extract import extract_hour
+from firehose_loader.layout import StageWriter
 from firehose_loader.load import ensure_tables
 from firehose_loader.warehouse.postgres import Postgres
 from tests.integration.conftest import run_hour
@@ -202,7 +203,7 @@ def test_a_json_value_nested_300_deep_is_quarantined_not_fatal(s3):
     entry, stream = unlisted_stream(s3, "rel_nested", **FIELDS)
     body = b'{"id": "nested-300", "seq": 1, "payload": ' + nested(300) + b"}\n" + record(id="good", seq=1) + b"\n"
     s3.put_object(Bucket=entry["bucket"], Key=object_key(HOUR, "00-a"), Body=body)
-    manifest = extract_hour(s3, stream, HOUR, "run")
+    manifest = extract_hour(s3, stream, HOUR, StageWriter("ingest", "run", "extract_hour", 1))
     (stats,) = manifest["objects"]
     assert (stats["records_valid"], stats["records_quarantined"]) == (1, 1)
 
@@ -213,7 +214,7 @@ def test_a_gzip_object_corrupt_from_its_first_byte_is_unreadable_and_kept(s3):
     s3.put_object(Bucket=entry["bucket"], Key=object_key(HOUR, "00-a"), Body=body)
     with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
         ensure_tables(conn, stream, Settings(), Postgres())
-    manifest = extract_hour(s3, stream, HOUR, "run")
+    manifest = extract_hour(s3, stream, HOUR, StageWriter("ingest", "run", "extract_hour", 1))
     (stats,) = manifest["objects"]
     assert stats["status"] == "unreadable"
     kept = f"firehose-loader/quarantine/{entry['name']}/{HOUR:%Y/%m/%d/%H}/{object_key(HOUR, '00-a').rsplit('/', 1)[1]}"

@@ -17,6 +17,7 @@ from psycopg import sql
 from firehose_loader.airflow.tasks import run_extract
 from firehose_loader.config import load_config
 from firehose_loader.extract import extract_hour
+from firehose_loader.layout import StageWriter
 from firehose_loader.load import ensure_tables, load_and_merge, staged_batch
 from firehose_loader.warehouse.postgres import Postgres
 from tests.integration.conftest import put, run_hour
@@ -114,7 +115,7 @@ def test_missing_bucket_fails_fast_with_a_message_naming_it(streams, s3):
     from airflow.sdk.exceptions import AirflowFailException
 
     with pytest.raises(AirflowFailException, match=entry["bucket"]) as caught:
-        run_extract(stream, config.settings, HOUR_01, datetime(2026, 3, 1, 2, tzinfo=UTC), "manual__x")
+        run_extract(stream, config.settings, HOUR_01, datetime(2026, 3, 1, 2, tzinfo=UTC), "manual__x", 1)
     assert "does not exist" in str(caught.value)
 
 
@@ -128,6 +129,7 @@ def test_run_refuses_a_data_interval_that_is_not_one_hour(streams, s3):
             HOUR_01,
             datetime(2026, 3, 1, 3, tzinfo=UTC),
             "manual__x",
+            1,
         )
 
 
@@ -140,7 +142,9 @@ def test_two_merges_of_the_same_hour_at_once_double_nothing(streams, s3, warehou
     stream = config.stream(entry["name"])
     with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
         ensure_tables(conn, stream, config.settings, Postgres())
-    manifests = [extract_hour(s3, stream, hour, f"run_{index}") for index in range(2)]
+    manifests = [
+        extract_hour(s3, stream, hour, StageWriter("ingest", f"run_{index}", "extract_hour", 1)) for index in range(2)
+    ]
     errors: list[BaseException] = []
 
     def merge(manifest: dict) -> None:

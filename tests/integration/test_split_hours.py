@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from firehose_loader.layout import part_stage_key, stage_key
+from firehose_loader.layout import StageWriter, part_stage_key, stage_key
 from tests.integration.conftest import dump_table, put, run_hour
 from tests.integration.test_ingest import HOURS, rich_stream_fields, table_rows, write_hours
 
@@ -142,9 +142,11 @@ def test_part_stages_are_not_under_the_stage_key_prefix(twins):
     from firehose_loader.config import load_config
 
     stream = next(item for item in load_config().streams if item.name == split["name"])
-    final = stage_key(stream, HOURS[0], "manual__2026-03-01T10:00:00+00:00")
+    final = stage_key(stream, HOURS[0], StageWriter("ingest", "manual__2026-03-01T10:00:00+00:00", "combine_parts", 1))
     for index in (0, 1, 12):
-        part = part_stage_key(stream, HOURS[0], "manual__2026-03-01T10:00:00+00:00", index)
+        part = part_stage_key(
+            stream, HOURS[0], StageWriter("ingest", "manual__2026-03-01T10:00:00+00:00", "extract_part", 1), index
+        )
         assert not part.startswith(final) and part != final
 
 
@@ -163,7 +165,7 @@ def test_a_part_takes_objects_as_they_are_when_they_changed_after_the_listing(s3
     }
     for name, body in bodies.items():
         s3.put_object(Bucket=entry["bucket"], Key=object_key(hour, name), Body=body)
-    split = extract_or_split(s3, stream, hour, "manual__changed")
+    split = extract_or_split(s3, stream, hour, StageWriter("ingest", "manual__changed", "extract_hour", 1))
     assert [[item["key"] for item in part["objects"]] for part in split["parts"]] == [
         [object_key(hour, "a")],
         [object_key(hour, "b")],
@@ -174,7 +176,8 @@ def test_a_part_takes_objects_as_they_are_when_they_changed_after_the_listing(s3
     s3.put_object(Bucket=entry["bucket"], Key=object_key(hour, "b"), Body=rewritten)
     s3.delete_object(Bucket=entry["bucket"], Key=object_key(hour, "c"))
 
-    parts = [extract_part(s3, stream, part, "manual__changed") for part in split["parts"]]
+    writer = StageWriter("ingest", "manual__changed", "extract_part", 1)
+    parts = [extract_part(s3, stream, part, writer) for part in split["parts"]]
     assert [[item["key"] for item in part["objects"]] for part in parts] == [
         [object_key(hour, "a")],
         [object_key(hour, "b")],

@@ -2,8 +2,11 @@
 
 Every ``execute``/``executemany`` (statement and parameters), ``commit`` and ``rollback``
 is appended to ``events`` in order. A SELECT answers one row: the staging table's row
-count for the COPY check, zeros for anything else. ``fail`` may raise an exception for a
-given statement, as the server would.
+count for the COPY check, ``answer``'s row when it gives one, zeros for anything else.
+``fail`` may raise an exception for a given statement, as the server would.
+
+The row count is ``staged_rows``, or with ``stages`` (S3 URI -> rows of the object there) what
+Redshift's COPY would load: the rows of every object whose URI starts with the COPY's source.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ class RecordingConnection:
     staged_rows: int = 0
     fail: Callable[[str], BaseException | None] = lambda statement: None
     events: list[Event] = field(default_factory=list)
+    stages: dict[str, int] | None = None
+    answer: Callable[[str], tuple[Any, ...] | None] = lambda statement: None
 
     def cursor(self) -> RecordingCursor:
         return RecordingCursor(self)
@@ -95,6 +100,12 @@ class RecordingCursor:
         if error is not None:
             raise error
         self.description, self._row = None, None
+        copy_source = re.match(r"COPY \S+\nFROM '([^']+)'", statement)
+        if copy_source and self.connection.stages is not None:
+            source = copy_source.group(1)
+            self.connection.staged_rows = sum(
+                rows for uri, rows in self.connection.stages.items() if uri.startswith(source)
+            )
         if re.match(r"\s*SELECT\b", statement):
             self._answer(statement)
 
@@ -110,6 +121,10 @@ class RecordingCursor:
     def _answer(self, statement: str) -> None:
         if re.fullmatch(rf'\s*SELECT COUNT\(\*\) FROM "{STAGING_TABLE}"\s*', statement):
             self.description, self._row = [("count",)], (self.connection.staged_rows,)
+            return
+        answered = self.connection.answer(statement)
+        if answered is not None:
+            self.description, self._row = [(f"column{index}",) for index in range(len(answered))], answered
             return
         names = [column.alias_or_name for column in sqlglot.parse_one(statement, read="redshift").expressions]
         self.description = [(name,) for name in names]

@@ -17,10 +17,12 @@ import sqlglot
 from redshift_connector import ProgrammingError
 from redshift_connector.core import convert_paramstyle
 
-from firehose_loader.layout import stage_key
-from firehose_loader.load import ensure_tables, load_and_merge, staged_batch
+from firehose_loader.audit import audit_writer
+from firehose_loader.layout import StageWriter, stage_key
+from firehose_loader.load import ensure_tables, load_and_merge, merge_hour, staged_batch
 from firehose_loader.records.validate import ObjectStats
 from firehose_loader.warehouse import transactions
+from firehose_loader.warehouse.redshift import StageMismatchError
 from tests.redshift.recording import Event, RecordingConnection, serialization_error
 from tests.redshift.redshift_setup import COPY_ROLE, DIALECT, SETTINGS, STREAMS
 
@@ -29,7 +31,7 @@ pytestmark = pytest.mark.redshift
 STREAM = STREAMS["rich"]
 HOUR = datetime(2026, 3, 1, 10, tzinfo=UTC)
 RUN_ID = "scheduled__2026-03-01T11:00:00+00:00"
-STAGE_KEY = stage_key(STREAM, HOUR, RUN_ID)
+STAGE_KEY = stage_key(STREAM, HOUR, StageWriter("ingest", RUN_ID, "extract_hour", 1))
 STAGE_URI = f"s3://{STREAM.bucket}/{STAGE_KEY}"
 TARGET = '"sales"."order_lines"'
 LEDGER = '"firehose_loader"."ledger"'
@@ -80,6 +82,7 @@ def manifest() -> dict[str, Any]:
         "rows": STAGED_ROWS,
         "objects": objects,
         "error_objects": 0,
+        "listed_at": "2026-03-01T11:05:00+00:00",
     }
 
 
@@ -116,7 +119,12 @@ def test_one_hour_is_ddl_then_one_merge_transaction_then_a_read(no_sleep: list[f
 
     assert [event.kind for event in ddl][-1] == "commit"
     assert all(event.kind == "execute" for event in ddl[:-1])
-    assert all(re.match(r"CREATE (SCHEMA|TABLE) IF NOT EXISTS ", event.statement) for event in ddl[:-1])
+    creates, upgrade = ddl[:-3], ddl[-3:-1]
+    assert all(re.match(r"CREATE (SCHEMA|TABLE) IF NOT EXISTS ", event.statement) for event in creates)
+    # Then the catalog read for a column added since the first release (the recording answers 0, as a
+    # load_hours from before it would) and the column's ALTER: Redshift has no ADD COLUMN IF NOT EXISTS.
+    assert re.match(r"SELECT COUNT\(\*\)\nFROM information_schema\.columns\n", upgrade[0].statement)
+    assert upgrade[1].statement == f"ALTER TABLE {LOAD_HOURS} ADD COLUMN listed_at timestamp"
     (create_target,) = [
         event.statement for event in ddl if event.statement.startswith(f"CREATE TABLE IF NOT EXISTS {TARGET}")
     ]
@@ -141,7 +149,8 @@ def test_copy_uses_the_iam_role_and_the_exact_stage() -> None:
     assert copy.statement == f"COPY \"firehose_staging\"\nFROM '{STAGE_URI}'\nIAM_ROLE '{COPY_ROLE}'\nFORMAT AS PARQUET"
     assert copy.parameters is None
     assert STAGE_URI == (
-        "s3://firehose-orders/firehose-loader/staging/orders/2026/03/01/10/scheduled__2026-03-01T11_00_00_00_00.parquet"
+        "s3://firehose-orders/firehose-loader/staging/orders/2026/03/01/10/"
+        "ingest/scheduled__2026-03-01T11_00_00_00_00/extract_hour.try-0001.parquet"
     )
 
 
@@ -278,3 +287,77 @@ def test_a_copy_that_loads_other_objects_too_is_refused(no_sleep: list[float]) -
         run_hour(connection)
     assert not any(event.statement.startswith("LOCK") for event in connection.events)
     assert [event.kind for event in connection.events][-1] == "rollback"
+
+
+def test_ensure_tables_adds_no_column_the_catalog_already_has() -> None:
+    """Stands in for Redshift: when information_schema.columns has load_hours.listed_at, no ALTER is sent."""
+    connection = RecordingConnection(
+        answer=lambda statement: (1,) if "information_schema.columns" in statement else None
+    )
+    ensure_tables(connection, STREAM, SETTINGS, DIALECT)
+    (ddl,) = connection.transactions()
+    (catalog,) = [event for event in ddl if "information_schema.columns" in event.statement]
+    assert catalog.parameters == {"schema": "firehose_loader", "table": "load_hours", "column": "listed_at"}
+    assert not any(event.statement.startswith("ALTER") for event in ddl)
+    assert ddl[-1].kind == "commit"
+
+
+def test_an_ingest_and_an_audit_of_one_interval_pass_the_row_count_check_and_a_cleared_merge_too(
+    no_sleep: list[float],
+) -> None:
+    """Stands in for Redshift: the ingest and the audit of one interval (one run id) stage the hour under
+    different keys, neither a prefix of the other, so each COPY (a prefix read) loads exactly its stage's
+    rows: the ingest's merge, the audit's (a late object arrived: 7 rows), and the ingest's merge cleared
+    alone afterwards with its original manifest, whose older listed_at the ledger statements bind."""
+    ingest_key = STAGE_KEY
+    audit_key = stage_key(STREAM, HOUR, audit_writer(RUN_ID, 1))
+    assert audit_key != ingest_key
+    assert not audit_key.startswith(ingest_key.removesuffix(".parquet"))
+    assert not ingest_key.startswith(audit_key.removesuffix(".parquet"))
+    bucket = f"s3://{STREAM.bucket}/"
+    # Every object under the hour's staging folder, as S3 holds them after both runs staged.
+    connection = RecordingConnection(stages={bucket + ingest_key: STAGED_ROWS, bucket + audit_key: STAGED_ROWS + 2})
+
+    ingest = manifest()
+    late = ObjectStats(
+        f"{STREAM.prefix}2026/03/01/10/orders-1-2026-03-01-10-58-00-77aa.gz", '"aa"', 512, "gzip", 2, 2, 0, 0
+    )
+    audit = {
+        **manifest(),
+        "stage_key": audit_key,
+        "rows": STAGED_ROWS + 2,
+        "objects": [*manifest()["objects"], {**late.as_dict(), "quarantine_key": None}],
+        "listed_at": "2026-03-01T12:10:00+00:00",
+    }
+    ensure_tables(connection, STREAM, SETTINGS, DIALECT)
+    load_and_merge(connection, STREAM, SETTINGS, DIALECT, ingest, staged_batch(None, STREAM, ingest), RUN_ID)
+    merge_hour(connection, STREAM, SETTINGS, DIALECT, audit, staged_batch(None, STREAM, audit), RUN_ID)
+    load_and_merge(connection, STREAM, SETTINGS, DIALECT, ingest, staged_batch(None, STREAM, ingest), RUN_ID)
+
+    assert "rollback" not in [event.kind for event in connection.events]
+    _ddl, first, _read, repair, cleared, _read_again = connection.transactions()
+    for merge, key in ((first, ingest_key), (repair, audit_key), (cleared, ingest_key)):
+        assert_merge_sequence(merge)
+        assert merge[-1].kind == "commit"
+        (copy,) = [event for event in merge if event.statement.startswith("COPY")]
+        assert f"FROM '{bucket}{key}'\n" in copy.statement
+    # The ledger statements of the cleared merge bind its manifest's listing (older than the audit's):
+    # merge.sql leaves the audit's ledger and load_hours rows when load_hours holds a later one.
+    ledger_writes = [event for event in cleared if LEDGER in event.statement or LOAD_HOURS in event.statement]
+    ledger_writes = [event for event in ledger_writes if event.statement.startswith(("DELETE", "INSERT"))]
+    assert len(ledger_writes) == 4
+    for event in ledger_writes:
+        assert event.parameters["listed_at"] == datetime(2026, 3, 1, 11, 5)
+        assert "listed_at" in event.statement
+    (repair_load_hours,) = [event for event in repair if event.statement.startswith(f"INSERT INTO {LOAD_HOURS}")]
+    assert repair_load_hours.parameters["listed_at"] == datetime(2026, 3, 1, 12, 10)
+    assert repair_load_hours.parameters["stage_key"] == audit_key
+    assert no_sleep == []
+
+
+def test_one_stage_key_for_both_runs_would_fail_the_row_count_check() -> None:
+    """Stands in for Redshift: what the keys apart prevent: had the audit staged over the ingest's key, the
+    cleared ingest merge would COPY the audit's 7 rows against a manifest of 5, and be refused."""
+    connection = RecordingConnection(stages={f"s3://{STREAM.bucket}/{STAGE_KEY}": STAGED_ROWS + 2})
+    with pytest.raises(StageMismatchError, match="loaded 7 rows but the stage holds 5"):
+        run_hour(connection)

@@ -24,7 +24,8 @@ from tests.redshift.redshift_setup import COPY_ROLE, DIALECT, SETTINGS, STREAMS
 pytestmark = pytest.mark.redshift
 
 STAGE_URI = (
-    "s3://firehose-orders/firehose-loader/staging/orders/2026/03/01/10/scheduled__2026-03-01T11_00_00_00_00.parquet"
+    "s3://firehose-orders/firehose-loader/staging/orders/2026/03/01/10/"
+    "ingest/scheduled__2026-03-01T11_00_00_00_00/extract_hour.try-0001.parquet"
 )
 # Pieces of statements, not statements: checked inside the statements that embed them.
 FRAGMENTS = {"redshift/table_options.sql", "redshift/insert_expression.sql"}

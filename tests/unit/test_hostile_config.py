@@ -104,6 +104,9 @@ class RecordingConnection:
     def executemany(self, statement: str, *args: Any) -> None:
         self.executed.append(statement)
 
+    def fetchone(self) -> None:
+        return None  # no row: ensure_tables' catalog check then adds the column
+
     def commit(self) -> None:
         self.executed.append("COMMIT")
 

@@ -16,7 +16,7 @@ from firehose_loader.airflow.connections import s3_client, warehouse_connection
 from firehose_loader.config import Settings, Stream
 from firehose_loader.errors import PermanentError
 from firehose_loader.handover import Extracted, Manifest, Part, PartResult
-from firehose_loader.layout import HOUR, hour_start
+from firehose_loader.layout import HOUR, StageWriter, hour_start
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +65,14 @@ def run_ensure_tables(stream: Stream, settings: Settings) -> None:
 
 
 @fails_at_once_when_permanent
-def run_extract(stream: Stream, settings: Settings, start: datetime, end: datetime, run_id: str) -> Extracted:
+def run_extract(
+    stream: Stream, settings: Settings, start: datetime, end: datetime, run_id: str, try_number: int
+) -> Extracted:
     from firehose_loader.extract import extract_listing_again
 
     hour = interval_hour(start, end)
-    extracted = extract_listing_again(s3_client(settings), stream, hour, run_id)
+    writer = StageWriter("ingest", run_id, "extract_hour", try_number)
+    extracted = extract_listing_again(s3_client(settings), stream, hour, writer)
     if extracted["manifest"] is not None:
         log_manifest(extracted["manifest"])
     else:
@@ -84,10 +87,11 @@ def run_extract(stream: Stream, settings: Settings, start: datetime, end: dateti
 
 
 @fails_at_once_when_permanent
-def run_extract_part(stream: Stream, settings: Settings, part: Part, run_id: str) -> PartResult:
+def run_extract_part(stream: Stream, settings: Settings, part: Part, run_id: str, try_number: int) -> PartResult:
     from firehose_loader.extract import extract_part
 
-    result = extract_part(s3_client(settings), stream, part, run_id)
+    writer = StageWriter("ingest", run_id, "extract_part", try_number)
+    result = extract_part(s3_client(settings), stream, part, writer)
     log.info(
         "hour %s part %d: %d objects, %d rows staged at %s",
         part["hour"],
@@ -106,11 +110,13 @@ def run_combine_parts(
     extracted: Extracted,
     parts: list[PartResult],
     run_id: str,
+    try_number: int,
 ) -> Manifest:
     from firehose_loader.extract import combine_hour_parts
 
     manifest, planned = extracted["manifest"], extracted["parts"]
-    combined = combine_hour_parts(lambda: s3_client(settings), stream, manifest, planned, list(parts), run_id)
+    writer = StageWriter("ingest", run_id, "combine_parts", try_number)
+    combined = combine_hour_parts(lambda: s3_client(settings), stream, manifest, planned, list(parts), writer)
     if manifest is None:
         log_manifest(combined)
     return combined
@@ -129,6 +135,7 @@ def log_manifest(manifest: Manifest) -> None:
 
 @fails_at_once_when_permanent
 def run_load_and_merge(stream: Stream, settings: Settings, manifest: Manifest, run_id: str) -> dict[str, Any]:
+    """Merge the stage the manifest names (a clear of this task alone merges the same stage again)."""
     from firehose_loader.load import load_and_merge, staged_batch
 
     client = s3_client(settings)
@@ -168,7 +175,13 @@ def ingest_pending(stream: Stream, context: Any) -> Callable[[datetime], bool]:
 
 @fails_at_once_when_permanent
 def run_audit(
-    stream: Stream, settings: Settings, data_interval_end: datetime, lookback_hours: int, run_id: str, context: Any
+    stream: Stream,
+    settings: Settings,
+    data_interval_end: datetime,
+    lookback_hours: int,
+    run_id: str,
+    try_number: int,
+    context: Any,
 ) -> list[dict[str, Any]]:
     """Audit and repair the lookback window; alert, then fail the task if an hour could not be repaired."""
     from firehose_loader.airflow.notify import send_alert
@@ -178,7 +191,17 @@ def run_audit(
     client = s3_client(settings)
     conn, dialect = warehouse_connection(settings)
     try:
-        results = audit_hours(conn, client, stream, settings, dialect, hours, run_id, ingest_pending(stream, context))
+        results = audit_hours(
+            conn,
+            client,
+            stream,
+            settings,
+            dialect,
+            hours,
+            run_id,
+            ingest_pending(stream, context),
+            try_number=try_number,
+        )
     finally:
         conn.close()
     report = format_report(stream, results)
