@@ -68,12 +68,14 @@ CREATE TABLE IF NOT EXISTS {{ (loader_schema, "realtime_quality") | qualified }}
     PRIMARY KEY (stream, hour)
 );
 
--- One row per stream, hour and audit run: what the audit found before repairing.
+-- One row per stream, hour, audit run and try: what the audit found before repairing
+-- (append-only: a retry or a clear adds its own row, so no try's findings are lost).: what the audit found before repairing.
 -- Counts are NULL on a failed hour.
 CREATE TABLE IF NOT EXISTS {{ (loader_schema, "audit_results") | qualified }} (
     stream varchar(64) NOT NULL,
     hour timestamp NOT NULL,
     run_id varchar(256) NOT NULL,
+    try_number bigint DEFAULT 1 NOT NULL,
     audited_at timestamp NOT NULL,
     status varchar(16) NOT NULL,
     s3_keys bigint,
@@ -85,5 +87,5 @@ CREATE TABLE IF NOT EXISTS {{ (loader_schema, "audit_results") | qualified }} (
     repaired_keys bigint,
     drop_rate double precision,
     message varchar(1024),
-    PRIMARY KEY (stream, hour, run_id)
+    PRIMARY KEY (stream, hour, run_id, try_number)
 );

@@ -133,7 +133,7 @@ def audit_hour(
     """Audit and repair one hour in one transaction; return its audit_results row."""
     truth = hour_truth(conn, client, stream, settings, dialect, hour, run_id, try_number=try_number)
     audited_at = naive_utc(datetime.now(UTC))
-    findings = {"late_objects": truth.late, "audited_at": audited_at}
+    findings = {"late_objects": truth.late, "audited_at": audited_at, "try_number": try_number}
     merge_hour(
         conn,
         stream,
@@ -146,14 +146,21 @@ def audit_hour(
         measured_by="audit",
         then=[("audit/record_result.sql", findings)],
     )
-    return read_result(conn, stream, settings, dialect, naive_utc(handed_hour(truth.manifest)), run_id)
+    return read_result(conn, stream, settings, dialect, naive_utc(handed_hour(truth.manifest)), run_id, try_number)
 
 
 def record_failure(
-    conn: Any, stream: Stream, settings: Settings, dialect: Dialect, hour: datetime, run_id: str, error: Exception
+    conn: Any,
+    stream: Stream,
+    settings: Settings,
+    dialect: Dialect,
+    hour: datetime,
+    run_id: str,
+    try_number: int,
+    error: Exception,
 ) -> dict[str, Any]:
     message = f"{type(error).__name__}: {error}"
-    return record_unjudged(conn, stream, settings, dialect, hour, run_id, "failed", message)
+    return record_unjudged(conn, stream, settings, dialect, hour, run_id, try_number, "failed", message)
 
 
 def record_unjudged(
@@ -163,6 +170,7 @@ def record_unjudged(
     dialect: Dialect,
     hour: datetime,
     run_id: str,
+    try_number: int,
     status: str,
     message: str,
 ) -> dict[str, Any]:
@@ -173,6 +181,7 @@ def record_unjudged(
         "stream": stream.name,
         "hour": naive_hour,
         "run_id": run_id,
+        "try_number": try_number,
         "audited_at": naive_utc(datetime.now(UTC)),
         "status": status,
         "late_objects": None,
@@ -182,7 +191,7 @@ def record_unjudged(
         for statement in render_statements("audit/record_failure.sql", **context):
             cursor.execute(statement, parameters)
     conn.commit()
-    return read_result(conn, stream, settings, dialect, naive_hour, run_id)
+    return read_result(conn, stream, settings, dialect, naive_hour, run_id, try_number)
 
 
 def ingest_committed(conn: Any, stream: Stream, settings: Settings, dialect: Dialect, hour: datetime) -> bool:
@@ -192,10 +201,10 @@ def ingest_committed(conn: Any, stream: Stream, settings: Settings, dialect: Dia
 
 
 def read_result(
-    conn: Any, stream: Stream, settings: Settings, dialect: Dialect, hour: datetime, run_id: str
+    conn: Any, stream: Stream, settings: Settings, dialect: Dialect, hour: datetime, run_id: str, try_number: int
 ) -> dict[str, Any]:
     context = template_context(stream, settings, dialect)
-    row = query_one(conn, "audit/hour_result.sql", context, stream.name, hour, run_id=run_id)
+    row = query_one(conn, "audit/hour_result.sql", context, stream.name, hour, run_id=run_id, try_number=try_number)
     assert row is not None, "every audited hour gets an audit_results row"
     return row
 
@@ -227,13 +236,15 @@ def audit_hours(
         try:
             if not ingest_committed(conn, stream, settings, dialect, hour) and ingest_pending(hour):
                 message = f"the ingest of hour {hour.isoformat()} has not committed yet; the next audit judges it"
-                results.append(record_unjudged(conn, stream, settings, dialect, hour, run_id, "waiting", message))
+                results.append(
+                    record_unjudged(conn, stream, settings, dialect, hour, run_id, try_number, "waiting", message)
+                )
                 continue
             results.append(audit_hour(conn, client, stream, settings, dialect, hour, run_id, try_number=try_number))
         except Exception as exc:
             log.exception("audit of %s hour %s failed", stream.name, hour.isoformat())
             conn.rollback()
-            results.append(record_failure(conn, stream, settings, dialect, hour, run_id, exc))
+            results.append(record_failure(conn, stream, settings, dialect, hour, run_id, try_number, exc))
     return results
 
 

@@ -101,7 +101,10 @@ def ensure_tables(conn: Any, stream: Stream, settings: Settings, dialect: Dialec
 # Columns added to the loader's tables after their first release: (table, column, template that adds it).
 # A deployment whose table predates one gets it from ensure_tables; the catalog is read first, because
 # Redshift has no ADD COLUMN IF NOT EXISTS.
-ADDED_COLUMNS = (("load_hours", "listed_at", "add_listed_at.sql"),)
+ADDED_COLUMNS = (
+    ("load_hours", "listed_at", "add_listed_at.sql"),
+    ("audit_results", "try_number", "add_audit_try_number.sql"),
+)
 
 
 def _add_missing_columns(cursor: Any, context: dict[str, Any]) -> None:

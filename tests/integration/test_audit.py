@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from firehose_loader.audit import audit_hour
+from firehose_loader.audit import audit_hour, audit_hours, needs_alert
 from firehose_loader.config import Settings, Stream, load_config
 from firehose_loader.extract import extract_hour
 from firehose_loader.layout import StageWriter
@@ -373,8 +373,8 @@ def in_threads(works: list[Callable[[psycopg.Connection], Any]]) -> tuple[list[t
     return threads, errors
 
 
-def audit(s3, stream: Stream, run_id: str) -> Callable[[psycopg.Connection], dict[str, Any]]:
-    return lambda conn: audit_hour(conn, s3, stream, Settings(), Postgres(), HOUR, run_id, try_number=1)
+def audit(s3, stream: Stream, run_id: str, try_number: int = 1) -> Callable[[psycopg.Connection], dict[str, Any]]:
+    return lambda conn: audit_hour(conn, s3, stream, Settings(), Postgres(), HOUR, run_id, try_number=try_number)
 
 
 def ingest(s3, stream: Stream, run_id: str) -> Callable[[psycopg.Connection], dict[str, Any]]:
@@ -389,8 +389,8 @@ def ingest(s3, stream: Stream, run_id: str) -> Callable[[psycopg.Connection], di
 
 def audit_rows(warehouse: psycopg.Connection, stream: Stream) -> list[tuple]:
     return warehouse.execute(
-        "SELECT run_id, status, s3_keys, missing_keys, duplicate_keys, stale_keys, late_objects, repaired_keys"
-        " FROM firehose_loader.audit_results WHERE stream = %s ORDER BY audited_at, run_id",
+        "SELECT run_id, status, s3_keys, missing_keys, duplicate_keys, stale_keys, late_objects, repaired_keys, try_number"
+        " FROM firehose_loader.audit_results WHERE stream = %s ORDER BY audited_at, run_id, try_number",
         (stream.name,),
     ).fetchall()
 
@@ -442,43 +442,71 @@ def test_two_audits_and_an_ingest_of_a_damaged_hour_at_once_end_as_a_clean_load_
         assert snapshot(warehouse, entry) == after
 
 
-def test_a_retried_audit_keeps_what_its_first_try_repaired(s3, warehouse):
+def test_every_try_of_an_audit_keeps_its_own_findings(s3, warehouse):
     """Airflow retries (or a user clears) audit_and_repair under the same run id: the second try finds the
-    hour clean because the first try repaired it, and must not record "ok" over those findings."""
+    hour clean because the first try repaired it. Its 'ok' is added beside the first try's 'repaired',
+    never over it, and a later try that finds new damage adds its own row too."""
     entry, stream = unlisted_stream(s3, "rel_audit_retry", **SIMPLE)
     write_objects(s3, entry["bucket"], late=False)
     load_in_process(entry, HOUR, "scheduled__load")
     damage(warehouse, entry["table"])
 
-    def audit_now(run_id: str) -> dict[str, Any]:
+    def audit_now(run_id: str, try_number: int) -> dict[str, Any]:
         with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
-            return audit(s3, stream, run_id)(conn)
+            return audit(s3, stream, run_id, try_number)(conn)
 
-    first = audit_now("scheduled__audit")
-    found = (first["status"], first["missing_keys"], first["duplicate_keys"], first["stale_keys"])
-    assert found == ("repaired", 3, 2, 2)
+    first = audit_now("scheduled__audit", 1)
+    assert (first["status"], first["missing_keys"], first["duplicate_keys"], first["stale_keys"]) == (
+        "repaired",
+        3,
+        2,
+        2,
+    )
+    retried = audit_now("scheduled__audit", 2)
+    assert (retried["status"], retried["repaired_keys"]) == ("ok", 0)
 
-    retried = audit_now("scheduled__audit")
-    assert (retried["status"], retried["missing_keys"], retried["duplicate_keys"], retried["stale_keys"]) == found
-    assert [row[:2] for row in audit_rows(warehouse, stream)] == [("scheduled__audit", "repaired")]
-
-    # New damage before a further try: that try's findings replace the row of the run.
     target = sql.Identifier(*entry["table"].split("."))
     warehouse.execute(sql.SQL("DELETE FROM {} WHERE id = 'k100'").format(target))
-    again = audit_now("scheduled__audit")
-    assert (again["status"], again["missing_keys"], again["duplicate_keys"], again["stale_keys"]) == (
-        "repaired",
-        1,
-        0,
-        0,
-    )
-
-    # Another run finds nothing and says so.
-    assert audit_now("scheduled__next")["status"] == "ok"
-    assert [row[:2] for row in audit_rows(warehouse, stream)] == [
-        ("scheduled__audit", "repaired"),
-        ("scheduled__next", "ok"),
+    again = audit_now("scheduled__audit", 3)
+    assert (again["status"], again["missing_keys"], again["repaired_keys"]) == ("repaired", 1, 1)
+    assert audit_now("scheduled__next", 1)["status"] == "ok"
+    assert [(row[0], row[8], row[1], row[7]) for row in audit_rows(warehouse, stream)] == [
+        ("scheduled__audit", 1, "repaired", 7),
+        ("scheduled__audit", 2, "ok", 0),
+        ("scheduled__audit", 3, "repaired", 1),
+        ("scheduled__next", 1, "ok", 0),
     ]
+
+
+def test_a_try_that_repaired_then_one_that_failed_then_one_that_succeeded_all_stay_in_the_history(
+    s3, warehouse, monkeypatch
+):
+    """repaired -> failed -> ok: the failure and the clean try never erase what the first try found and fixed."""
+    entry, stream = unlisted_stream(s3, "rel_audit_history", **SIMPLE)
+    write_objects(s3, entry["bucket"], late=False)
+    load_in_process(entry, HOUR, "scheduled__load")
+    damage(warehouse, entry["table"])
+
+    def audit_try(try_number: int) -> dict[str, Any]:
+        with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
+            (result,) = audit_hours(
+                conn, s3, stream, Settings(), Postgres(), [HOUR], "scheduled__audit", try_number=try_number
+            )
+        return result
+
+    assert audit_try(1)["status"] == "repaired"
+    damage(warehouse, entry["table"])  # damaged again, but the second try fails before it commits
+    monkeypatch.setenv("FIREHOSE_LOADER_FAILPOINTS", "after_copy:raise")
+    failed = audit_try(2)
+    assert failed["status"] == "failed" and "after_copy" in failed["message"]
+    monkeypatch.delenv("FIREHOSE_LOADER_FAILPOINTS")
+    assert audit_try(3)["status"] == "repaired"
+    assert [(row[8], row[1], row[3], row[4], row[5], row[7]) for row in audit_rows(warehouse, stream)] == [
+        (1, "repaired", 3, 2, 2, 7),
+        (2, "failed", None, None, None, None),
+        (3, "repaired", 3, 2, 2, 7),
+    ]
+    assert needs_alert(failed, stream.audit_alert_threshold)
 
 
 # --- an ingest run and an audit run of the same interval both stage the hour -------------------------------

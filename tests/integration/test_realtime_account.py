@@ -20,6 +20,7 @@ from psycopg import sql
 from firehose_loader.audit import audit_hour, audit_hours, needs_alert
 from firehose_loader.config import Settings, Stream
 from firehose_loader.extract import extract_hour
+from firehose_loader.layout import StageWriter
 from firehose_loader.load import ensure_tables, load_and_merge, staged_batch
 from firehose_loader.warehouse.postgres import Postgres
 from tests.integration.support import SIMPLE, load_in_process, ndjson, object_key, unlisted_stream
@@ -92,9 +93,9 @@ def quality(warehouse: psycopg.Connection, stream: Stream, hour: datetime = HOUR
     ).fetchone()
 
 
-def audit_now(s3: Any, stream: Stream, run_id: str, hour: datetime = HOUR) -> dict[str, Any]:
+def audit_now(s3: Any, stream: Stream, run_id: str, hour: datetime = HOUR, try_number: int = 1) -> dict[str, Any]:
     with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
-        return audit_hour(conn, s3, stream, Settings(), Postgres(), hour, run_id)
+        return audit_hour(conn, s3, stream, Settings(), Postgres(), hour, run_id, try_number=try_number)
 
 
 def post_load(result: dict[str, Any]) -> tuple:
@@ -136,7 +137,7 @@ def test_reruns_clears_audits_and_their_retries_neither_overwrite_nor_double_the
     entry, stream, target = prepared(s3, warehouse, "rt_repeat")
     truth = write_hour(s3, entry["bucket"], HOUR)
     realtime_writes_before_the_load(target, truth)
-    manifest = extract_hour(s3, stream, HOUR, "scheduled__ingest")
+    manifest = extract_hour(s3, stream, HOUR, StageWriter("ingest", "scheduled__ingest", "extract_hour", 1))
     with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
         load_and_merge(
             conn, stream, Settings(), Postgres(), manifest, staged_batch(s3, stream, manifest), "scheduled__ingest"
@@ -149,8 +150,8 @@ def test_reruns_clears_audits_and_their_retries_neither_overwrite_nor_double_the
             conn, stream, Settings(), Postgres(), manifest, staged_batch(s3, stream, manifest), "scheduled__ingest"
         )
     load_in_process(entry, HOUR, "manual__rerun")  # a rerun of the whole DAG
-    for run_id in ("scheduled__audit", "scheduled__audit", "scheduled__next_audit"):  # an audit, its retry, the next
-        assert post_load(audit_now(s3, stream, run_id)) == ("ok", 0, 0, 0, 0)
+    for run_id, try_number in (("scheduled__audit", 1), ("scheduled__audit", 2), ("scheduled__next_audit", 1)):
+        assert post_load(audit_now(s3, stream, run_id, try_number=try_number)) == ("ok", 0, 0, 0, 0)
     assert quality(warehouse, stream) == measured
     assert target.rows() == expected_rows(truth)
 
@@ -222,7 +223,9 @@ def test_a_late_object_adds_only_the_keys_new_to_the_hour(s3, warehouse):
 
 def audit_window_now(s3: Any, stream: Stream, run_id: str, pending: bool) -> dict[str, Any]:
     with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
-        (result,) = audit_hours(conn, s3, stream, Settings(), Postgres(), [HOUR], run_id, lambda hour: pending)
+        (result,) = audit_hours(
+            conn, s3, stream, Settings(), Postgres(), [HOUR], run_id, lambda hour: pending, try_number=1
+        )
     return result
 
 

@@ -9,22 +9,12 @@
   and the audit says only that it loaded them (status 'loaded'). 'repaired' means that at
   least one reconciled key was repaired.
 
-  A retry (or a clear) of the same audit run finds the hour its earlier try already
-  repaired clean; it must not record "ok" over what that try found and fixed. So an
-  earlier row of this run is replaced, unless it is 'repaired' and this try found nothing.
+  Every try of an audit run adds its own row (the history is append-only): a retry that finds
+  the hour its first try repaired records 'ok' beside that try's 'repaired', never over it.
 #}
 {% set repaired %}(first_seen = 0 AND (action = 'insert' OR (action = 'update' AND (copies > 1 OR stale = 1)))){% endset %}
-{% set found_something %}(
-    CAST(%(late_objects)s AS bigint) > 0
-    OR EXISTS (SELECT 1 FROM {{ plan | ident }} WHERE first_seen = 1 OR action = 'insert' OR copies > 1 OR stale = 1)
-){% endset %}
-DELETE FROM {{ (loader_schema, "audit_results") | qualified }}
-WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp)
-  AND run_id = CAST(%(run_id)s AS varchar(256))
-  AND (status <> 'repaired' OR {{ found_something }});
-
 INSERT INTO {{ (loader_schema, "audit_results") | qualified }} (
-    stream, hour, run_id, audited_at, status,
+    stream, hour, run_id, try_number, audited_at, status,
     s3_keys, missing_keys, duplicate_keys, stale_keys, late_objects, error_objects, repaired_keys, drop_rate
 )
 SELECT * FROM (
@@ -32,6 +22,7 @@ SELECT
     CAST(%(stream)s AS varchar(64)),
     CAST(%(hour)s AS timestamp),
     CAST(%(run_id)s AS varchar(256)),
+    CAST(%(try_number)s AS bigint),
     CAST(%(audited_at)s AS timestamp),
     CASE
         WHEN COALESCE(SUM(CASE WHEN {{ repaired }} THEN 1 ELSE 0 END), 0) > 0 THEN 'repaired'
@@ -51,8 +42,3 @@ SELECT
     END
 FROM {{ plan | ident }}
 ) finding
-WHERE NOT EXISTS (
-    SELECT 1 FROM {{ (loader_schema, "audit_results") | qualified }} kept
-    WHERE kept.stream = CAST(%(stream)s AS varchar(64)) AND kept.hour = CAST(%(hour)s AS timestamp)
-      AND kept.run_id = CAST(%(run_id)s AS varchar(256))
-);

@@ -39,7 +39,7 @@ FROM (
 JOIN (
     SELECT
         hour, status, s3_keys, error_objects, message, run_id,
-        ROW_NUMBER() OVER (PARTITION BY hour ORDER BY audited_at DESC, run_id DESC) AS position
+        ROW_NUMBER() OVER (PARTITION BY hour ORDER BY audited_at DESC, run_id DESC, try_number DESC) AS position
     FROM {{ (loader_schema, "audit_results") | qualified }}
     WHERE stream = CAST(%(stream)s AS varchar(64))
       AND hour >= CAST(%(start)s AS timestamp) AND hour < CAST(%(end)s AS timestamp)
