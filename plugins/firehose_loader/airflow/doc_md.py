@@ -56,26 +56,32 @@ audits the 14 hours before 11:00.
 **How.** For each hour the S3 truth is the hour's deduplicated batch: the stage of its last load
 when the ledger still matches the folder (no object is re-read), or a fresh extract when an
 object is new or changed (late) or the hour was never loaded. The batch is merged exactly like
-the ingest (one transaction, same winner rule), and what the target held before is recorded in
-`{settings.loader_schema}.audit_results`:
+the ingest (one transaction, same winner rule), and the damage done **after the load** (to keys the
+loader had already reconciled) is recorded in `{settings.loader_schema}.audit_results`. What the
+real-time path had done before the load is measured at each key's first merge, in
+`{settings.loader_schema}.realtime_quality` ({"this stream declares a real-time writer" if stream.realtime_writer else "this stream declares no real-time writer, so there is no drop rate to report"}).
+An hour whose ingest has not committed yet and is still running is `waiting`; an hour no ingest
+will load is loaded by the audit (`loaded`).
 
 | column | meaning |
 |---|---|
 | `s3_keys` | distinct valid keys in S3 for the hour |
-| `missing_keys` | keys absent from the table (dropped by the real-time path, or deleted) |
+| `missing_keys` | reconciled keys absent from the table (deleted after the load) |
 | `duplicate_keys` | keys with more than one row in the table |
 | `stale_keys` | keys whose row has an older `{stream.order_by}` than the hour's newest version |
 | `late_objects` | objects the ledger had not loaded (or whose ETag changed) |
 | `error_objects` | Firehose error-output objects for the hour (never loaded) |
 | `repaired_keys` | keys the repair inserted or replaced |
-| `drop_rate` | `missing_keys / s3_keys`: the real-time path's loss for the hour |
+| `drop_rate` | `missing_keys / s3_keys` after the load (the real-time path's own is `realtime_quality.drop_rate`) |
 
 **Status of an audited hour, and what to do.**
 
 | status | meaning | what to do |
 |---|---|---|
 | `ok` | the table matched S3 for the hour | nothing |
-| `repaired` | keys were missing, doubled or stale, or objects late; this run fixed them (a second run reports `ok`) | nothing for one hour; if it keeps happening, look at the real-time path (the drop rate on the dashboard) |
+| `repaired` | reconciled keys were missing, doubled or stale after the load; this try repaired them (a second run reports `ok`) | find what writes into the table after the load |
+| `loaded` | the audit merged keys new to the hour (a late object, or an hour no ingest loaded) | nothing; if no ingest loaded the hour, see why its run failed or was paused |
+| `waiting` | the hour's ingest has not committed and is still running | nothing: the next audit judges it |
 | `failed` | the repair of this hour was rolled back; `message` says why | fix the cause, then clear `audit_and_repair`; the other hours were audited and the task failed after them |
 
 The configured notifier is called once per run when an hour failed or needed more than
@@ -87,7 +93,7 @@ The configured notifier is called once per run when an hour failed or needed mor
 |---|---|---|
 | `wait_for_settled_hour` | deferrable wait until the interval end + {int(stream.settle_grace.total_seconds() // 60)} min | harmless |
 | `ensure_tables` | creates the loader tables and `{stream.qualified_table}` if missing (beside the wait) | harmless |
-| `audit_and_repair` | audits and repairs each hour in its own transaction, writes `audit_results` | audits the same hours again and replaces this run's rows in `audit_results` with what it finds now (normally `ok`: the earlier try already repaired; its findings stay in that try's log) |
+| `audit_and_repair` | audits and repairs each hour in its own transaction, writes `audit_results` | audits the same hours again and adds this try's rows to `audit_results` (normally `ok`: the earlier try already repaired; its rows stay) |
 
 **Older hours, backfill.** One run audits `lookback_hours` hours, so to audit further back trigger
 a run with a larger `lookback_hours` (UI: *Trigger*, then the param; CLI:
@@ -97,7 +103,7 @@ whose runs would each audit their own, overlapping, 24 hours. A backfill works a
 `airflow backfill create --dag-id {stream.audit_dag_id} --from-date 2026-03-01T00:00:00+00:00 --to-date 2026-03-02T00:00:00+00:00`);
 it only does more work.
 
-**Where to look.** `{settings.loader_schema}.audit_results` (one row per hour and run), and the
+**Where to look.** `{settings.loader_schema}.audit_results` (one row per hour, run and try), `{settings.loader_schema}.realtime_quality`, and the
 *Firehose audit* page in the UI's navigation (`/firehose/?stream={stream.name}`): the last 48 hours
 as a chart, and each hour's ledger.
 """
