@@ -613,3 +613,40 @@ def test_ensure_tables_adds_listed_at_to_a_load_hours_from_before_it(s3, warehou
         ]
         conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(schema))
         conn.commit()
+
+
+def test_ensure_tables_gives_an_audit_results_from_before_the_history_one_row_per_try(s3, warehouse):
+    """An existing deployment's audit_results keeps one row per run: ensure_tables adds try_number (its rows
+    become first tries) and puts it into the key, once, so a retry's row sits beside its first try's."""
+    from firehose_loader.load import ensure_tables
+
+    _entry, stream = unlisted_stream(s3, "old_audit_results", **SIMPLE)
+    settings = Settings(loader_schema=f"old_audits_{stream.name}"[:63])
+    with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
+        ensure_tables(conn, stream, settings, Postgres())
+        schema = sql.Identifier(settings.loader_schema)
+        conn.execute(sql.SQL("DROP TABLE {}.audit_results").format(schema))
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE {}.audit_results (stream varchar(64) NOT NULL, hour timestamp NOT NULL,"
+                " run_id varchar(256) NOT NULL, audited_at timestamp NOT NULL, status varchar(16) NOT NULL,"
+                " s3_keys bigint, missing_keys bigint, duplicate_keys bigint, stale_keys bigint, late_objects bigint,"
+                " error_objects bigint, repaired_keys bigint, drop_rate double precision, message varchar(1024),"
+                " PRIMARY KEY (stream, hour, run_id))"
+            ).format(schema)
+        )
+        insert = sql.SQL(
+            "INSERT INTO {}.audit_results (stream, hour, run_id, {}audited_at, status)"
+            " VALUES ('s', '2026-05-08 04:00', 'r', {}now(), %s)"
+        )
+        conn.execute(insert.format(schema, sql.SQL(""), sql.SQL("")), ("repaired",))
+        conn.commit()
+        for _ in range(2):
+            ensure_tables(conn, stream, settings, Postgres())
+        conn.execute(insert.format(schema, sql.SQL("try_number, "), sql.SQL("2, ")), ("ok",))
+        rows = conn.execute(
+            sql.SQL("SELECT run_id, try_number, status FROM {}.audit_results ORDER BY try_number").format(schema)
+        ).fetchall()
+        assert rows == [("r", 1, "repaired"), ("r", 2, "ok")]
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(schema))
+        conn.commit()

@@ -37,6 +37,7 @@ TARGET = '"sales"."order_lines"'
 LEDGER = '"firehose_loader"."ledger"'
 LOAD_HOURS = '"firehose_loader"."load_hours"'
 REALTIME_QUALITY = '"firehose_loader"."realtime_quality"'
+AUDIT_RESULTS = '"firehose_loader"."audit_results"'
 STAGED_ROWS = 5
 SECRETS = re.compile(
     r"aws_access_key_id|aws_secret_access_key|secret|password|access_key|session_token|credentials|"
@@ -119,12 +120,19 @@ def test_one_hour_is_ddl_then_one_merge_transaction_then_a_read(no_sleep: list[f
 
     assert [event.kind for event in ddl][-1] == "commit"
     assert all(event.kind == "execute" for event in ddl[:-1])
-    creates, upgrade = ddl[:-3], ddl[-3:-1]
+    creates, upgrade = ddl[:-7], ddl[-7:-1]
     assert all(re.match(r"CREATE (SCHEMA|TABLE) IF NOT EXISTS ", event.statement) for event in creates)
-    # Then the catalog read for a column added since the first release (the recording answers 0, as a
-    # load_hours from before it would) and the column's ALTER: Redshift has no ADD COLUMN IF NOT EXISTS.
-    assert re.match(r"SELECT COUNT\(\*\)\nFROM information_schema\.columns\n", upgrade[0].statement)
+    # Then, for each column added since the first release, the catalog read (the recording answers 0, as
+    # a table from before it would) and the ALTERs that add it: Redshift has no ADD COLUMN IF NOT EXISTS.
+    # audit_results' try joins its key: its history keeps one row per try.
+    catalog = r"SELECT COUNT\(\*\)\nFROM information_schema\.columns\n"
+    assert re.match(catalog, upgrade[0].statement) and re.match(catalog, upgrade[2].statement)
     assert upgrade[1].statement == f"ALTER TABLE {LOAD_HOURS} ADD COLUMN listed_at timestamp"
+    assert [event.statement for event in upgrade[3:]] == [
+        f"ALTER TABLE {AUDIT_RESULTS} ADD COLUMN try_number bigint DEFAULT 1 NOT NULL",
+        f"ALTER TABLE {AUDIT_RESULTS} DROP CONSTRAINT audit_results_pkey",
+        f"ALTER TABLE {AUDIT_RESULTS} ADD PRIMARY KEY (stream, hour, run_id, try_number)",
+    ]
     (create_target,) = [
         event.statement for event in ddl if event.statement.startswith(f"CREATE TABLE IF NOT EXISTS {TARGET}")
     ]
@@ -290,14 +298,17 @@ def test_a_copy_that_loads_other_objects_too_is_refused(no_sleep: list[float]) -
 
 
 def test_ensure_tables_adds_no_column_the_catalog_already_has() -> None:
-    """Stands in for Redshift: when information_schema.columns has load_hours.listed_at, no ALTER is sent."""
+    """Stands in for Redshift: when information_schema.columns has the added columns, no ALTER is sent."""
     connection = RecordingConnection(
         answer=lambda statement: (1,) if "information_schema.columns" in statement else None
     )
     ensure_tables(connection, STREAM, SETTINGS, DIALECT)
     (ddl,) = connection.transactions()
-    (catalog,) = [event for event in ddl if "information_schema.columns" in event.statement]
-    assert catalog.parameters == {"schema": "firehose_loader", "table": "load_hours", "column": "listed_at"}
+    catalog = [event.parameters for event in ddl if "information_schema.columns" in event.statement]
+    assert catalog == [
+        {"schema": "firehose_loader", "table": "load_hours", "column": "listed_at"},
+        {"schema": "firehose_loader", "table": "audit_results", "column": "try_number"},
+    ]
     assert not any(event.statement.startswith("ALTER") for event in ddl)
     assert ddl[-1].kind == "commit"
 
