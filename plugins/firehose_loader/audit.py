@@ -264,7 +264,7 @@ def format_report(stream: Stream, results: list[dict[str, Any]], indent: str = "
         "late obj",
         "errors",
         "repaired",
-        "drop rate",
+        "lost after load",
     )
     rows = [
         (
@@ -275,4 +275,5 @@ def format_report(stream: Stream, results: list[dict[str, Any]], indent: str = "
         )
         for result in results
     ]
-    return f"{indent}audit of {stream.name} ({stream.qualified_table})\n" + format_table(header, rows, indent)
+    title = f"{indent}audit of {stream.name} ({stream.qualified_table}): damage after the load"
+    return title + "\n" + format_table(header, rows, indent)
