@@ -140,7 +140,7 @@ def start_producer(env: dict[str, str]) -> None:
         str(PRODUCER_READY),
     ]
     process = airflow_local.start(command, env, PRODUCER_LOG, PRODUCER_PID)
-    say(f"producer: started (pid {process.pid}), log {PRODUCER_LOG.relative_to(ROOT)}")
+    say(f"producer: started (pid {process.pid}), log {stack.shown(PRODUCER_LOG)}")
 
 
 def wait_for_api(process: subprocess.Popen | None = None, timeout: float = 300) -> None:

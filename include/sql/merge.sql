@@ -19,7 +19,8 @@
   The plan also records what the audit reports: how many rows the key had in the
   target (copies), whether the target's version was older (stale), and whether the
   key is new to the loader's account of the hour (first_seen: its winning object is not
-  yet in the hour's ledger, and no row of the key carries provenance from one that is).
+  yet in the hour's ledger, and no row of the key carries provenance from one that is) or
+  already had its winning version loaded (winner_loaded: its winning object is in the ledger).
   A key's first merge is where what the real-time writer did before the load can be seen;
   with realtime_writer, that is recorded in realtime_quality before any row changes.
   Without write_ledger (an audit that re-read nothing) the ledger keeps the load's counts.
@@ -59,7 +60,8 @@ SELECT
     END AS action,
     COALESCE(c.copies, 0) AS copies,
     CASE WHEN c.copies IS NOT NULL AND (c.{{ order }} IS NULL OR s.{{ order }} > c.{{ order }}) THEN 1 ELSE 0 END AS stale,
-    CASE WHEN l.object_key IS NULL AND COALESCE(c.reconciled, 0) = 0 THEN 1 ELSE 0 END AS first_seen
+    CASE WHEN l.object_key IS NULL AND COALESCE(c.reconciled, 0) = 0 THEN 1 ELSE 0 END AS first_seen,
+    CASE WHEN l.object_key IS NULL THEN 0 ELSE 1 END AS winner_loaded
 FROM {{ staging | ident }} s
 LEFT JOIN ({{ hour_ledger_objects }}) l ON l.object_key = s."_firehose_object"
 LEFT JOIN (

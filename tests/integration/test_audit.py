@@ -161,11 +161,11 @@ def damaged(streams, s3, warehouse, tmp_path_factory):
         if number < 3:
             target.insert(record)
     # What the audit reports is damage after the load. Hour 01's five new keys are the late object's
-    # first merge (realtime_quality), its newer version of a loaded key a repair; hour 02 was never
+    # first merge (realtime_quality), its newer version of a loaded key new data, not damage; hour 02 was never
     # loaded, so all of it is a first merge, which the audit loads and reports as such.
     expected = {
         HOURS[0]: ("repaired", 50, 3, 2, 4, 0, 0, 9),
-        HOURS[1]: ("repaired", 55, 0, 0, 1, 1, 0, 1),
+        HOURS[1]: ("loaded", 55, 0, 0, 0, 1, 0, 0),
         HOURS[2]: ("loaded", 50, 0, 0, 0, 2, 0, 0),
         HOURS[3]: ("ok", 0, 0, 0, 0, 0, 0, 0),
         HOURS[4]: ("ok", 50, 0, 0, 0, 0, 0, 0),
@@ -185,7 +185,7 @@ def test_one_audit_run_reports_exactly_the_injected_damage_and_repairs_it(damage
     assert found[HOURS[3]]["drop_rate"] is None
     assert target.rows() == sorted((record["id"], record["seq"], record["payload"]) for record in truth.values())
 
-    # Hour 00 (9 repaired) exceeds the threshold of 8; hours 01 (1 + 1 late object) and 02 (2 late objects) do not.
+    # Hour 00 (9 repaired) exceeds the threshold of 8; hours 01 (1 late object) and 02 (2 late objects) do not.
     alerted = [json.loads(line) for line in alerts.read_text().splitlines()]
     assert len(alerted) == 1
     assert [hour["hour"][:13] for hour in alerted[0]["hours"]] == ["2026-04-01T00"]
@@ -533,7 +533,7 @@ def test_an_ingest_and_an_audit_of_one_interval_stage_apart_and_a_cleared_merge_
     write_objects(s3, entry["bucket"], late=True)
     with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
         (result,) = audit_hours(conn, s3, stream, settings, Postgres(), [HOUR], run_id, try_number=1)
-    assert (result["status"], result["late_objects"]) == ("repaired", 1)
+    assert (result["status"], result["late_objects"]) == ("loaded", 1)  # the late object is new data, not damage
 
     all_objects = sorted(object_key(HOUR, name) for name in ("00-a", "10-b", "50-late"))
 
