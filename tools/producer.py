@@ -50,11 +50,11 @@ from psycopg import sql
 
 from firehose_loader.config import Settings, Stream, load_config
 from firehose_loader.layout import HOUR, hour_prefix, hour_start
+from tools import stack
 from tools.simulate import SimulatedObject, lossy_realtime_path, make_object, product_hour, realtime_write
 
-ROOT = Path(__file__).resolve().parents[1]
-
-STATE_DIR = ROOT / ".local" / "up"
+# Beside make up's other state, in the stack's folder (FIREHOSE_LOCAL moves it with the stack).
+STATE_DIR = stack.LOCAL / "up"
 log = logging.getLogger("producer")
 
 
