@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 help:
 	@echo "make demo        set up, start the local stack, load a few Firehose hours, print a summary"
-	@echo "make test        the whole test suite (starts the local stack it needs)"
+	@echo "make test        check include/streams.yml, then the whole test suite (starts the local stack it needs)"
 	@echo "make stack       start S3 (moto) + PostgreSQL and write .local/stack.env"
 	@echo "make stack-down  stop them"
 	@echo "make up          the stack + Airflow 3 (http://localhost:8080, admin/admin) + a simulated Firehose producer, in the background"
@@ -47,6 +47,7 @@ demo: stack
 	. .local/stack.env && $(BIN)/python -m tools.demo
 
 test: stack
+	$(BIN)/python -m firehose_loader.config include/streams.yml
 	$(BIN)/mypy
 	. .local/stack.env && $(BIN)/pytest
 

@@ -9,7 +9,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 from firehose_loader.airflow.dag_pieces import HOURLY, RETRY_DEFAULTS, settled_and_ready, table_asset
 from firehose_loader.airflow.doc_md import audit_doc_md
 from firehose_loader.airflow.tasks import run_audit
-from firehose_loader.config import Settings, Stream, load_config
+from firehose_loader.config import Settings, Stream, load_streams
 
 AUDIT_AFTER_INGEST = timedelta(minutes=10)
 
@@ -44,6 +44,7 @@ def build_audit_dag(stream: Stream, settings: Settings):
     return audit()
 
 
-config = load_config()
+# Only the valid streams: a refused one is the import error of dags/streams_config.py.
+config = load_streams()
 for _stream in config.streams:
     globals()[_stream.audit_dag_id] = build_audit_dag(_stream, config.settings)

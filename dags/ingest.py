@@ -12,7 +12,7 @@ from firehose_loader.airflow.tasks import (
     run_extract_part,
     run_load_and_merge,
 )
-from firehose_loader.config import Settings, Stream, load_config
+from firehose_loader.config import Settings, Stream, load_streams
 from firehose_loader.handover import Extracted, Manifest, Part, PartResult
 
 
@@ -62,6 +62,7 @@ def build_ingest_dag(stream: Stream, settings: Settings):
     return ingest()
 
 
-config = load_config()
+# Only the valid streams: a refused one is the import error of dags/streams_config.py.
+config = load_streams()
 for _stream in config.streams:
     globals()[_stream.ingest_dag_id] = build_ingest_dag(_stream, config.settings)

@@ -16,6 +16,10 @@ manager. Without a valid token the API answers 401 (403 for a forged token) and 
 redirects to the login page. Each stream is shown only to users the auth manager lets read its
 audit DAG. Everything is read-only, from the warehouse connection named in the streams file.
 
+A stream the streams file declares wrongly has no DAGs; the page and ``/firehose/api/streams``
+list it as refused, with the field at fault, beside the valid streams. Only an error of the
+file as a whole (no stream to show) answers 500.
+
 The queries, the model, the chart and the page are in ``firehose_loader/dashboard/`` (tested without Airflow);
 ``airflow.api_fastapi`` is imported on the first request only, so the scheduler, dag-processor
 and task processes that load plugins do not pay for it.
@@ -69,30 +73,40 @@ User = Annotated[Any, Depends(authenticated_user)]
 PageUser = Annotated[Any, Depends(page_user)]
 
 
-def readable_streams(user: Any) -> tuple[list[Any], list[Any], Any]:
-    """(streams the user may read, streams hidden from them, settings), from the streams file."""
+def may_read_dag(user: Any, dag_id: str) -> bool:
+    """Whether the auth manager lets the user read the DAG."""
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
 
-    from firehose_loader.config import load_config
+    return bool(get_auth_manager().is_authorized_dag(method="GET", details=DagDetails(id=dag_id), user=user))
 
-    config = load_config()
-    auth_manager = get_auth_manager()
+
+def readable_streams(user: Any) -> tuple[list[Any], list[Any], Any, tuple[Any, ...]]:
+    """(valid streams the user may read, valid streams hidden from them, settings, the refused streams' errors)."""
+    from firehose_loader.config import load_streams
+
+    config = load_streams()
     shown, hidden = [], []
     for stream in config.streams:
-        allowed = auth_manager.is_authorized_dag(method="GET", details=DagDetails(id=stream.audit_dag_id), user=user)
-        (shown if allowed else hidden).append(stream)
-    return shown, hidden, config.settings
+        (shown if may_read_dag(user, stream.audit_dag_id) else hidden).append(stream)
+    return shown, hidden, config.settings, config.errors
 
 
 def one_stream(user: Any, name: str) -> tuple[Any, Any]:
-    shown, hidden, settings = readable_streams(user)
+    shown, hidden, settings, refused = readable_streams(user)
     for stream in shown:
         if stream.name == name:
             return stream, settings
     if any(stream.name == name for stream in hidden):
         raise HTTPException(403, f"you may not read the DAGs of stream {name!r}")
+    for error in refused:
+        if error.stream == name:
+            raise HTTPException(404, f"stream {name!r} is refused by the streams file: {error.message}")
     raise HTTPException(404, f"no stream {name!r} in the streams file")
+
+
+def refused_json(refused: tuple[Any, ...]) -> list[dict[str, Any]]:
+    return [{"stream": e.stream, "index": e.index, "field": e.field, "message": e.message} for e in refused]
 
 
 def open_warehouse(settings: Any) -> Any:
@@ -142,6 +156,7 @@ async def redirect_to_login(request: Request, exc: LoginRequired) -> RedirectRes
 
 @app.exception_handler(ConfigError)
 async def streams_file_error(request: Request, exc: ConfigError) -> PlainTextResponse:
+    # Only an error of the file as a whole gets here: a refused stream is listed beside the valid ones.
     return PlainTextResponse(f"The streams file is not valid: {exc}", status_code=500)
 
 
@@ -161,7 +176,7 @@ def page(
     end_hour = parse_time(end, "end")
     chosen_hour = parse_time(hour, "hour")
     start, stop = window(end_hour, now)
-    shown, hidden, settings = readable_streams(user)
+    shown, hidden, settings, refused = readable_streams(user)
     if stream is not None and chosen_hour is not None and stream not in {item.name for item in shown}:
         raise HTTPException(404, f"no stream {stream!r} you may read")
     dashboards, errors, detail = [], {}, None
@@ -210,6 +225,7 @@ def page(
         airflow_root=airflow_root(request),
         errors=errors,
         hidden_streams=len(hidden),
+        refused=refused,
     )
     return HTMLResponse(body, headers={"Cache-Control": "no-store"})
 
@@ -224,12 +240,12 @@ def _json(value: Any) -> JSONResponse:
 def api_streams(
     user: User, end: Annotated[str | None, Query(description="the last hour of the window")] = None
 ) -> JSONResponse:
-    """Every stream you may read, with its window's summary (no per-hour points)."""
+    """Every stream you may read, with its window's summary (no per-hour points), and the refused streams' errors."""
     from firehose_loader.dashboard.model import window
     from firehose_loader.dashboard.queries import query_stream
 
     start, stop = window(parse_time(end, "end"), datetime.now(UTC))
-    shown, _hidden, settings = readable_streams(user)
+    shown, _hidden, settings, refused = readable_streams(user)
     conn = open_warehouse(settings)
     try:
         dashboards = [query_stream(conn, stream, settings, start, stop) for stream in shown]
@@ -251,6 +267,7 @@ def api_streams(
                 }
                 for item in dashboards
             ],
+            "refused": refused_json(refused),
         }
     )
 

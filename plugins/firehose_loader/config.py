@@ -3,12 +3,22 @@
 Every identifier that reaches SQL passes :func:`check_identifier` here, so a bad
 name fails DAG parsing with a message naming the stream and the field instead of
 reaching the warehouse.
+
+Streams are parsed one by one: :func:`load_streams` returns the valid streams and a
+:class:`StreamError` for each refused entry, so one bad stream does not take the others
+down; :func:`load_config` is the strict form that raises on any error. Errors of the file
+as a whole (unreadable, not YAML, no ``streams`` list, an unknown top-level field, a bad
+``loader_schema``) raise from both: there is no stream to keep.
+
+``python -m firehose_loader.config [FILE]`` checks a streams file and exits non-zero if
+any stream is refused (see docs/streams.md).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -176,9 +186,37 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class StreamError:
+    """One refused entry of the streams file: the stream (its name, or ``streams[<index>]`` when it has
+    no valid name), the field at fault (None when no one field is) and the whole message."""
+
+    stream: str
+    index: int
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
 class StreamsConfig:
     settings: Settings
+    # The valid streams, in file order; the refused entries are in errors, never here.
     streams: tuple[Stream, ...]
+    errors: tuple[StreamError, ...] = ()
+
+    def error(self, name: str) -> StreamError | None:
+        """The error of the refused stream of that name (or ``streams[<index>]``), if it was refused."""
+        return next((error for error in self.errors if error.stream == name), None)
+
+    def raise_errors(self) -> None:
+        """Raise one ConfigError listing every refused stream, if any was refused."""
+        if len(self.errors) == 1:
+            raise ConfigError(self.errors[0].message)
+        if self.errors:
+            listed = "\n".join(f"  - {error.message}" for error in self.errors)
+            raise ConfigError(f"{len(self.errors)} streams are refused:\n{listed}")
 
     def stream(self, name: str) -> Stream:
         for stream in self.streams:
@@ -394,7 +432,31 @@ def parse_notifier(value: Any, where: str) -> NotifierSpec:
     return NotifierSpec(class_path=class_path, kwargs=dict(kwargs))
 
 
-def parse_config(document: Any, source: str = "<streams>") -> StreamsConfig:
+# Where a message names its field: "field 'x'", "streams[0].name", "missing required field 'x'", "unknown field(s) [...]".
+FIELD_IN_MESSAGE = (
+    re.compile(r"field '([A-Za-z0-9_.]+)"),
+    re.compile(r"^streams\[\d+\]\.([a-z_]+)"),
+    re.compile(r"missing required field '([a-z_]+)'"),
+    re.compile(r"unknown field\(s\) \[([^\]]*)\]"),
+)
+
+
+def field_of(message: str) -> str | None:
+    """The field a ConfigError's message names (``columns.price``, ``key``, ...), or None."""
+    for pattern in FIELD_IN_MESSAGE:
+        if match := pattern.search(message):
+            return match.group(1).replace("'", "")
+    return None
+
+
+def _entry_name(entry: Any) -> str | None:
+    """The entry's name if it is an accepted stream name (so an error can name the stream), else None."""
+    name = entry.get("name") if isinstance(entry, Mapping) else None
+    return name if isinstance(name, str) and STREAM_NAME.fullmatch(name) else None
+
+
+def parse_settings(document: Any, source: str = "<streams>") -> tuple[Settings, list[Any]]:
+    """The file-wide part: (settings, the raw stream entries). Raises ConfigError: there is no stream to keep."""
     if not isinstance(document, Mapping) or "streams" not in document:
         raise ConfigError(f"{source}: expected a mapping with a 'streams' list")
     unknown = set(document) - {"streams", *SETTINGS_FIELDS}
@@ -410,29 +472,59 @@ def parse_config(document: Any, source: str = "<streams>") -> StreamsConfig:
     entries = document["streams"]
     if not isinstance(entries, list):
         raise ConfigError(f"{source}: 'streams' must be a list")
-    streams = tuple(parse_stream(entry, index) for index, entry in enumerate(entries))
-    names: set[str] = set()
-    for stream in streams:
-        if stream.name in names:
-            raise ConfigError(f"stream {stream.name!r}: duplicate stream name")
-        names.add(stream.name)
+    return settings, entries
+
+
+def parse_streams(document: Any, source: str = "<streams>") -> StreamsConfig:
+    """Parse each stream on its own: the valid ones in ``streams``, one StreamError per refused entry.
+
+    A name already used by an earlier entry (valid or not) and a table already fed by an earlier
+    valid stream refuse the later entry; the earlier one keeps its DAGs. Errors of the file as a
+    whole raise ConfigError.
+    """
+    settings, entries = parse_settings(document, source)
+    streams: list[Stream] = []
+    errors: list[StreamError] = []
+    names: dict[str, int] = {}
     tables: dict[str, str] = {}
-    for stream in streams:
-        if stream.qualified_table in tables:
-            raise ConfigError(
-                f"stream {stream.name!r}, field 'table': {stream.qualified_table} is already fed by stream "
-                f"{tables[stream.qualified_table]!r}"
-            )
+    for index, entry in enumerate(entries):
+        name = _entry_name(entry)
+        label = name or f"streams[{index}]"
+        try:
+            if name is not None and name in names:
+                raise ConfigError(
+                    f"stream {name!r} (streams[{index}]), field 'name': duplicate stream name, already declared "
+                    f"by streams[{names[name]}]; this later entry is refused"
+                )
+            if name is not None:
+                names[name] = index
+            stream = parse_stream(entry, index)
+            if stream.qualified_table in tables:
+                raise ConfigError(
+                    f"stream {stream.name!r}, field 'table': {stream.qualified_table} is already fed by stream "
+                    f"{tables[stream.qualified_table]!r}; this later stream is refused"
+                )
+        except ConfigError as exc:
+            errors.append(StreamError(stream=label, index=index, field=field_of(str(exc)), message=str(exc)))
+            continue
         tables[stream.qualified_table] = stream.name
-    return StreamsConfig(settings=settings, streams=streams)
+        streams.append(stream)
+    return StreamsConfig(settings=settings, streams=tuple(streams), errors=tuple(errors))
+
+
+def parse_config(document: Any, source: str = "<streams>") -> StreamsConfig:
+    """The strict parse: every stream valid, or a ConfigError naming each refused stream and its field."""
+    config = parse_streams(document, source)
+    config.raise_errors()
+    return config
 
 
 def streams_file() -> Path:
     return Path(os.environ.get("STREAMS_CONFIG") or DEFAULT_STREAMS_FILE)
 
 
-def load_config(path: Path | None = None) -> StreamsConfig:
-    """Read and validate the streams file (``$STREAMS_CONFIG`` or ``include/streams.yml``)."""
+def read_document(path: Path | None = None) -> tuple[Any, Path]:
+    """The streams file's YAML document and its path; ConfigError if it cannot be read or is not YAML."""
     path = path or streams_file()
     try:
         text = path.read_text(encoding="utf-8")
@@ -441,7 +533,71 @@ def load_config(path: Path | None = None) -> StreamsConfig:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"streams file {path} is not UTF-8 text (byte {exc.start})") from None
     try:
-        document = yaml.safe_load(text)
+        return yaml.safe_load(text), path
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_config(document, str(path))
+
+
+def load_streams(path: Path | None = None) -> StreamsConfig:
+    """Read the streams file, keeping the valid streams and the errors of the refused ones (see parse_streams)."""
+    document, path = read_document(path)
+    return parse_streams(document, str(path))
+
+
+def load_config(path: Path | None = None) -> StreamsConfig:
+    """Read and validate the streams file (``$STREAMS_CONFIG`` or ``include/streams.yml``); raise on any error."""
+    config = load_streams(path)
+    config.raise_errors()
+    return config
+
+
+def check(path: Path | None = None) -> tuple[int, str]:
+    """(exit code, report) for ``python -m firehose_loader.config``: 0 all valid, 1 a stream refused, 2 the file."""
+    shown = path or streams_file()
+    try:
+        config = load_streams(path)
+    except ConfigError as exc:
+        return 2, f"{shown}: the whole file is refused, no stream is loaded: {exc}"
+    lines = [
+        f"{shown}: {len(config.streams)} stream(s) valid, {len(config.errors)} refused"
+        + (f" (loader_schema {config.settings.loader_schema})" if config.streams else "")
+    ]
+    rows = sorted(
+        [
+            (index, stream.name, "ok", f"{stream.qualified_table}: {stream.ingest_dag_id}, {stream.audit_dag_id}")
+            for index, stream in _indexed(config)
+        ]
+        + [
+            (error.index, error.stream, "REFUSED", f"field {error.field or '?'}: {error.message}")
+            for error in config.errors
+        ]
+    )
+    lines += [f"  {status:<8} {name}  {text}" for _index, name, status, text in rows]
+    return (1 if config.errors else 0), "\n".join(lines)
+
+
+def _indexed(config: StreamsConfig) -> list[tuple[int, Stream]]:
+    """The valid streams with their entry's index in the file (the refused entries take the other indices)."""
+    refused = {error.index for error in config.errors}
+    free = (index for index in range(len(config.streams) + len(config.errors)) if index not in refused)
+    return list(zip(free, config.streams, strict=False))
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m firehose_loader.config",
+        description="Check a streams file: print each stream's status; exit 1 if a stream is refused, 2 if the file is.",
+    )
+    parser.add_argument(
+        "file", nargs="?", type=Path, help="the streams file (default: $STREAMS_CONFIG or include/streams.yml)"
+    )
+    args = parser.parse_args(argv)
+    code, report = check(args.file)
+    print(report, file=sys.stderr if code == 2 else sys.stdout)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -107,6 +107,53 @@ def test_bad_stream_config_is_an_import_error_naming_stream_and_field(monkeypatc
     assert bag.dag_ids == []
 
 
+def stream_entry(name: str, **fields) -> dict:
+    return {
+        "name": name,
+        "bucket": f"bucket-{name.replace('_', '-')}",
+        "prefix": "events/",
+        "table": f"analytics.{name}",
+        "key": ["id"],
+        "order_by": "seq",
+        "columns": {"id": "varchar(10)", "seq": "integer"},
+        **fields,
+    }
+
+
+def test_one_broken_stream_stays_alone(monkeypatch, tmp_path):
+    """The valid streams keep their ingest and audit DAGs; the broken one is streams_config.py's import error."""
+    streams_file = tmp_path / "streams.yml"
+    document = {"streams": [stream_entry("good"), stream_entry("broken", key=["nope"]), stream_entry("also_good")]}
+    streams_file.write_text(yaml.safe_dump(document))
+    bag = parse_dags(monkeypatch, streams_file)
+    assert sorted(bag.dag_ids) == ["audit_also_good", "audit_good", "ingest_also_good", "ingest_good"]
+    assert [Path(path).name for path in bag.import_errors] == ["streams_config.py"]
+    (error,) = bag.import_errors.values()
+    assert "stream 'broken', field 'key'" in error
+    assert "'nope'" in error
+    assert "'good'" not in error
+
+
+def test_a_later_duplicate_is_refused_and_the_first_keeps_its_dags(monkeypatch, tmp_path):
+    streams_file = tmp_path / "streams.yml"
+    document = {"streams": [stream_entry("orders"), stream_entry("orders", table="analytics.other")]}
+    streams_file.write_text(yaml.safe_dump(document))
+    bag = parse_dags(monkeypatch, streams_file)
+    assert sorted(bag.dag_ids) == ["audit_orders", "ingest_orders"]
+    assert bag.get_dag("ingest_orders").get_task("load_and_merge").outlets[0].name == "warehouse.analytics.orders"
+    (error,) = bag.import_errors.values()
+    assert "stream 'orders' (streams[1]), field 'name': duplicate stream name" in error
+
+
+def test_an_error_of_the_whole_file_fails_every_dag_file(monkeypatch, tmp_path):
+    streams_file = tmp_path / "streams.yml"
+    streams_file.write_text(yaml.safe_dump({"streams": [stream_entry("good")], "loader_schema": "Bad-Schema"}))
+    bag = parse_dags(monkeypatch, streams_file)
+    assert bag.dag_ids == []
+    assert sorted(Path(path).name for path in bag.import_errors) == ["audit.py", "ingest.py", "streams_config.py"]
+    assert all("loader_schema" in error for error in bag.import_errors.values())
+
+
 def test_big_hours_fan_out_to_mapped_parts_and_meet_again_before_the_merge(bag):
     for stream in load_config().streams:
         dag = bag.get_dag(stream.ingest_dag_id)

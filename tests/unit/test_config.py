@@ -14,9 +14,13 @@ from firehose_loader.config import (
     DEFAULT_STREAMS_FILE,
     ColumnType,
     ConfigError,
+    StreamError,
     load_config,
+    load_streams,
+    main,
     parse_column_type,
     parse_config,
+    parse_streams,
     streams_file,
 )
 from tests.unit.stream_factory import STREAM_ENTRY, stream_entry
@@ -283,6 +287,116 @@ def test_entry_not_a_mapping() -> None:
     assert "streams[0]" in message
 
 
+# --- one bad stream stays alone ---------------------------------------------------------------------------------
+
+
+def three_streams(**broken: Any) -> dict[str, Any]:
+    """Two good streams around one broken by the overrides."""
+    return {
+        "streams": [
+            stream_entry(name="first", table="sales.first"),
+            stream_entry(**{"name": "broken", "table": "sales.broken", **broken}),
+            stream_entry(name="last", table="sales.last"),
+        ]
+    }
+
+
+def test_one_broken_stream_among_two_good_ones() -> None:
+    config = parse_streams(three_streams(key=["order_id", "nope"]))
+    assert [stream.name for stream in config.streams] == ["first", "last"]
+    (error,) = config.errors
+    assert (error.stream, error.index, error.field) == ("broken", 1, "key")
+    assert "stream 'broken', field 'key'" in error.message
+    assert "'nope'" in error.message
+    assert config.error("broken") is error
+    assert config.error("first") is None
+
+
+@pytest.mark.parametrize(("overrides", "field", "value"), BAD_STREAMS)
+def test_every_stream_error_is_kept_apart_naming_its_field(overrides: dict[str, Any], field: str, value: str) -> None:
+    config = parse_streams(three_streams(**overrides))
+    assert [stream.name for stream in config.streams] == ["first", "last"]
+    (error,) = config.errors
+    assert error.stream == "broken"
+    assert error.field == field
+    assert value in error.message
+
+
+def test_the_strict_parse_still_raises_naming_the_broken_stream() -> None:
+    message = parse_error(three_streams(order_by="nope"))
+    assert "stream 'broken', field 'order_by'" in message
+    assert "'first'" not in message
+
+
+def test_the_strict_parse_lists_every_broken_stream() -> None:
+    document = three_streams(order_by="nope")
+    document["streams"].append(stream_entry(name="other", table="sales.other", bucket="Bad_Bucket"))
+    message = parse_error(document)
+    assert "2 streams are refused" in message
+    assert "stream 'broken', field 'order_by'" in message
+    assert "stream 'other', field 'bucket'" in message
+
+
+@pytest.mark.parametrize(
+    ("entry", "stream", "field"),
+    [
+        pytest.param({"bucket": "firehose-orders"}, "streams[1]", "name", id="no-name"),
+        pytest.param({"name": "Orders"}, "streams[1]", "name", id="bad-name"),
+        pytest.param("orders", "streams[1]", None, id="not-a-mapping"),
+        pytest.param(stream_entry(name="broken", colums={}), "broken", "colums", id="unknown-field"),
+        pytest.param(stream_entry(name="broken", table="sales.b", bucket=None), "broken", "bucket", id="missing"),
+    ],
+)
+def test_an_entry_without_a_valid_name_is_named_by_its_index(entry: Any, stream: str, field: str | None) -> None:
+    document = {"streams": [stream_entry(name="first", table="sales.first"), entry]}
+    config = parse_streams(document)
+    assert [item.name for item in config.streams] == ["first"]
+    assert [(error.stream, error.index, error.field) for error in config.errors] == [(stream, 1, field)]
+
+
+def test_the_later_duplicate_name_is_refused() -> None:
+    config = parse_streams({"streams": [stream_entry(), stream_entry(table="sales.other_lines")]})
+    assert [(stream.name, stream.qualified_table) for stream in config.streams] == [("orders", "sales.order_lines")]
+    assert config.errors == (
+        StreamError(
+            stream="orders",
+            index=1,
+            field="name",
+            message="stream 'orders' (streams[1]), field 'name': duplicate stream name, already declared by "
+            "streams[0]; this later entry is refused",
+        ),
+    )
+
+
+def test_a_name_taken_by_a_refused_entry_refuses_the_later_one_too() -> None:
+    config = parse_streams({"streams": [stream_entry(key=["nope"]), stream_entry(table="sales.other_lines")]})
+    assert config.streams == ()
+    assert [(error.index, error.field) for error in config.errors] == [(0, "key"), (1, "name")]
+
+
+def test_the_later_stream_feeding_a_table_is_refused() -> None:
+    config = parse_streams({"streams": [stream_entry(), stream_entry(name="orders_eu")]})
+    assert [stream.name for stream in config.streams] == ["orders"]
+    (error,) = config.errors
+    assert (error.stream, error.field) == ("orders_eu", "table")
+    assert "already fed by stream 'orders'; this later stream is refused" in error.message
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        pytest.param(None, id="empty"),
+        pytest.param({"stream": []}, id="no-streams"),
+        pytest.param({"streams": {"orders": {}}}, id="streams-not-a-list"),
+        pytest.param({"streams": [stream_entry()], "aws_con_id": "x"}, id="unknown-top-level"),
+        pytest.param({"streams": [stream_entry()], "loader_schema": "Bad"}, id="bad-loader-schema"),
+    ],
+)
+def test_errors_of_the_whole_file_still_raise(document: Any) -> None:
+    with pytest.raises(ConfigError):
+        parse_streams(document)
+
+
 # --- files -------------------------------------------------------------------------------------------------------
 
 
@@ -389,3 +503,51 @@ def test_the_documented_defaults_are_the_parsers_defaults() -> None:
     compared = {name: as_yaml(written[name]) for name in shown if name in written}
     assert len(compared) >= 8
     assert compared == {name: shown[name] for name in compared}
+
+
+def test_load_streams_keeps_the_good_streams_and_load_config_refuses_the_file(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path / "streams.yml", three_streams(prefix="orders/raw"))
+    config = load_streams(path)
+    assert [stream.name for stream in config.streams] == ["first", "last"]
+    assert [(error.stream, error.field) for error in config.errors] == [("broken", "prefix")]
+    with pytest.raises(ConfigError, match="stream 'broken', field 'prefix'"):
+        load_config(path)
+
+
+# --- python -m firehose_loader.config --------------------------------------------------------------------------
+
+
+def test_the_check_passes_the_bundled_streams_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(DEFAULT_STREAMS_FILE)]) == 0
+    out = capsys.readouterr().out
+    assert "0 refused" in out
+    assert "ok       events" in out
+
+
+def test_the_check_names_the_refused_stream_and_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_yaml(tmp_path / "streams.yml", three_streams(order_by="nope"))
+    assert main([str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "2 stream(s) valid, 1 refused" in out
+    lines = out.splitlines()
+    assert [line.split()[:2] for line in lines[1:]] == [["ok", "first"], ["REFUSED", "broken"], ["ok", "last"]]
+    assert "field order_by: stream 'broken', field 'order_by'" in lines[2]
+
+
+def test_the_check_refuses_a_broken_file_as_a_whole(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "streams.yml"
+    path.write_text("streams: [\n", encoding="utf-8")
+    assert main([str(path)]) == 2
+    assert "the whole file is refused" in capsys.readouterr().err
+
+
+def test_the_check_runs_as_a_module(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = write_yaml(tmp_path / "streams.yml", three_streams(bucket="Bad_Bucket"))
+    result = subprocess.run(
+        [sys.executable, "-m", "firehose_loader.config", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1, result.stderr
+    assert "REFUSED  broken  field bucket: stream 'broken', field 'bucket'" in result.stdout

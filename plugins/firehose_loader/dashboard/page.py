@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 import jinja2
 import markupsafe
 
+from firehose_loader.config import StreamError
 from firehose_loader.dashboard.chart import COLORS, chart_svg
 from firehose_loader.dashboard.model import WINDOW_HOURS, HourDetail, StreamDashboard, aware, hour_key, percent
 
@@ -83,6 +84,7 @@ def render_page(
     airflow_root: str = "",
     errors: Mapping[str, str] | None = None,
     hidden_streams: int = 0,
+    refused: Sequence[StreamError] = (),
 ) -> str:
     """The whole page, self-contained: inline CSS and SVG, no script, nothing fetched from elsewhere."""
     charts = {
@@ -104,6 +106,7 @@ def render_page(
         airflow_root=airflow_root.rstrip("/"),
         errors=errors or {},
         hidden_streams=hidden_streams,
+        refused=refused,
         colors=COLORS,
         page_link=page_link,
         hour_key=hour_key,
