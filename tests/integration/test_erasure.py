@@ -189,3 +189,21 @@ def test_a_composite_typed_key_is_erased_exactly(s3, warehouse):
     left = warehouse.execute(sql.SQL("SELECT id, day::text FROM {} ORDER BY id, day").format(table)).fetchall()
     assert left == [(1, "2026-07-01"), (2, "2026-07-02")]
     assert findings(audit(s3, stream, "scheduled__audit")) == ("ok", 2, 0, 0, 0, 0)
+
+
+def test_the_audit_dags_erase_task_erases_and_refuses_a_bad_request_at_once(s3, warehouse):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from firehose_loader.airflow.tasks import run_erase
+
+    entry, stream = prepared(s3, "erase_task")
+    load_in_process(entry, HOUR, "scheduled__ingest")
+    assert run_erase(stream, Settings(), [], "", "scheduled__audit") == 0
+    with pytest.raises(AirflowFailException, match="erase_reason"):
+        run_erase(stream, Settings(), ["k003"], " ", "manual__erase")
+    with pytest.raises(AirflowFailException, match="one scalar value for each key column"):
+        run_erase(stream, Settings(), [["k003", 1]], "gdpr", "manual__erase")
+    assert tombstones(warehouse, stream) == []
+    assert run_erase(stream, Settings(), ["k003", {"id": "k004"}], "gdpr", "manual__erase") == 2
+    assert [stone[1] for stone in tombstones(warehouse, stream)] == ["k003", "k004"]
+    assert set(rows(warehouse, entry)) == set(KEYS) - {"k003", "k004"}
