@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from firehose_loader.config import Settings
 from firehose_loader.load import erase_keys, key_parameters
 from firehose_loader.warehouse.postgres import Postgres
 from tests.unit.stream_factory import make_stream
@@ -35,14 +36,8 @@ class NoConnection:
 
 
 def test_no_keys_or_no_reason_send_nothing() -> None:
-    assert erase_keys(NoConnection(), SINGLE, make_settings(), Postgres(), [], "gdpr", "manual") == 0
+    assert erase_keys(NoConnection(), SINGLE, Settings(), Postgres(), [], "gdpr", "manual") == 0
     with pytest.raises(ValueError, match="reason"):
-        erase_keys(NoConnection(), SINGLE, make_settings(), Postgres(), ["A-1"], " ", "manual")
+        erase_keys(NoConnection(), SINGLE, Settings(), Postgres(), ["A-1"], " ", "manual")
     with pytest.raises(ValueError, match="key"):
-        erase_keys(NoConnection(), COMPOSITE, make_settings(), Postgres(), [[7]], "gdpr", "manual")
-
-
-def make_settings():  # type: ignore[no-untyped-def]
-    from firehose_loader.config import Settings
-
-    return Settings()
+        erase_keys(NoConnection(), COMPOSITE, Settings(), Postgres(), [[7]], "gdpr", "manual")
