@@ -10,7 +10,7 @@ default, and loads again with ``erased_keys_accept_newer``.
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -18,7 +18,7 @@ import pytest
 from psycopg import sql
 
 from firehose_loader.audit import audit_hours
-from firehose_loader.config import Settings, Stream
+from firehose_loader.config import Settings, Stream, parse_stream
 from firehose_loader.load import ensure_tables, erase_keys, tombstones_table
 from firehose_loader.warehouse.postgres import Postgres
 from tests.integration.support import SIMPLE, load_in_process, ndjson, object_key, unlisted_stream
@@ -207,3 +207,29 @@ def test_the_audit_dags_erase_task_erases_and_refuses_a_bad_request_at_once(s3, 
     assert run_erase(stream, Settings(), ["k003", {"id": "k004"}], "gdpr", "manual__erase") == 2
     assert [stone[1] for stone in tombstones(warehouse, stream)] == ["k003", "k004"]
     assert set(rows(warehouse, entry)) == set(KEYS) - {"k003", "k004"}
+
+
+def test_a_run_of_the_audit_dag_erases_and_the_next_ingest_and_audit_runs_keep_the_keys_erased(streams, s3, warehouse):
+    from tests.integration.conftest import run_dag, run_hour
+
+    entry = streams.declare(s3, "erase_dag", **SIMPLE)
+    stream = parse_stream(entry, 0)
+    s3.put_object(
+        Bucket=entry["bucket"],
+        Key=object_key(HOUR, "00-a"),
+        Body=ndjson([{"id": key, "seq": 5, "note": f"a-{key}"} for key in KEYS]),
+    )
+    assert run_hour(entry["name"], HOUR).state == "success"
+    conf = {"lookback_hours": 1, "erase_keys": ERASED, "erase_reason": "GDPR request 7"}
+    assert run_dag(stream.audit_dag_id, HOUR + timedelta(hours=1), conf=conf).state == "success"
+    assert [stone[1:4] for stone in tombstones(warehouse, stream)] == [(key, 5, "GDPR request 7") for key in ERASED]
+    assert set(rows(warehouse, entry)) == set(KEYS) - set(ERASED)
+
+    assert run_hour(entry["name"], HOUR).state == "success"
+    assert run_dag(stream.audit_dag_id, HOUR + timedelta(hours=2), conf={"lookback_hours": 2}).state == "success"
+    assert set(rows(warehouse, entry)) == set(KEYS) - set(ERASED)
+    missing = warehouse.execute(
+        "SELECT COALESCE(SUM(missing_keys), 0) FROM firehose_loader.audit_results WHERE stream = %s",
+        (stream.name,),
+    ).fetchone()
+    assert missing == (0,)
