@@ -8,7 +8,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from firehose_loader.airflow.dag_pieces import HOURLY, RETRY_DEFAULTS, settled_and_ready, table_asset
 from firehose_loader.airflow.doc_md import audit_doc_md
-from firehose_loader.airflow.tasks import run_audit
+from firehose_loader.airflow.tasks import run_audit, run_erase
 from firehose_loader.config import Settings, Stream, load_streams
 
 AUDIT_AFTER_INGEST = timedelta(minutes=10)
@@ -23,6 +23,13 @@ def build_audit_dag(stream: Stream, settings: Settings):
         max_active_runs=1,
         params={
             "lookback_hours": Param(24, type="integer", minimum=1, maximum=24 * 14, description="hours to audit"),
+            # A manual run can erase keys on purpose first (docs/operations.md#erasing-keys).
+            "erase_keys": Param(
+                [],
+                type="array",
+                description="keys to erase: values (one-column key), lists in key order, or mappings by column",
+            ),
+            "erase_reason": Param("", type="string", description="why the keys are erased (required with erase_keys)"),
         },
         tags=["firehose-loader", "audit", f"stream:{stream.name}", *stream.tags],
         doc_md=audit_doc_md(stream, settings),
@@ -38,8 +45,15 @@ def build_audit_dag(stream: Stream, settings: Settings):
 
         # Ten minutes after the ingest's own wait, so the newest hour's ingest normally committed first
         # and the audit does not load that hour itself and report all of it missing.
+        @task(outlets=[table_asset(stream, settings)])
+        def erase_keys(params=None, run_id=None) -> int:
+            return run_erase(stream, settings, params["erase_keys"], params["erase_reason"], run_id)
+
         settled, tables_ready = settled_and_ready(stream, settings, extra_wait=AUDIT_AFTER_INGEST)
         [settled, tables_ready] >> audit_and_repair()
+        # Beside the audit, not before it: an erasure does not wait for the hour to settle (the
+        # merge's lock orders the two, and either order leaves the keys erased).
+        tables_ready >> erase_keys()
 
     return audit()
 

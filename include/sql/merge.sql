@@ -9,6 +9,11 @@
   meets (a row from the real-time path has no provenance and loses ties). The
   same version seen again is left alone, so a rerun rewrites nothing.
 
+  A key with a tombstone (load.erase_keys) is 'erased': never inserted nor updated, and counted
+  in neither realtime_quality nor the audit's findings; the ledger counts it as superseded. With
+  erased_keys_accept_newer, a version with a greater order_by than the erased version merges as
+  usual (a key erased before any version was loaded has no erased version and stays erased).
+
   With a staging table of whole rows (stages_rows) the winners are inserted from it;
   otherwise the caller sends them after this template (Dialect.insert_winners).
 
@@ -47,6 +52,7 @@ SELECT
     s."_firehose_object",
     s."_firehose_offset",
     CASE
+        WHEN e.{{ key[0] | ident }} IS NOT NULL{% if erased_keys_accept_newer %} AND (e."_firehose_erased_version" IS NULL OR s.{{ order }} <= e."_firehose_erased_version"){% endif %} THEN 'erased'
         WHEN c.copies IS NULL THEN 'insert'
         WHEN c.copies = 1 AND c."_firehose_object" = s."_firehose_object" AND c."_firehose_offset" = s."_firehose_offset"
             AND c.{{ order }} = s.{{ order }} THEN 'unchanged'
@@ -63,6 +69,7 @@ SELECT
     CASE WHEN l.object_key IS NULL AND COALESCE(c.reconciled, 0) = 0 THEN 1 ELSE 0 END AS first_seen,
     CASE WHEN l.object_key IS NULL THEN 0 ELSE 1 END AS winner_loaded
 FROM {{ staging | ident }} s
+LEFT JOIN {{ tombstones | qualified }} e ON {{ same_key("e", "s") }}
 LEFT JOIN ({{ hour_ledger_objects }}) l ON l.object_key = s."_firehose_object"
 LEFT JOIN (
     SELECT ranked.*
@@ -95,7 +102,7 @@ LEFT JOIN (
         COALESCE(SUM(CASE WHEN copies > 1 THEN 1 ELSE 0 END), 0) AS new_duplicate,
         COALESCE(SUM(stale), 0) AS new_stale
     FROM {{ plan | ident }}
-    WHERE first_seen = 1
+    WHERE first_seen = 1 AND action <> 'erased'
 {% endset %}
 UPDATE {{ (loader_schema, "realtime_quality") | qualified }}
 SET s3_keys = s3_keys + n.new_keys,
@@ -188,7 +195,7 @@ LEFT JOIN (
         SUM(CASE WHEN action = 'insert' THEN 1 ELSE 0 END) AS inserted,
         SUM(CASE WHEN action = 'update' THEN 1 ELSE 0 END) AS updated,
         SUM(CASE WHEN action = 'unchanged' THEN 1 ELSE 0 END) AS unchanged,
-        SUM(CASE WHEN action = 'superseded' THEN 1 ELSE 0 END) AS superseded
+        SUM(CASE WHEN action IN ('superseded', 'erased') THEN 1 ELSE 0 END) AS superseded
     FROM {{ plan | ident }}
     GROUP BY "_firehose_object"
 ) a ON a."_firehose_object" = o.object_key

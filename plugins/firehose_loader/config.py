@@ -158,6 +158,9 @@ class Stream:
     audit_alert_threshold: int = field(default_factory=lambda: default_of("audit_alert_threshold"))
     audit_notifier: NotifierSpec = field(default_factory=lambda: default_of("audit_notifier"))
     realtime_writer: bool = field(default_factory=lambda: default_of("realtime_writer"))
+    # Whether a version newer than an erased key's erased version (greater order_by) may load
+    # again after the erasure; by default an erased key stays erased. See load.erase_keys.
+    erased_keys_accept_newer: bool = field(default_factory=lambda: default_of("erased_keys_accept_newer"))
 
     @property
     def qualified_table(self) -> str:
@@ -330,6 +333,8 @@ OPTIONAL_FIELDS = (
     # Another process (a "real-time" Lambda) writes into the table: its drops, doubles and older
     # versions are measured at each object's first merge (realtime_quality).
     OptionalField("realtime_writer", False, _boolean, "realtime_writer"),
+    # An erased key stays erased (false), or a version with a greater order_by than the erased one loads again (true).
+    OptionalField("erased_keys_accept_newer", False, _boolean, "erased_keys_accept_newer"),
     OptionalField("audit_notifier", None, lambda value, where: parse_notifier(value, where), "audit_notifier"),
 )
 REQUIRED_FIELDS = ("name", "bucket", "table", "key", "order_by", "columns")

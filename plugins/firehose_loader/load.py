@@ -61,6 +61,7 @@ def template_context(stream: Stream, settings: Settings, dialect: Dialect) -> di
         for name, kind in stream.columns.items()
     ]
     plan_columns = {*stream.key, stream.order_by}
+    by_name = {column["name"]: column for column in columns}
     return {
         "target": (stream.schema, stream.table),
         "columns": columns,
@@ -77,7 +78,17 @@ def template_context(stream: Stream, settings: Settings, dialect: Dialect) -> di
         "object_key_type": dialect.object_key_type,
         "write_ledger": True,
         "realtime_writer": stream.realtime_writer,
+        "tombstones": (settings.loader_schema, tombstones_table(stream)),
+        # A name the streams file did not declare is refused where a template renders it (ident).
+        "key_columns": [by_name.get(name, {"name": name, "type": "text"}) for name in stream.key],
+        "order_type": by_name.get(stream.order_by, {"type": "text"})["type"],
+        "erased_keys_accept_newer": stream.erased_keys_accept_newer,
     }
+
+
+def tombstones_table(stream: Stream) -> str:
+    """The table, in the loader's schema, of the stream's erased keys (see erase_keys)."""
+    return f"tombstones_{stream.name}"
 
 
 def ensure_tables(conn: Any, stream: Stream, settings: Settings, dialect: Dialect) -> None:
@@ -85,6 +96,7 @@ def ensure_tables(conn: Any, stream: Stream, settings: Settings, dialect: Dialec
     context = template_context(stream, settings, dialect)
     statements = render_statements("create_loader_tables.sql", **context)
     statements += render_statements("create_target.sql", **context)
+    statements += render_statements("create_tombstones.sql", **context)
     for template in dialect.extra_ddl_templates():
         statements += render_statements(template, **context)
     with conn.cursor() as cursor:
@@ -222,3 +234,76 @@ def _object_row(entry: ObjectEntry) -> dict[str, Any]:
     row["message"] = (row["message"] or None) and str(row["message"])[:1024]
     row["quarantine_key"] = entry.get("quarantine_key")
     return row
+
+
+KeyValues = Sequence[Any] | dict[str, Any] | str | int | float | bool
+
+
+def key_parameters(stream: Stream, key: KeyValues) -> dict[str, str]:
+    """One key as erase_key.sql binds it: its values as text, key_0, key_1, ... in the stream's key order.
+
+    A key is a mapping of the key columns to their values, a list of the values in key order, or
+    (for a one-column key) the value alone.
+    """
+    if isinstance(key, dict):
+        if set(key) != set(stream.key):
+            raise ValueError(f"key {key!r}: must name exactly the key columns {list(stream.key)}")
+        values = [key[name] for name in stream.key]
+    elif isinstance(key, list | tuple):
+        values = list(key)
+    else:
+        values = [key]
+    if len(values) != len(stream.key) or any(value is None or isinstance(value, dict | list) for value in values):
+        raise ValueError(f"key {key!r}: must give one scalar value for each key column {list(stream.key)}")
+    return {f"key_{index}": _key_text(value) for index, value in enumerate(values)}
+
+
+def _key_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@retry_serialization_failures
+def erase_keys(
+    conn: Any,
+    stream: Stream,
+    settings: Settings,
+    dialect: Dialect,
+    keys: Sequence[KeyValues],
+    reason: str,
+    erased_by: str,
+) -> int:
+    """Erase keys on purpose (GDPR erasure, retention purges), in one transaction; return how many.
+
+    Every row of each key is deleted from the target, whoever wrote it, and the key gets a
+    tombstone (stream, key, reason, erased_at, erased_by, and the greatest order_by deleted) in
+    the stream's tombstones table. The merge never inserts a tombstoned key again (ingest, rerun,
+    backfill, audit), nor counts it as missing; with ``erased_keys_accept_newer`` a version with a
+    greater order_by than the erased one loads again. Erasing a key again refreshes its tombstone
+    and deletes whatever version came back since: the call is idempotent.
+    """
+    if not reason.strip():
+        raise ValueError("an erasure needs a reason")
+    rows = [key_parameters(stream, key) for key in keys]
+    if not rows:
+        return 0
+    context = template_context(stream, settings, dialect)
+    common = {
+        "stream": stream.name,
+        "reason": reason[:1024],
+        "erased_at": naive_utc(datetime.now(UTC)),
+        "erased_by": erased_by[:256],
+    }
+    statements = render_statements("erase/erase_key.sql", **context)
+    with conn.cursor() as cursor:
+        try:
+            # The merge's lock: an erasure and a merge of the stream never interleave.
+            cursor.execute(dialect.lock_statement(context))
+            for statement in statements:
+                cursor.executemany(statement, [{**common, **row} for row in rows])
+            conn.commit()
+        except Exception:
+            conn.rollback()
+            raise
+    return len(rows)

@@ -176,3 +176,10 @@ def test_tables_are_ensured_beside_the_wait_and_before_the_first_write(bag):
         audit = bag.get_dag(stream.audit_dag_id)
         assert audit.get_task("ensure_tables").upstream_task_ids == set()
         assert audit.get_task("audit_and_repair").upstream_task_ids == {"wait_for_settled_hour", "ensure_tables"}
+
+
+def test_the_audit_dag_erases_the_keys_a_run_names_beside_the_audit(bag):
+    for stream in load_config().streams:
+        audit = bag.get_dag(stream.audit_dag_id)
+        assert audit.get_task("erase_keys").upstream_task_ids == {"ensure_tables"}
+        assert audit.params["erase_keys"] == [] and audit.params["erase_reason"] == ""

@@ -19,7 +19,7 @@ from redshift_connector.core import convert_paramstyle
 
 from firehose_loader.audit import audit_writer
 from firehose_loader.layout import StageWriter, stage_key
-from firehose_loader.load import ensure_tables, load_and_merge, merge_hour, staged_batch
+from firehose_loader.load import ensure_tables, erase_keys, load_and_merge, merge_hour, staged_batch
 from firehose_loader.records.validate import ObjectStats
 from firehose_loader.warehouse import transactions
 from firehose_loader.warehouse.redshift import StageMismatchError
@@ -372,3 +372,24 @@ def test_one_stage_key_for_both_runs_would_fail_the_row_count_check() -> None:
     connection = RecordingConnection(stages={f"s3://{STREAM.bucket}/{STAGE_KEY}": STAGED_ROWS + 2})
     with pytest.raises(StageMismatchError, match="loaded 7 rows but the stage holds 5"):
         run_hour(connection)
+
+
+def test_an_erasure_is_one_transaction_under_the_merges_lock_and_binds_with_redshift_connector() -> None:
+    """Stands in for Redshift: LOCK, then per key the tombstone and the DELETE of every row, one commit."""
+    connection = RecordingConnection()
+    keys = [{"order_id": 7, "line_no": 1}, [8, 2]]
+    assert erase_keys(connection, STREAM, SETTINGS, DIALECT, keys, "GDPR request", "manual__erase") == 2
+    (transaction,) = connection.transactions()
+    assert [event.kind for event in transaction] == ["execute", "executemany", "executemany", "executemany", "commit"]
+    lock, update, insert, delete = (event.statement for event in transaction[:-1])
+    assert lock.startswith(f"LOCK {TARGET}, {LEDGER}")
+    tombstones = '"firehose_loader"."tombstones_orders"'
+    assert update.startswith(f"UPDATE {tombstones}\n") and insert.startswith(f"INSERT INTO {tombstones} (")
+    assert delete.startswith(f"DELETE FROM {TARGET}\nWHERE ")
+    for event in transaction[1:-1]:
+        sqlglot.parse_one(event.statement, read="redshift")
+        _, make_args = convert_paramstyle("pyformat", event.statement)
+        assert [row["key_0"] for row in event.parameters] == ["7", "8"]
+        assert [row["key_1"] for row in event.parameters] == ["1", "2"]
+        for parameters in event.parameters:
+            make_args(parameters)

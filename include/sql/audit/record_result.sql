@@ -10,6 +10,9 @@
   reconciled key is new data, not damage. For both the audit says only that it loaded them
   (status 'loaded'). 'repaired' means that at least one reconciled key was repaired.
 
+  Erased keys (action 'erased', see merge.sql) were deleted on purpose: they are not in the
+  findings at all, not even in s3_keys.
+
   Every try of an audit run adds its own row (the history is append-only): a retry that finds
   the hour its first try repaired records 'ok' beside that try's 'repaired', never over it.
 #}
@@ -44,4 +47,5 @@ SELECT
         ELSE CAST(SUM(CASE WHEN first_seen = 0 AND action = 'insert' THEN 1 ELSE 0 END) AS double precision) / COUNT(*)
     END
 FROM {{ plan | ident }}
+WHERE action <> 'erased'
 ) finding

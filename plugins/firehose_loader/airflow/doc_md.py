@@ -63,6 +63,12 @@ real-time path had done before the load is measured at each key's first merge, i
 An hour whose ingest has not committed yet and is still running is `waiting`; an hour no ingest
 will load is loaded by the audit (`loaded`).
 
+**Erasing keys on purpose.** A run triggered with `erase_keys` and `erase_reason`
+(`airflow dags trigger {stream.audit_dag_id} --conf '{{"erase_keys": [...], "erase_reason": "..."}}'`)
+deletes those keys' rows and records tombstones (`{settings.loader_schema}.tombstones_{stream.name}`) in
+its `erase_keys` task: no merge loads them again, and no audit counts them
+({"a newer version loads again" if stream.erased_keys_accept_newer else "a newer version stays erased"}; docs/operations.md).
+
 | column | meaning |
 |---|---|
 | `s3_keys` | distinct valid keys in S3 for the hour |

@@ -54,6 +54,31 @@ def fails_at_once_when_permanent(body: Callable[P, R]) -> Callable[P, R]:
 
 
 @fails_at_once_when_permanent
+def run_erase(stream: Stream, settings: Settings, keys: list[Any], reason: str, run_id: str) -> int:
+    """Erase the keys a manual audit run names (params erase_keys, erase_reason); none: nothing to do."""
+    if not keys:
+        log.info("no keys to erase")
+        return 0
+    if not reason.strip():
+        raise PermanentError("erase_keys needs an erase_reason: the tombstones record why the keys were erased")
+    from firehose_loader.load import erase_keys, key_parameters
+
+    try:
+        for key in keys:
+            key_parameters(stream, key)
+    except ValueError as exc:
+        raise PermanentError(str(exc)) from exc
+    conn, dialect = warehouse_connection(settings)
+    try:
+        erased = erase_keys(conn, stream, settings, dialect, keys, reason, run_id)
+    finally:
+        conn.close()
+    # The keys themselves stay out of the log: the tombstones hold them.
+    log.info("erased %d keys of %s (%s)", erased, stream.qualified_table, reason)
+    return erased
+
+
+@fails_at_once_when_permanent
 def run_ensure_tables(stream: Stream, settings: Settings) -> None:
     from firehose_loader.load import ensure_tables
 
