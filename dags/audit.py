@@ -8,7 +8,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from firehose_loader.airflow.dag_pieces import HOURLY, RETRY_DEFAULTS, settled_and_ready, table_asset
 from firehose_loader.airflow.doc_md import audit_doc_md
-from firehose_loader.airflow.tasks import run_audit
+from firehose_loader.airflow.tasks import run_audit, run_late_sweep
 from firehose_loader.config import Settings, Stream, load_streams
 
 AUDIT_AFTER_INGEST = timedelta(minutes=10)
@@ -36,10 +36,16 @@ def build_audit_dag(stream: Stream, settings: Settings):
                 stream, settings, data_interval_end, lookback_hours, run_id, ti.try_number, get_current_context()
             )
 
+        # After the audit's window is judged: every hour of the stream's late_horizon_hours compared
+        # with its ledger, and only new or changed objects loaded (docs/audit.md#the-late-sweep).
+        @task(outlets=[table_asset(stream, settings)])
+        def late_sweep(data_interval_end=None, run_id=None, ti=None) -> list[dict]:
+            return run_late_sweep(stream, settings, data_interval_end, run_id, ti.try_number, get_current_context())
+
         # Ten minutes after the ingest's own wait, so the newest hour's ingest normally committed first
         # and the audit does not load that hour itself and report all of it missing.
         settled, tables_ready = settled_and_ready(stream, settings, extra_wait=AUDIT_AFTER_INGEST)
-        [settled, tables_ready] >> audit_and_repair()
+        [settled, tables_ready] >> audit_and_repair() >> late_sweep()
 
     return audit()
 

@@ -158,6 +158,8 @@ class Stream:
     audit_alert_threshold: int = field(default_factory=lambda: default_of("audit_alert_threshold"))
     audit_notifier: NotifierSpec = field(default_factory=lambda: default_of("audit_notifier"))
     realtime_writer: bool = field(default_factory=lambda: default_of("realtime_writer"))
+    # How many hours back the late sweep compares each hour's folder with the ledger (audit.sweep_hours).
+    late_horizon_hours: int = field(default_factory=lambda: default_of("late_horizon_hours"))
 
     @property
     def qualified_table(self) -> str:
@@ -330,6 +332,9 @@ OPTIONAL_FIELDS = (
     # Another process (a "real-time" Lambda) writes into the table: its drops, doubles and older
     # versions are measured at each object's first merge (realtime_quality).
     OptionalField("realtime_writer", False, _boolean, "realtime_writer"),
+    # Firehose retries S3 delivery for up to 24 h (Direct PUT) and a Kinesis source keeps records for
+    # its retention (1 to 365 days, 24 h by default): the late sweep looks back 7 days unless told.
+    OptionalField("late_horizon_hours", 168, _integer(24, 24 * 90), "late_horizon_hours"),
     OptionalField("audit_notifier", None, lambda value, where: parse_notifier(value, where), "audit_notifier"),
 )
 REQUIRED_FIELDS = ("name", "bucket", "table", "key", "order_by", "columns")
