@@ -176,3 +176,10 @@ def test_tables_are_ensured_beside_the_wait_and_before_the_first_write(bag):
         audit = bag.get_dag(stream.audit_dag_id)
         assert audit.get_task("ensure_tables").upstream_task_ids == set()
         assert audit.get_task("audit_and_repair").upstream_task_ids == {"wait_for_settled_hour", "ensure_tables"}
+
+
+def test_the_late_sweep_follows_the_audit_in_its_dag(bag):
+    for stream in load_config().streams:
+        audit = bag.get_dag(stream.audit_dag_id)
+        assert audit.get_task("late_sweep").upstream_task_ids == {"audit_and_repair"}
+        assert audit.get_task("late_sweep").retries == 3
