@@ -10,6 +10,7 @@ horizon that was never loaded is a gap: the sweep loads it whole.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from datetime import UTC, datetime, timedelta
@@ -19,11 +20,12 @@ import psycopg
 import pytest
 
 from firehose_loader.audit import audit_hour, audit_window
-from firehose_loader.config import Settings, Stream
+from firehose_loader.config import Settings, Stream, parse_stream
 from firehose_loader.layout import hour_start
 from firehose_loader.load import ensure_tables
 from firehose_loader.sweep import SweepFinding, sweep_hours
 from firehose_loader.warehouse.postgres import Postgres
+from tests.integration.conftest import run_audit, run_hour
 from tests.integration.support import SIMPLE, load_in_process, ndjson, object_key, unlisted_stream
 
 END = hour_start(datetime.now(UTC))
@@ -176,3 +178,38 @@ def test_an_hour_whose_ingest_is_pending_is_left_to_it(s3, warehouse):
         )
     assert findings == []
     assert table(warehouse, stream) == {}
+
+
+def test_the_audit_dags_late_sweep_loads_an_object_beyond_the_lookback_and_alerts(streams, s3, warehouse, tmp_path):
+    """The DAG as scheduled: an audit of the last hour only, then its late_sweep over the horizon."""
+    alerts = tmp_path / "alerts.jsonl"
+    entry = streams.declare(
+        s3,
+        "sweep_dag",
+        **SIMPLE,
+        audit_notifier={
+            "class": "tests.integration.recording_notifier.RecordingNotifier",
+            "kwargs": {"path": str(alerts)},
+        },
+    )
+    stream = parse_stream(entry, 0)
+    hour = datetime(2026, 4, 6, 3, tzinfo=UTC)
+    put(s3, stream, hour, "00-a", records(hour, range(10), 1, "a"))
+    assert run_hour(entry["name"], hour).state == "success"
+    late_key = put(s3, stream, hour, "30-late", records(hour, range(10, 13), 1, "late"))
+
+    end = hour + timedelta(hours=31)
+    assert run_audit(entry["name"], end, lookback_hours=1).state == "success"
+    assert len(table(warehouse, stream)) == 13
+    (alert,) = [json.loads(line) for line in alerts.read_text().splitlines()]
+    (found,) = alert["hours"]
+    assert (found["hour"][:13], found["status"], found["late_keys"], found["records_loaded"]) == (
+        "2026-04-06T03",
+        "late",
+        [late_key],
+        3,
+    )
+    assert "late sweep" in alert["report"]
+
+    assert run_audit(entry["name"], end, lookback_hours=1).state == "success"
+    assert len(alerts.read_text().splitlines()) == 1
