@@ -37,8 +37,9 @@ def build_audit_dag(stream: Stream, settings: Settings):
             )
 
         # After the audit's window is judged: every hour of the stream's late_horizon_hours compared
-        # with its ledger, and only new or changed objects loaded (docs/audit.md#the-late-sweep).
-        @task(outlets=[table_asset(stream, settings)])
+        # with its ledger, and only new or changed objects loaded (docs/audit.md). It runs after the
+        # audit even when the audit failed (one hour that cannot be repaired must not stop the sweep).
+        @task(outlets=[table_asset(stream, settings)], trigger_rule="all_done")
         def late_sweep(data_interval_end=None, run_id=None, ti=None) -> list[dict]:
             return run_late_sweep(stream, settings, data_interval_end, run_id, ti.try_number, get_current_context())
 

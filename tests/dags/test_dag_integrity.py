@@ -183,3 +183,4 @@ def test_the_late_sweep_follows_the_audit_in_its_dag(bag):
         audit = bag.get_dag(stream.audit_dag_id)
         assert audit.get_task("late_sweep").upstream_task_ids == {"audit_and_repair"}
         assert audit.get_task("late_sweep").retries == 3
+        assert audit.get_task("late_sweep").trigger_rule == "all_done"
