@@ -8,7 +8,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from firehose_loader.airflow.dag_pieces import HOURLY, RETRY_DEFAULTS, settled_and_ready, table_asset
 from firehose_loader.airflow.doc_md import audit_doc_md
-from firehose_loader.airflow.tasks import run_audit, run_erase
+from firehose_loader.airflow.tasks import run_audit, run_erase, run_late_sweep
 from firehose_loader.config import Settings, Stream, load_streams
 
 AUDIT_AFTER_INGEST = timedelta(minutes=10)
@@ -43,6 +43,13 @@ def build_audit_dag(stream: Stream, settings: Settings):
                 stream, settings, data_interval_end, lookback_hours, run_id, ti.try_number, get_current_context()
             )
 
+        # After the audit's window is judged: every hour of the stream's late_horizon_hours compared
+        # with its ledger, and only new or changed objects loaded (docs/audit.md). It runs after the
+        # audit even when the audit failed (one hour that cannot be repaired must not stop the sweep).
+        @task(outlets=[table_asset(stream, settings)], trigger_rule="all_done")
+        def late_sweep(data_interval_end=None, run_id=None, ti=None) -> list[dict]:
+            return run_late_sweep(stream, settings, data_interval_end, run_id, ti.try_number, get_current_context())
+
         # Ten minutes after the ingest's own wait, so the newest hour's ingest normally committed first
         # and the audit does not load that hour itself and report all of it missing.
         @task(outlets=[table_asset(stream, settings)])
@@ -50,7 +57,7 @@ def build_audit_dag(stream: Stream, settings: Settings):
             return run_erase(stream, settings, params["erase_keys"], params["erase_reason"], run_id)
 
         settled, tables_ready = settled_and_ready(stream, settings, extra_wait=AUDIT_AFTER_INGEST)
-        [settled, tables_ready] >> audit_and_repair()
+        [settled, tables_ready] >> audit_and_repair() >> late_sweep()
         # Beside the audit, not before it: an erasure does not wait for the hour to settle (the
         # merge's lock orders the two, and either order leaves the keys erased).
         tables_ready >> erase_keys()

@@ -89,3 +89,23 @@ CREATE TABLE IF NOT EXISTS {{ (loader_schema, "audit_results") | qualified }} (
     message varchar(1024),
     PRIMARY KEY (stream, hour, run_id, try_number)
 );
+
+-- One row per stream, hour, sweep run and try for each hour the late sweep found new or changed
+-- objects in (status 'late'), an hour it loaded that no load had committed ('gap'), or an hour
+-- it could not sweep ('failed', with message): what it found, and in the merge's transaction.
+-- late_keys lists the objects' keys, one a line (cut at 65535 characters);
+-- max_lateness_seconds is the latest object's LastModified after its hour's end.
+CREATE TABLE IF NOT EXISTS {{ (loader_schema, "sweep_results") | qualified }} (
+    stream varchar(64) NOT NULL,
+    hour timestamp NOT NULL,
+    run_id varchar(256) NOT NULL,
+    try_number bigint NOT NULL,
+    swept_at timestamp NOT NULL,
+    status varchar(16) NOT NULL,
+    late_objects bigint,
+    late_keys varchar(65535),
+    max_lateness_seconds bigint,
+    records_loaded bigint,
+    message varchar(1024),
+    PRIMARY KEY (stream, hour, run_id, try_number)
+);

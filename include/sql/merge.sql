@@ -28,7 +28,8 @@
   already had its winning version loaded (winner_loaded: its winning object is in the ledger).
   A key's first merge is where what the real-time writer did before the load can be seen;
   with realtime_writer, that is recorded in realtime_quality before any row changes.
-  Without write_ledger (an audit that re-read nothing) the ledger keeps the load's counts.
+  Without write_ledger (an audit that re-read nothing) the ledger keeps the load's counts; with
+  delta (a late sweep) only the manifest's objects' ledger rows are written (see below).
 
   The ledger and load_hours of the hour are replaced only when they did not come from a
   later listing of the hour than this manifest's (listed_at): an ingest's merge cleared after
@@ -143,7 +144,76 @@ WHERE p.action IN ('insert', 'update');
 {% endif %}
 {# Otherwise the staging table holds only the plan's columns: the dialect COPYs the winners (insert_winners). #}
 
-{% if write_ledger %}
+{% if delta %}
+{#
+  A late sweep's delta: the manifest holds only the hour's new or changed objects. Their ledger
+  rows are added (replacing only rows of the same object keys), the rest of the hour's ledger
+  stays, and load_hours is recomputed from the whole ledger of the hour. Its stage_key is NULL:
+  no one stage holds the hour any more, so an audit of the hour extracts it again.
+#}
+{% set this_hour %}stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp){% endset %}
+DELETE FROM {{ (loader_schema, "ledger") | qualified }}
+USING {{ objects | ident }} o
+WHERE {{ (loader_schema, "ledger") | qualified }}.stream = CAST(%(stream)s AS varchar(64))
+  AND {{ (loader_schema, "ledger") | qualified }}.object_key = o.object_key;
+
+INSERT INTO {{ (loader_schema, "ledger") | qualified }} (
+    stream, hour, object_key, etag, size_bytes, compression, status, message,
+    records_raw, records_valid, records_quarantined, records_duplicate,
+    records_inserted, records_updated, records_unchanged, records_superseded,
+    quarantine_key, run_id, loaded_at
+)
+SELECT
+    CAST(%(stream)s AS varchar(64)), CAST(%(hour)s AS timestamp), o.object_key, o.etag, o.size_bytes, o.compression, o.status, o.message,
+    o.records_raw, o.records_valid, o.records_quarantined, o.records_duplicate,
+    COALESCE(a.inserted, 0), COALESCE(a.updated, 0), COALESCE(a.unchanged, 0), COALESCE(a.superseded, 0),
+    o.quarantine_key, CAST(%(run_id)s AS varchar(256)), CAST(%(loaded_at)s AS timestamp)
+FROM {{ objects | ident }} o
+LEFT JOIN (
+    SELECT
+        "_firehose_object",
+        SUM(CASE WHEN action = 'insert' THEN 1 ELSE 0 END) AS inserted,
+        SUM(CASE WHEN action = 'update' THEN 1 ELSE 0 END) AS updated,
+        SUM(CASE WHEN action = 'unchanged' THEN 1 ELSE 0 END) AS unchanged,
+        SUM(CASE WHEN action = 'superseded' THEN 1 ELSE 0 END) AS superseded
+    FROM {{ plan | ident }}
+    GROUP BY "_firehose_object"
+) a ON a."_firehose_object" = o.object_key;
+
+DELETE FROM {{ (loader_schema, "load_hours") | qualified }}
+WHERE {{ this_hour }};
+
+INSERT INTO {{ (loader_schema, "load_hours") | qualified }} (
+    stream, hour, status, objects, objects_unreadable, error_objects,
+    records_raw, records_valid, records_quarantined, records_duplicate,
+    records_inserted, records_updated, records_unchanged, records_superseded,
+    stage_key, run_id, loaded_at, listed_at
+)
+SELECT
+    CAST(%(stream)s AS varchar(64)), CAST(%(hour)s AS timestamp),
+    CASE
+        WHEN COUNT(*) = 0 THEN 'empty'
+        WHEN SUM(CASE WHEN status IN ('unreadable', 'partial') THEN 1 ELSE 0 END) > 0 THEN 'partial'
+        ELSE 'loaded'
+    END,
+    COUNT(*),
+    COALESCE(SUM(CASE WHEN status = 'unreadable' THEN 1 ELSE 0 END), 0),
+    CAST(%(error_objects)s AS bigint),
+    COALESCE(SUM(records_raw), 0),
+    COALESCE(SUM(records_valid), 0),
+    COALESCE(SUM(records_quarantined), 0),
+    COALESCE(SUM(records_duplicate), 0),
+    COALESCE(SUM(records_inserted), 0),
+    COALESCE(SUM(records_updated), 0),
+    COALESCE(SUM(records_unchanged), 0),
+    COALESCE(SUM(records_superseded), 0),
+    CAST(NULL AS varchar(1024)), CAST(%(run_id)s AS varchar(256)), CAST(%(loaded_at)s AS timestamp),
+    CAST(%(listed_at)s AS timestamp)
+FROM {{ (loader_schema, "ledger") | qualified }}
+WHERE {{ this_hour }};
+{% endif %}
+
+{% if write_ledger and not delta %}
 {% set manifest_listed_at = "CAST(%(listed_at)s AS timestamp)" %}
 {% set this_hour %}stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp){% endset %}
 {# load_hours says the hour's ledger came from a later listing than this manifest's. #}

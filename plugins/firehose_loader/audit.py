@@ -100,6 +100,8 @@ def hour_truth(
         and not late
         and not gone
         and (stage_key is None or object_exists(client, stream.bucket, stage_key))
+        # After a late sweep's delta merge no stage holds the whole hour: extract it again.
+        and not (stage_key is None and loaded_hour["records_valid"])
     )
     if stage_usable:
         error_objects = count_error_objects(client, stream.bucket, stream.error_prefix, hour)

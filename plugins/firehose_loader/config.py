@@ -161,6 +161,8 @@ class Stream:
     # Whether a version newer than an erased key's erased version (greater order_by) may load
     # again after the erasure; by default an erased key stays erased. See load.erase_keys.
     erased_keys_accept_newer: bool = field(default_factory=lambda: default_of("erased_keys_accept_newer"))
+    # How many hours back the late sweep compares each hour's folder with the ledger (audit.sweep_hours).
+    late_horizon_hours: int = field(default_factory=lambda: default_of("late_horizon_hours"))
 
     @property
     def qualified_table(self) -> str:
@@ -335,6 +337,9 @@ OPTIONAL_FIELDS = (
     OptionalField("realtime_writer", False, _boolean, "realtime_writer"),
     # An erased key stays erased (false), or a version with a greater order_by than the erased one loads again (true).
     OptionalField("erased_keys_accept_newer", False, _boolean, "erased_keys_accept_newer"),
+    # Firehose retries S3 delivery for up to 24 h (Direct PUT) and a Kinesis source keeps records for
+    # its retention (1 to 365 days, 24 h by default): the late sweep looks back 7 days unless told.
+    OptionalField("late_horizon_hours", 168, _integer(24, 24 * 90), "late_horizon_hours"),
     OptionalField("audit_notifier", None, lambda value, where: parse_notifier(value, where), "audit_notifier"),
 )
 REQUIRED_FIELDS = ("name", "bucket", "table", "key", "order_by", "columns")

@@ -147,6 +147,42 @@ def extract_listing_again(client: Any, stream: Stream, hour: datetime, writer: S
     raise AssertionError("unreachable")
 
 
+def extract_chosen(
+    client: Any,
+    stream: Stream,
+    hour: datetime,
+    writer: StageWriter,
+    choose: Callable[[list[ObjectInfo]], list[ObjectInfo]],
+) -> tuple[Manifest | None, list[ObjectInfo]]:
+    """Extract only the objects ``choose`` picks from the hour's listing: (their manifest, the objects).
+
+    The late sweep's extract: its manifest's ``objects`` are the chosen ones alone (None when it
+    picks none). As the ingest does, it lists the hour again when a chosen object vanished or
+    changed before it was read (at most ``LIST_ATTEMPTS`` listings), and chosen objects totalling
+    more than ``stream.split_above_bytes`` are extracted part by part (one after another, here)
+    and combined, so no read holds more than a part.
+    """
+    hour = hour_start(hour)
+    for attempt in range(1, LIST_ATTEMPTS + 1):
+        listed = datetime.now(UTC)
+        with timed("list+read"):
+            objects = choose(list_hour_objects(client, stream.bucket, stream.prefix, hour))
+        if not objects:
+            return None, []
+        try:
+            if sum(item.size for item in objects) <= stream.split_above_bytes:
+                return _extract_objects(client, stream, hour, writer, objects, listed), objects
+            groups = split_into_parts(objects, stream.split_above_bytes)
+            planned = [make_part(index, hour, group, listed) for index, group in enumerate(groups)]
+            results = [extract_part(client, stream, part, writer) for part in planned]
+            return combine_hour_parts(lambda: client, stream, None, planned, results, writer), objects
+        except ObjectChangedError as exc:
+            if attempt == LIST_ATTEMPTS:
+                raise
+            log.warning("%s; listing %s hour %s again", exc, stream.name, hour.isoformat())
+    raise AssertionError("unreachable")
+
+
 def extract_or_split(client: Any, stream: Stream, hour: datetime, writer: StageWriter) -> Extracted:
     """The ingest DAG's extract step: the hour's manifest, or for a big hour the parts to extract apart.
 

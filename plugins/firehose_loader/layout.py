@@ -63,10 +63,10 @@ def quarantine_key(stream: Stream, hour: datetime, object_key: str, suffix: str 
     return f"{stream.quarantine_prefix}{stream.name}/{hour_folder(hour)}{object_basename(object_key)}{suffix}"
 
 
-# The DAGs that write stages: the ingest and the audit share a timetable, so a run id alone
-# does not tell their stages apart.
-StageKind = Literal["ingest", "audit"]
-STAGE_KINDS: tuple[StageKind, ...] = ("ingest", "audit")
+# The DAGs (and the audit DAG's late sweep) that write stages: they share a timetable, so a run
+# id alone does not tell their stages apart.
+StageKind = Literal["ingest", "audit", "sweep"]
+STAGE_KINDS: tuple[StageKind, ...] = ("ingest", "audit", "sweep")
 
 
 TASK_NAME = re.compile(r"[a-z][a-z_]{0,62}")

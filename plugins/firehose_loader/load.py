@@ -77,6 +77,7 @@ def template_context(stream: Stream, settings: Settings, dialect: Dialect) -> di
         "table_options": dialect.table_options(stream.key, stream.order_by),
         "object_key_type": dialect.object_key_type,
         "write_ledger": True,
+        "delta": False,
         "realtime_writer": stream.realtime_writer,
         "tombstones": (settings.loader_schema, tombstones_table(stream)),
         # A name the streams file did not declare is refused where a template renders it (ident).
@@ -142,6 +143,7 @@ def merge_hour(
     run_id: str,
     *,
     write_ledger: bool = True,
+    delta: bool = False,
     measured_by: str = "ingest",
     then: Sequence[tuple[str, dict[str, Any]]] = (),
 ) -> None:
@@ -155,10 +157,13 @@ def merge_hour(
     the manifest's (an ingest's merge cleared after an audit re-extracted the hour): then the
     rows are still merged (the winner rule makes that harmless) and the newer ledger stays. ``then`` lists further templates (with their parameters) that
     must commit or fail together with the merge, such as an audit's findings.
-    ``measured_by`` names the DAG whose merge it is (ingest, audit) in realtime_quality,
+    With ``delta`` (the late sweep) the manifest holds some of the hour's objects only: their
+    ledger rows are added, replacing only rows of the same object keys, and load_hours is
+    recomputed from the hour's whole ledger.
+    ``measured_by`` names the DAG or task whose merge it is (ingest, audit, sweep) in realtime_quality,
     where a key's first merge records what a real-time writer had done to it.
     """
-    context = {**template_context(stream, settings, dialect), "write_ledger": write_ledger}
+    context = {**template_context(stream, settings, dialect), "write_ledger": write_ledger, "delta": delta}
     parameters = {
         "stream": stream.name,
         "hour": naive_utc(handed_hour(manifest)),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, BinaryIO
 
@@ -48,6 +48,8 @@ class ObjectInfo:
     key: str
     etag: str
     size: int
+    # When S3 last wrote the object, from the listing (the late sweep's lateness); not part of its identity.
+    last_modified: datetime | None = field(default=None, compare=False)
 
 
 def error_code(exc: Exception) -> str | None:
@@ -71,7 +73,9 @@ def list_folder(client: Any, bucket: str, folder: str) -> list[ObjectInfo]:
     try:
         for page in paginator.paginate(Bucket=bucket, Prefix=folder, Delimiter="/"):
             for item in page.get("Contents", []):
-                objects.append(ObjectInfo(item["Key"], item["ETag"].strip('"'), int(item["Size"])))
+                objects.append(
+                    ObjectInfo(item["Key"], item["ETag"].strip('"'), int(item["Size"]), item.get("LastModified"))
+                )
     except Exception as exc:
         raise_if_permanent(exc, bucket, folder)
         exc.add_note(f"while listing s3://{bucket}/{folder}")

@@ -183,3 +183,11 @@ def test_the_audit_dag_erases_the_keys_a_run_names_beside_the_audit(bag):
         audit = bag.get_dag(stream.audit_dag_id)
         assert audit.get_task("erase_keys").upstream_task_ids == {"ensure_tables"}
         assert audit.params["erase_keys"] == [] and audit.params["erase_reason"] == ""
+
+
+def test_the_late_sweep_follows_the_audit_in_its_dag(bag):
+    for stream in load_config().streams:
+        audit = bag.get_dag(stream.audit_dag_id)
+        assert audit.get_task("late_sweep").upstream_task_ids == {"audit_and_repair"}
+        assert audit.get_task("late_sweep").retries == 3
+        assert audit.get_task("late_sweep").trigger_rule == "all_done"

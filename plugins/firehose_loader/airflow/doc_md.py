@@ -100,6 +100,7 @@ The configured notifier is called once per run when an hour failed or needed mor
 | `wait_for_settled_hour` | deferrable wait until the interval end + {int(stream.settle_grace.total_seconds() // 60)} min | harmless |
 | `ensure_tables` | creates the loader tables and `{stream.qualified_table}` if missing (beside the wait) | harmless |
 | `audit_and_repair` | audits and repairs each hour in its own transaction, writes `audit_results` | audits the same hours again and adds this try's rows to `audit_results` (normally `ok`: the earlier try already repaired; its rows stay) |
+| `late_sweep` | compares every hour of the last `late_horizon_hours` ({stream.late_horizon_hours}) with the ledger (keys and ETags, no object read), loads only objects that landed after their hour was loaded, and hours no load committed; writes `sweep_results` and alerts on any finding | harmless: a second sweep finds nothing |
 
 **Older hours, backfill.** One run audits `lookback_hours` hours, so to audit further back trigger
 a run with a larger `lookback_hours` (UI: *Trigger*, then the param; CLI:
@@ -109,7 +110,7 @@ whose runs would each audit their own, overlapping, 24 hours. A backfill works a
 `airflow backfill create --dag-id {stream.audit_dag_id} --from-date 2026-03-01T00:00:00+00:00 --to-date 2026-03-02T00:00:00+00:00`);
 it only does more work.
 
-**Where to look.** `{settings.loader_schema}.audit_results` (one row per hour, run and try), `{settings.loader_schema}.realtime_quality`, and the
+**Where to look.** `{settings.loader_schema}.audit_results` (one row per hour, run and try), `{settings.loader_schema}.sweep_results` (the late sweep's findings), `{settings.loader_schema}.realtime_quality`, and the
 *Firehose audit* page in the UI's navigation (`/firehose/?stream={stream.name}`): the last 48 hours
 as a chart, and each hour's ledger.
 """

@@ -255,3 +255,65 @@ def jsonable(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         {name: value.isoformat() if isinstance(value, datetime) else value for name, value in result.items()}
         for result in results
     ]
+
+
+@fails_at_once_when_permanent
+def run_late_sweep(
+    stream: Stream,
+    settings: Settings,
+    data_interval_end: datetime,
+    run_id: str,
+    try_number: int,
+    context: Any,
+) -> list[dict[str, Any]]:
+    """Sweep the stream's late horizon; alert on late objects, gaps and failures, then fail the task if an hour failed."""
+    from firehose_loader.airflow.notify import send_alert
+    from firehose_loader.audit import audit_window
+    from firehose_loader.sweep import format_findings, sweep_hours
+
+    hours = audit_window(data_interval_end, stream.late_horizon_hours)
+    client = s3_client(settings)
+    conn, dialect = warehouse_connection(settings)
+    try:
+        findings = sweep_hours(
+            conn,
+            client,
+            stream,
+            settings,
+            dialect,
+            hours,
+            run_id,
+            ingest_pending(stream, context),
+            try_number=try_number,
+        )
+    finally:
+        conn.close()
+    report = format_findings(stream, len(hours), findings)
+    log.info("%s", report)
+    rows = jsonable(
+        [
+            {
+                "hour": finding.hour,
+                "status": finding.status,
+                "late_objects": len(finding.late_keys),
+                "late_keys": list(finding.late_keys),
+                "max_lateness_seconds": finding.max_lateness_seconds,
+                "records_loaded": finding.records_loaded,
+                "message": finding.message,
+            }
+            for finding in findings
+        ]
+    )
+    if findings:
+        summary = (
+            f"{stream.name}: the late sweep over {len(hours)} hours found {len(findings)} hour(s) with late "
+            f"objects, never-loaded objects or a failure"
+        )
+        send_alert(
+            stream.audit_notifier, context, {"stream": stream.name, "summary": summary, "report": report, "hours": rows}
+        )
+    failed = [finding for finding in findings if finding.status == "failed"]
+    if failed:
+        hours_text = ", ".join(f"{finding.hour:%Y-%m-%d %H:00}" for finding in failed)
+        raise RuntimeError(f"the late sweep could not sweep {stream.name} hour(s) {hours_text}; see sweep_results")
+    return rows

@@ -1,0 +1,5 @@
+{# The ledger of every hour in the sweep's horizon: what each hour's folder is compared with. #}
+SELECT hour, object_key, etag
+FROM {{ (loader_schema, "ledger") | qualified }}
+WHERE stream = CAST(%(stream)s AS varchar(64))
+  AND hour >= CAST(%(first_hour)s AS timestamp) AND hour <= CAST(%(last_hour)s AS timestamp)
