@@ -233,3 +233,22 @@ def test_a_run_of_the_audit_dag_erases_and_the_next_ingest_and_audit_runs_keep_t
         (stream.name,),
     ).fetchone()
     assert missing == (0,)
+
+
+def test_the_late_sweep_never_resurrects_an_erased_key(s3, warehouse):
+    """A late object, days after the erasure, holds a newer version of an erased key: the sweep's delta
+    merge loads the object's other records and leaves the erased key erased."""
+    from firehose_loader.sweep import sweep_hours
+
+    entry, stream = prepared(s3, "erase_sweep")
+    load_in_process(entry, HOUR, "scheduled__ingest")
+    erase(stream, ERASED)
+    s3.put_object(
+        Bucket=entry["bucket"],
+        Key=object_key(HOUR, "40-retried"),
+        Body=ndjson([{"id": "k002", "seq": 9, "note": "retried delivery"}, {"id": "k200", "seq": 1, "note": "late"}]),
+    )
+    with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
+        (finding,) = sweep_hours(conn, s3, stream, Settings(), Postgres(), [HOUR], "scheduled__sweep", try_number=1)
+    assert finding.status == "late" and finding.late_keys == (object_key(HOUR, "40-retried"),)
+    assert set(rows(warehouse, entry)) == (set(KEYS) - set(ERASED)) | {"k200"}
