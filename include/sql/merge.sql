@@ -39,7 +39,8 @@
   one is older than any recorded listing.
 #}
 {% macro same_key(left, right) %}{% for column in key %}{{ left }}.{{ column | ident }} = {{ right }}.{{ column | ident }}{{ " AND " if not loop.last }}{% endfor %}{% endmacro %}
-{% set key_list = key | map("ident") | join(", ") %}
+{# Qualified where a joined table could have a column of the same name (the ledger's object_key). #}
+{% set target_key_list %}{% for column in key %}t.{{ column | ident }}{{ ", " if not loop.last }}{% endfor %}{% endset %}
 {% set order = order_by | ident %}
 {% set hour_ledger_objects %}SELECT object_key FROM {{ (loader_schema, "ledger") | qualified }} WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp){% endset %}
 
@@ -82,10 +83,10 @@ LEFT JOIN (
             t.{{ order }},
             t."_firehose_object",
             t."_firehose_offset",
-            COUNT(*) OVER (PARTITION BY {{ key_list }}) AS copies,
-            MAX(CASE WHEN tl.object_key IS NULL THEN 0 ELSE 1 END) OVER (PARTITION BY {{ key_list }}) AS reconciled,
+            COUNT(*) OVER (PARTITION BY {{ target_key_list }}) AS copies,
+            MAX(CASE WHEN tl.object_key IS NULL THEN 0 ELSE 1 END) OVER (PARTITION BY {{ target_key_list }}) AS reconciled,
             ROW_NUMBER() OVER (
-                PARTITION BY {{ key_list }}
+                PARTITION BY {{ target_key_list }}
                 ORDER BY t.{{ order }} DESC NULLS LAST, t."_firehose_object" DESC NULLS LAST, t."_firehose_offset" DESC NULLS LAST
             ) AS position
         FROM {{ target | qualified }} t
@@ -175,7 +176,7 @@ LEFT JOIN (
         SUM(CASE WHEN action = 'insert' THEN 1 ELSE 0 END) AS inserted,
         SUM(CASE WHEN action = 'update' THEN 1 ELSE 0 END) AS updated,
         SUM(CASE WHEN action = 'unchanged' THEN 1 ELSE 0 END) AS unchanged,
-        SUM(CASE WHEN action = 'superseded' THEN 1 ELSE 0 END) AS superseded
+        SUM(CASE WHEN action IN ('superseded', 'erased') THEN 1 ELSE 0 END) AS superseded
     FROM {{ plan | ident }}
     GROUP BY "_firehose_object"
 ) a ON a."_firehose_object" = o.object_key;

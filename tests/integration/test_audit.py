@@ -650,3 +650,28 @@ def test_ensure_tables_gives_an_audit_results_from_before_the_history_one_row_pe
         assert rows == [("r", 1, "repaired"), ("r", 2, "ok")]
         conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(schema))
         conn.commit()
+
+
+def test_a_try_that_committed_its_findings_and_then_failed_keeps_them(s3, warehouse, monkeypatch):
+    """The repair commits its audit_results row, then reading it back fails: the failure is not recorded
+    over the committed findings (nor as a second row of the same try), and the other hours go on."""
+    from firehose_loader import audit as audit_module
+
+    entry, stream = unlisted_stream(s3, "rel_audit_read_back", **SIMPLE)
+    write_objects(s3, entry["bucket"], late=False)
+    load_in_process(entry, HOUR, "scheduled__load")
+    damage(warehouse, entry["table"])
+    read_result = audit_module.read_result
+    calls = {"n": 0}
+
+    def failing_once(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionResetError("the connection dropped after the commit")
+        return read_result(*args, **kwargs)
+
+    monkeypatch.setattr(audit_module, "read_result", failing_once)
+    with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
+        (result,) = audit_hours(conn, s3, stream, Settings(), Postgres(), [HOUR], "scheduled__audit", try_number=1)
+    assert (result["status"], result["missing_keys"], result["repaired_keys"]) == ("repaired", 3, 7)
+    assert [(row[0], row[8], row[1]) for row in audit_rows(warehouse, stream)] == [("scheduled__audit", 1, "repaired")]

@@ -259,3 +259,19 @@ def test_an_hour_no_ingest_will_load_is_loaded_by_the_audit_and_measured_as_its_
     assert post_load(loaded) == ("loaded", 0, 0, 0, 0) and loaded["late_objects"] == 2
     assert quality(warehouse, stream)[:6] == (100, 5, 3, 7, 0.05, "audit")
     assert target.rows() == expected_rows(truth)
+
+
+def test_a_key_column_named_like_the_ledgers_own_columns_merges(s3, warehouse):
+    """The plan joins the hour's ledger (object_key, ...): a stream whose key is named object_key still merges."""
+    fields = {"key": ["object_key"], "order_by": "seq", "columns": {"object_key": "varchar(32)", "seq": "integer"}}
+    entry, stream = unlisted_stream(s3, "rt_named_like_ledger", **fields, realtime_writer=True)
+    s3.put_object(
+        Bucket=entry["bucket"],
+        Key=object_key(HOUR, "00-a"),
+        Body=ndjson([{"object_key": f"o{n}", "seq": 1} for n in range(5)]),
+    )
+    load_in_process(entry, HOUR, "scheduled__ingest")
+    load_in_process(entry, HOUR, "manual__rerun")
+    assert quality(warehouse, stream)[:4] == (5, 5, 0, 0)
+    table = sql.Identifier(*entry["table"].split("."))
+    assert warehouse.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone() == (5,)

@@ -183,7 +183,7 @@ def test_sql_keywords_as_identifiers_are_quoted() -> None:
     names = quoted_names([statement for group in statements.values() for statement in group])
     assert {"select", "from", "user", "order", "group", "table"} <= names
     merge = "\n".join(statements["merge.sql"])
-    assert 'PARTITION BY "user", "order"' in merge
+    assert 'PARTITION BY t."user", t."order"' in merge
     assert 's."group" > c."group"' in merge
 
 
