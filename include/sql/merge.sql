@@ -38,6 +38,31 @@
   load_hours (written before the column existed) is older than any listing; a manifest without
   one is older than any recorded listing.
 #}
+{# The manifest's objects as ledger rows, with what the plan did to each object's rows (both ledger writes below). #}
+{% macro insert_ledger_rows() %}
+INSERT INTO {{ (loader_schema, "ledger") | qualified }} (
+    stream, hour, object_key, etag, size_bytes, compression, status, message,
+    records_raw, records_valid, records_quarantined, records_duplicate,
+    records_inserted, records_updated, records_unchanged, records_superseded,
+    quarantine_key, run_id, loaded_at
+)
+SELECT
+    CAST(%(stream)s AS varchar(64)), CAST(%(hour)s AS timestamp), o.object_key, o.etag, o.size_bytes, o.compression, o.status, o.message,
+    o.records_raw, o.records_valid, o.records_quarantined, o.records_duplicate,
+    COALESCE(a.inserted, 0), COALESCE(a.updated, 0), COALESCE(a.unchanged, 0), COALESCE(a.superseded, 0),
+    o.quarantine_key, CAST(%(run_id)s AS varchar(256)), CAST(%(loaded_at)s AS timestamp)
+FROM {{ objects | ident }} o
+LEFT JOIN (
+    SELECT
+        "_firehose_object",
+        SUM(CASE WHEN action = 'insert' THEN 1 ELSE 0 END) AS inserted,
+        SUM(CASE WHEN action = 'update' THEN 1 ELSE 0 END) AS updated,
+        SUM(CASE WHEN action = 'unchanged' THEN 1 ELSE 0 END) AS unchanged,
+        SUM(CASE WHEN action IN ('superseded', 'erased') THEN 1 ELSE 0 END) AS superseded
+    FROM {{ plan | ident }}
+    GROUP BY "_firehose_object"
+) a ON a."_firehose_object" = o.object_key
+{% endmacro %}
 {% macro same_key(left, right) %}{% for column in key %}{{ left }}.{{ column | ident }} = {{ right }}.{{ column | ident }}{{ " AND " if not loop.last }}{% endfor %}{% endmacro %}
 {# Qualified where a joined table could have a column of the same name (the ledger's object_key). #}
 {% set target_key_list %}{% for column in key %}t.{{ column | ident }}{{ ", " if not loop.last }}{% endfor %}{% endset %}
@@ -158,28 +183,7 @@ USING {{ objects | ident }} o
 WHERE {{ (loader_schema, "ledger") | qualified }}.stream = CAST(%(stream)s AS varchar(64))
   AND {{ (loader_schema, "ledger") | qualified }}.object_key = o.object_key;
 
-INSERT INTO {{ (loader_schema, "ledger") | qualified }} (
-    stream, hour, object_key, etag, size_bytes, compression, status, message,
-    records_raw, records_valid, records_quarantined, records_duplicate,
-    records_inserted, records_updated, records_unchanged, records_superseded,
-    quarantine_key, run_id, loaded_at
-)
-SELECT
-    CAST(%(stream)s AS varchar(64)), CAST(%(hour)s AS timestamp), o.object_key, o.etag, o.size_bytes, o.compression, o.status, o.message,
-    o.records_raw, o.records_valid, o.records_quarantined, o.records_duplicate,
-    COALESCE(a.inserted, 0), COALESCE(a.updated, 0), COALESCE(a.unchanged, 0), COALESCE(a.superseded, 0),
-    o.quarantine_key, CAST(%(run_id)s AS varchar(256)), CAST(%(loaded_at)s AS timestamp)
-FROM {{ objects | ident }} o
-LEFT JOIN (
-    SELECT
-        "_firehose_object",
-        SUM(CASE WHEN action = 'insert' THEN 1 ELSE 0 END) AS inserted,
-        SUM(CASE WHEN action = 'update' THEN 1 ELSE 0 END) AS updated,
-        SUM(CASE WHEN action = 'unchanged' THEN 1 ELSE 0 END) AS unchanged,
-        SUM(CASE WHEN action IN ('superseded', 'erased') THEN 1 ELSE 0 END) AS superseded
-    FROM {{ plan | ident }}
-    GROUP BY "_firehose_object"
-) a ON a."_firehose_object" = o.object_key;
+{{ insert_ledger_rows() }};
 
 DELETE FROM {{ (loader_schema, "load_hours") | qualified }}
 WHERE {{ this_hour }};
@@ -248,28 +252,7 @@ DELETE FROM {{ (loader_schema, "ledger") | qualified }}
 WHERE {{ this_hour }}
   AND NOT {{ ledger_is_newer }};
 
-INSERT INTO {{ (loader_schema, "ledger") | qualified }} (
-    stream, hour, object_key, etag, size_bytes, compression, status, message,
-    records_raw, records_valid, records_quarantined, records_duplicate,
-    records_inserted, records_updated, records_unchanged, records_superseded,
-    quarantine_key, run_id, loaded_at
-)
-SELECT
-    CAST(%(stream)s AS varchar(64)), CAST(%(hour)s AS timestamp), o.object_key, o.etag, o.size_bytes, o.compression, o.status, o.message,
-    o.records_raw, o.records_valid, o.records_quarantined, o.records_duplicate,
-    COALESCE(a.inserted, 0), COALESCE(a.updated, 0), COALESCE(a.unchanged, 0), COALESCE(a.superseded, 0),
-    o.quarantine_key, CAST(%(run_id)s AS varchar(256)), CAST(%(loaded_at)s AS timestamp)
-FROM {{ objects | ident }} o
-LEFT JOIN (
-    SELECT
-        "_firehose_object",
-        SUM(CASE WHEN action = 'insert' THEN 1 ELSE 0 END) AS inserted,
-        SUM(CASE WHEN action = 'update' THEN 1 ELSE 0 END) AS updated,
-        SUM(CASE WHEN action = 'unchanged' THEN 1 ELSE 0 END) AS unchanged,
-        SUM(CASE WHEN action IN ('superseded', 'erased') THEN 1 ELSE 0 END) AS superseded
-    FROM {{ plan | ident }}
-    GROUP BY "_firehose_object"
-) a ON a."_firehose_object" = o.object_key
+{{ insert_ledger_rows() }}
 {#
   After the DELETE above the hour has ledger rows only when they were kept as newer (or, kept
   and empty, when load_hours counts no objects for that later listing).
