@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The stack's environment file: in .local/, or where FIREHOSE_LOCAL puts the stack.
+STACK_ENV := $(or $(FIREHOSE_LOCAL),.local)/stack.env
 
 .PHONY: help install stack stack-down up down status demo test test-unit test-browser lint format bench clean
 
@@ -44,22 +46,22 @@ status:
 	@$(BIN)/python -m tools.up status
 
 demo: stack
-	. .local/stack.env && $(BIN)/python -m tools.demo
+	. $(STACK_ENV) && $(BIN)/python -m tools.demo
 
 test: stack
 	$(BIN)/python -m firehose_loader.config include/streams.yml
 	$(BIN)/mypy
-	. .local/stack.env && $(BIN)/pytest
+	. $(STACK_ENV) && $(BIN)/pytest
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
 test-browser: stack
-	. .local/stack.env && $(BIN)/pytest tests/browser
+	. $(STACK_ENV) && $(BIN)/pytest tests/browser
 
 # The benchmark (bench/; `python -m bench --help` lists BENCH_SIZES, BENCH_FULL=1 and the rest); writes bench/results.md.
 bench: stack
-	. .local/stack.env && $(BIN)/python bench/run.py
+	. $(STACK_ENV) && $(BIN)/python bench/run.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -232,7 +232,8 @@ def write_stack_env() -> None:
     lines = [f'export PATH="{VENV_BIN}:{pg_bin()}:$PATH"']
     lines += [f"export {name}={shlex.quote(value)}" for name, value in stack_environment().items()]
     # Whoever sources the file (make test, the tests' own stack check) finds this stack, on moved ports too.
-    where = {"FIREHOSE_PG_PORT": str(PG_PORT), "FIREHOSE_S3_PORT": str(S3_PORT), "FIREHOSE_LOCAL": str(LOCAL)}
+    # (Not FIREHOSE_LOCAL: a shell that sourced one checkout's file must not point another checkout at it.)
+    where = {"FIREHOSE_PG_PORT": str(PG_PORT), "FIREHOSE_S3_PORT": str(S3_PORT)}
     lines += [f"export {name}={shlex.quote(value)}" for name, value in where.items()]
     STACK_ENV.write_text("\n".join(lines) + "\n")
 
