@@ -63,6 +63,25 @@ LEFT JOIN (
     GROUP BY "_firehose_object"
 ) a ON a."_firehose_object" = o.object_key
 {% endmacro %}
+{# The hour's load_hours counts, summed over its ledger rows (both load_hours writes below). #}
+{% macro hour_totals() %}
+    CASE
+        WHEN COUNT(*) = 0 THEN 'empty'
+        WHEN SUM(CASE WHEN status IN ('unreadable', 'partial') THEN 1 ELSE 0 END) > 0 THEN 'partial'
+        ELSE 'loaded'
+    END,
+    COUNT(*),
+    COALESCE(SUM(CASE WHEN status = 'unreadable' THEN 1 ELSE 0 END), 0),
+    CAST(%(error_objects)s AS bigint),
+    COALESCE(SUM(records_raw), 0),
+    COALESCE(SUM(records_valid), 0),
+    COALESCE(SUM(records_quarantined), 0),
+    COALESCE(SUM(records_duplicate), 0),
+    COALESCE(SUM(records_inserted), 0),
+    COALESCE(SUM(records_updated), 0),
+    COALESCE(SUM(records_unchanged), 0),
+    COALESCE(SUM(records_superseded), 0),
+{% endmacro %}
 {% macro same_key(left, right) %}{% for column in key %}{{ left }}.{{ column | ident }} = {{ right }}.{{ column | ident }}{{ " AND " if not loop.last }}{% endfor %}{% endmacro %}
 {# Qualified where a joined table could have a column of the same name (the ledger's object_key). #}
 {% set target_key_list %}{% for column in key %}t.{{ column | ident }}{{ ", " if not loop.last }}{% endfor %}{% endset %}
@@ -196,22 +215,7 @@ INSERT INTO {{ (loader_schema, "load_hours") | qualified }} (
 )
 SELECT
     CAST(%(stream)s AS varchar(64)), CAST(%(hour)s AS timestamp),
-    CASE
-        WHEN COUNT(*) = 0 THEN 'empty'
-        WHEN SUM(CASE WHEN status IN ('unreadable', 'partial') THEN 1 ELSE 0 END) > 0 THEN 'partial'
-        ELSE 'loaded'
-    END,
-    COUNT(*),
-    COALESCE(SUM(CASE WHEN status = 'unreadable' THEN 1 ELSE 0 END), 0),
-    CAST(%(error_objects)s AS bigint),
-    COALESCE(SUM(records_raw), 0),
-    COALESCE(SUM(records_valid), 0),
-    COALESCE(SUM(records_quarantined), 0),
-    COALESCE(SUM(records_duplicate), 0),
-    COALESCE(SUM(records_inserted), 0),
-    COALESCE(SUM(records_updated), 0),
-    COALESCE(SUM(records_unchanged), 0),
-    COALESCE(SUM(records_superseded), 0),
+{{ hour_totals() }}
     CAST(NULL AS varchar(1024)), CAST(%(run_id)s AS varchar(256)), CAST(%(loaded_at)s AS timestamp),
     CAST(%(listed_at)s AS timestamp)
 FROM {{ (loader_schema, "ledger") | qualified }}
@@ -274,22 +278,7 @@ INSERT INTO {{ (loader_schema, "load_hours") | qualified }} (
 SELECT * FROM (
 SELECT
     CAST(%(stream)s AS varchar(64)), CAST(%(hour)s AS timestamp),
-    CASE
-        WHEN COUNT(*) = 0 THEN 'empty'
-        WHEN SUM(CASE WHEN status IN ('unreadable', 'partial') THEN 1 ELSE 0 END) > 0 THEN 'partial'
-        ELSE 'loaded'
-    END,
-    COUNT(*),
-    COALESCE(SUM(CASE WHEN status = 'unreadable' THEN 1 ELSE 0 END), 0),
-    CAST(%(error_objects)s AS bigint),
-    COALESCE(SUM(records_raw), 0),
-    COALESCE(SUM(records_valid), 0),
-    COALESCE(SUM(records_quarantined), 0),
-    COALESCE(SUM(records_duplicate), 0),
-    COALESCE(SUM(records_inserted), 0),
-    COALESCE(SUM(records_updated), 0),
-    COALESCE(SUM(records_unchanged), 0),
-    COALESCE(SUM(records_superseded), 0),
+{{ hour_totals() }}
     CAST(%(stage_key)s AS varchar(1024)), CAST(%(run_id)s AS varchar(256)), CAST(%(loaded_at)s AS timestamp),
     {{ manifest_listed_at }}
 FROM {{ (loader_schema, "ledger") | qualified }}
