@@ -6,7 +6,13 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from firehose_loader.airflow.dag_pieces import HOURLY, RETRY_DEFAULTS, settled_and_ready, table_asset
+from firehose_loader.airflow.dag_pieces import (
+    FORCE_RELISTING_PARAM,
+    HOURLY,
+    RETRY_DEFAULTS,
+    settled_and_ready,
+    table_asset,
+)
 from firehose_loader.airflow.doc_md import audit_doc_md
 from firehose_loader.airflow.tasks import run_audit, run_erase, run_late_sweep
 from firehose_loader.config import Settings, Stream, load_streams
@@ -30,6 +36,7 @@ def build_audit_dag(stream: Stream, settings: Settings):
                 description="keys to erase: values (one-column key), lists in key order, or mappings by column",
             ),
             "erase_reason": Param("", type="string", description="why the keys are erased (required with erase_keys)"),
+            **FORCE_RELISTING_PARAM,
         },
         tags=["firehose-loader", "audit", f"stream:{stream.name}", *stream.tags],
         doc_md=audit_doc_md(stream, settings),
@@ -40,7 +47,14 @@ def build_audit_dag(stream: Stream, settings: Settings):
         def audit_and_repair(data_interval_end=None, params=None, run_id=None, ti=None) -> list[dict]:
             lookback_hours = int(params["lookback_hours"])
             return run_audit(
-                stream, settings, data_interval_end, lookback_hours, run_id, ti.try_number, get_current_context()
+                stream,
+                settings,
+                data_interval_end,
+                lookback_hours,
+                run_id,
+                ti.try_number,
+                get_current_context(),
+                force_relisting=bool(params["force_relisting"]),
             )
 
         # After the audit's window is judged: every hour of the stream's late_horizon_hours compared

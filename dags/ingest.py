@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from airflow.sdk import TriggerRule, dag, task
+from airflow.sdk import TriggerRule, dag, get_current_context, task
 
-from firehose_loader.airflow.dag_pieces import HOURLY, RETRY_DEFAULTS, settled_and_ready, table_asset
+from firehose_loader.airflow.dag_pieces import (
+    FORCE_RELISTING_PARAM,
+    HOURLY,
+    RETRY_DEFAULTS,
+    settled_and_ready,
+    table_asset,
+)
 from firehose_loader.airflow.doc_md import ingest_doc_md
 from firehose_loader.airflow.tasks import (
     run_combine_parts,
@@ -23,6 +29,7 @@ def build_ingest_dag(stream: Stream, settings: Settings):
         start_date=stream.start_date,
         catchup=stream.catchup,
         max_active_runs=4,
+        params=FORCE_RELISTING_PARAM,
         tags=["firehose-loader", "ingest", f"stream:{stream.name}", *stream.tags],
         doc_md=ingest_doc_md(stream, settings),
         default_args={"owner": stream.owner, **RETRY_DEFAULTS},
@@ -49,8 +56,15 @@ def build_ingest_dag(stream: Stream, settings: Settings):
             return run_combine_parts(stream, settings, extracted, parts, run_id, ti.try_number)
 
         @task(outlets=[table_asset(stream, settings)], multiple_outputs=False)
-        def load_and_merge(manifest: Manifest, run_id=None) -> dict:
-            return run_load_and_merge(stream, settings, manifest, run_id)
+        def load_and_merge(manifest: Manifest, params=None, run_id=None) -> dict:
+            return run_load_and_merge(
+                stream,
+                settings,
+                manifest,
+                run_id,
+                get_current_context(),
+                force_relisting=bool(params["force_relisting"]),
+            )
 
         settled, tables_ready = settled_and_ready(stream, settings)
         planned = extract_hour()

@@ -31,6 +31,8 @@ CREATE TABLE IF NOT EXISTS {{ (loader_schema, "load_hours") | qualified }} (
     status varchar(16) NOT NULL,
     objects bigint NOT NULL,
     objects_unreadable bigint NOT NULL,
+    -- objects of the ledger marked gone: loaded once, no longer in S3 when the hour was listed again
+    objects_gone bigint DEFAULT 0 NOT NULL,
     error_objects bigint NOT NULL,
     records_raw bigint NOT NULL,
     records_valid bigint NOT NULL,
@@ -95,6 +97,19 @@ CREATE TABLE IF NOT EXISTS {{ (loader_schema, "audit_results") | qualified }} (
 -- it could not sweep ('failed', with message): what it found, and in the merge's transaction.
 -- late_keys lists the objects' keys, one a line (cut at 65535 characters);
 -- max_lateness_seconds is the latest object's LastModified after its hour's end.
+-- One row per silence of a stream: silence_alert_hours hours in a row that loaded no object,
+-- after an hour that did (silence.record_silence), recorded under its first empty hour so it
+-- alerts once.
+CREATE TABLE IF NOT EXISTS {{ (loader_schema, "silences") | qualified }} (
+    stream varchar(64) NOT NULL,
+    silent_from timestamp NOT NULL,
+    empty_hours bigint NOT NULL,
+    last_objects bigint NOT NULL,
+    alerted_at timestamp NOT NULL,
+    run_id varchar(256) NOT NULL,
+    PRIMARY KEY (stream, silent_from)
+);
+
 CREATE TABLE IF NOT EXISTS {{ (loader_schema, "sweep_results") | qualified }} (
     stream varchar(64) NOT NULL,
     hour timestamp NOT NULL,

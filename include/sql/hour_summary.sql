@@ -1,4 +1,4 @@
-SELECT status, objects, objects_unreadable, error_objects, records_raw, records_valid, records_quarantined,
+SELECT status, objects, objects_unreadable, objects_gone, error_objects, records_raw, records_valid, records_quarantined,
        records_duplicate, records_inserted, records_updated, records_unchanged, records_superseded
 FROM {{ (loader_schema, "load_hours") | qualified }}
 WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp)

@@ -72,6 +72,7 @@ LEFT JOIN (
     END,
     COUNT(*),
     COALESCE(SUM(CASE WHEN status = 'unreadable' THEN 1 ELSE 0 END), 0),
+    COALESCE(SUM(CASE WHEN status = 'gone' THEN 1 ELSE 0 END), 0),
     CAST(%(error_objects)s AS bigint),
     COALESCE(SUM(records_raw), 0),
     COALESCE(SUM(records_valid), 0),
@@ -208,7 +209,7 @@ DELETE FROM {{ (loader_schema, "load_hours") | qualified }}
 WHERE {{ this_hour }};
 
 INSERT INTO {{ (loader_schema, "load_hours") | qualified }} (
-    stream, hour, status, objects, objects_unreadable, error_objects,
+    stream, hour, status, objects, objects_unreadable, objects_gone, error_objects,
     records_raw, records_valid, records_quarantined, records_duplicate,
     records_inserted, records_updated, records_unchanged, records_superseded,
     stage_key, run_id, loaded_at, listed_at
@@ -252,16 +253,34 @@ WHERE {{ this_hour }};
     )
 ){% endset %}
 {% set ledger_is_newer %}({{ listed_later() }} AND {{ ledger_differs }}){% endset %}
+{#
+  Objects of the ledger that this listing no longer holds (deleted, or expired under a lifecycle
+  rule) stay in the hour's account, marked gone: their rows are still in the table. A listing that
+  lacks objects not yet marked reaches this merge only when the run forced it
+  (load.check_listing_keeps_the_ledger refuses it otherwise).
+#}
+UPDATE {{ (loader_schema, "ledger") | qualified }}
+SET status = 'gone', message = CAST(%(gone_message)s AS varchar(1024))
+WHERE {{ this_hour }}
+  AND status <> 'gone'
+  AND NOT EXISTS (SELECT 1 FROM {{ objects | ident }} o WHERE o.object_key = {{ (loader_schema, "ledger") | qualified }}.object_key)
+  AND NOT {{ ledger_is_newer }};
+
 DELETE FROM {{ (loader_schema, "ledger") | qualified }}
 WHERE {{ this_hour }}
+  AND (status <> 'gone' OR object_key IN (SELECT object_key FROM {{ objects | ident }}))
   AND NOT {{ ledger_is_newer }};
 
 {{ insert_ledger_rows() }}
 {#
-  After the DELETE above the hour has ledger rows only when they were kept as newer (or, kept
-  and empty, when load_hours counts no objects for that later listing).
+  After the DELETE above the hour has ledger rows other than gone ones only when they were kept
+  as newer (or, kept and empty, when load_hours counts no objects for that later listing).
 #}
-WHERE NOT EXISTS (SELECT 1 FROM {{ (loader_schema, "ledger") | qualified }} kept WHERE kept.{{ this_hour | replace(" AND hour", " AND kept.hour") }})
+WHERE NOT EXISTS (
+    SELECT 1 FROM {{ (loader_schema, "ledger") | qualified }} kept
+    WHERE kept.{{ this_hour | replace(" AND hour", " AND kept.hour") }}
+      AND (kept.status <> 'gone' OR kept.object_key IN (SELECT object_key FROM {{ objects | ident }}))
+)
   AND NOT {{ listed_later(" AND newer.objects = 0") }};
 
 {# The row is kept only with its newer ledger (the ledger now differs from the manifest only then); the INSERT below then finds it and adds nothing. #}
@@ -270,7 +289,7 @@ WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS times
   AND NOT {{ ledger_is_newer }};
 
 INSERT INTO {{ (loader_schema, "load_hours") | qualified }} (
-    stream, hour, status, objects, objects_unreadable, error_objects,
+    stream, hour, status, objects, objects_unreadable, objects_gone, error_objects,
     records_raw, records_valid, records_quarantined, records_duplicate,
     records_inserted, records_updated, records_unchanged, records_superseded,
     stage_key, run_id, loaded_at, listed_at

@@ -131,8 +131,13 @@ def audit_hour(
     run_id: str,
     *,
     try_number: int,
+    force_relisting: bool = False,
 ) -> dict[str, Any]:
-    """Audit and repair one hour in one transaction; return its audit_results row."""
+    """Audit and repair one hour in one transaction; return its audit_results row.
+
+    A listing that lacks objects the hour's ledger loaded is refused (load.ShrinkingListingError,
+    recorded as the hour's failure) unless ``force_relisting``: then they are marked gone.
+    """
     truth = hour_truth(conn, client, stream, settings, dialect, hour, run_id, try_number=try_number)
     audited_at = naive_utc(datetime.now(UTC))
     findings = {"late_objects": truth.late, "audited_at": audited_at, "try_number": try_number}
@@ -146,6 +151,7 @@ def audit_hour(
         run_id,
         write_ledger=truth.reloaded,
         measured_by="audit",
+        force_relisting=force_relisting,
         then=[("audit/record_result.sql", findings)],
     )
     return read_result(conn, stream, settings, dialect, naive_utc(handed_hour(truth.manifest)), run_id, try_number)
@@ -222,6 +228,7 @@ def audit_hours(
     ingest_pending: Callable[[datetime], bool] = lambda hour: False,
     *,
     try_number: int,
+    force_relisting: bool = False,
 ) -> list[dict[str, Any]]:
     """Audit every hour; a failing hour is recorded as ``failed`` and the others still run.
 
@@ -242,7 +249,19 @@ def audit_hours(
                     record_unjudged(conn, stream, settings, dialect, hour, run_id, try_number, "waiting", message)
                 )
                 continue
-            results.append(audit_hour(conn, client, stream, settings, dialect, hour, run_id, try_number=try_number))
+            results.append(
+                audit_hour(
+                    conn,
+                    client,
+                    stream,
+                    settings,
+                    dialect,
+                    hour,
+                    run_id,
+                    try_number=try_number,
+                    force_relisting=force_relisting,
+                )
+            )
         except Exception as exc:
             log.exception("audit of %s hour %s failed", stream.name, hour.isoformat())
             conn.rollback()

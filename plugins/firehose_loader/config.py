@@ -163,6 +163,8 @@ class Stream:
     erased_keys_accept_newer: bool = field(default_factory=lambda: default_of("erased_keys_accept_newer"))
     # How many hours back the late sweep compares each hour's folder with the ledger (audit.sweep_hours).
     late_horizon_hours: int = field(default_factory=lambda: default_of("late_horizon_hours"))
+    # How many hours in a row that load no object, after one that did, alert as a silence (0: never).
+    silence_alert_hours: int = field(default_factory=lambda: default_of("silence_alert_hours"))
 
     @property
     def qualified_table(self) -> str:
@@ -340,6 +342,9 @@ OPTIONAL_FIELDS = (
     # Firehose retries S3 delivery for up to 24 h (Direct PUT) and a Kinesis source keeps records for
     # its retention (1 to 365 days, 24 h by default): the late sweep looks back 7 days unless told.
     OptionalField("late_horizon_hours", 168, _integer(24, 24 * 90), "late_horizon_hours"),
+    # Firehose delivers at least one object per buffer interval (at most 15 min) while records flow:
+    # two empty hours after a busy one are a finding. A stream quiet at night sets more (or 0).
+    OptionalField("silence_alert_hours", 2, _integer(0, 24 * 7), "silence_alert_hours"),
     OptionalField("audit_notifier", None, lambda value, where: parse_notifier(value, where), "audit_notifier"),
 )
 REQUIRED_FIELDS = ("name", "bucket", "table", "key", "order_by", "columns")

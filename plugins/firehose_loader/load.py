@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from firehose_loader.config import Settings, Stream
+from firehose_loader.errors import PermanentError
 from firehose_loader.faults import failpoint
 from firehose_loader.handover import Manifest, ObjectEntry, handed_hour, listed_at
 from firehose_loader.layout import naive_utc
@@ -117,6 +118,7 @@ def ensure_tables(conn: Any, stream: Stream, settings: Settings, dialect: Dialec
 ADDED_COLUMNS = (
     ("load_hours", "listed_at", "add_listed_at.sql"),
     ("audit_results", "try_number", "add_audit_try_number.sql"),
+    ("load_hours", "objects_gone", "add_objects_gone.sql"),
 )
 
 
@@ -132,6 +134,48 @@ def _add_missing_columns(cursor: Any, context: dict[str, Any]) -> None:
                 cursor.execute(statement)
 
 
+class ShrinkingListingError(PermanentError, RuntimeError):
+    """A listing of an hour lacks objects its ledger loaded: refused unless the run forces it."""
+
+
+# A refusal names this many of the missing objects (and how many there are).
+GONE_KEYS_NAMED = 5
+
+
+def gone_objects(ledger_keys: Sequence[str], manifest: Manifest) -> list[str]:
+    """The objects the hour's ledger accounts for that the manifest's listing no longer holds."""
+    listed = {entry["key"] for entry in manifest["objects"]}
+    return sorted(key for key in ledger_keys if key not in listed)
+
+
+def refuse_shrinking_listing(stream: Stream, manifest: Manifest, gone: Sequence[str]) -> None:
+    """Raise the refusal of a listing that would drop ``gone`` from the hour's account."""
+    named = ", ".join(gone[:GONE_KEYS_NAMED]) + (
+        f" and {len(gone) - GONE_KEYS_NAMED} more" if len(gone) > GONE_KEYS_NAMED else ""
+    )
+    raise ShrinkingListingError(
+        f"{stream.name} hour {manifest['hour']}: the listing of s3://{stream.bucket}/{stream.prefix} finds "
+        f"{len(manifest['objects'])} object(s), but the ledger loaded {len(gone)} that are no longer there ({named}). "
+        "Objects deleted or expired under a lifecycle rule, or a changed prefix? Nothing was changed. "
+        "To load the hour as it is listed now and mark those objects as gone in the ledger (their rows stay "
+        "in the table), run again with the param force_relisting set to true (docs/operations.md#objects-that-are-gone)."
+    )
+
+
+def check_listing_keeps_the_ledger(
+    cursor: Any, stream: Stream, context: dict[str, Any], manifest: Manifest, parameters: dict[str, Any], *, force: bool
+) -> None:
+    """Refuse a whole-hour ledger write whose listing lacks objects of the hour's current ledger.
+
+    A ledger from a later listing than the manifest's is kept by the merge anyway (merge.sql), so
+    it is not compared. Objects already marked gone are not expected in any listing.
+    """
+    cursor.execute(render("ledger_objects_listed_before.sql", **context), parameters)
+    gone = gone_objects([key for (key,) in cursor.fetchall()], manifest)
+    if gone and not force:
+        refuse_shrinking_listing(stream, manifest, gone)
+
+
 @retry_serialization_failures
 def merge_hour(
     conn: Any,
@@ -145,6 +189,7 @@ def merge_hour(
     write_ledger: bool = True,
     delta: bool = False,
     measured_by: str = "ingest",
+    force_relisting: bool = False,
     then: Sequence[tuple[str, dict[str, Any]]] = (),
 ) -> None:
     """COPY the stage into a temporary table and merge it, in one transaction.
@@ -162,6 +207,11 @@ def merge_hour(
     recomputed from the hour's whole ledger.
     ``measured_by`` names the DAG or task whose merge it is (ingest, audit, sweep) in realtime_quality,
     where a key's first merge records what a real-time writer had done to it.
+
+    A whole-hour ledger write whose listing lacks objects the hour's ledger loaded (deleted,
+    expired, or a changed prefix) is refused with ShrinkingListingError before any row changes;
+    with ``force_relisting`` it goes ahead and those objects stay in the ledger marked ``gone``,
+    so the hour's account keeps them (merge.sql).
     """
     context = {**template_context(stream, settings, dialect), "write_ledger": write_ledger, "delta": delta}
     parameters = {
@@ -173,6 +223,7 @@ def merge_hour(
         "loaded_at": naive_utc(datetime.now(UTC)),
         "measured_by": measured_by,
         "listed_at": None if (listed := listed_at(manifest)) is None else naive_utc(listed),
+        "gone_message": f"gone: not in the listing of the hour by run {run_id}; its rows stay in the table"[:1024],
     }
     with conn.cursor() as cursor:
         try:
@@ -184,7 +235,12 @@ def merge_hour(
                 dialect.copy_into_staging(cursor, context, stage)
             failpoint("after_copy")
             merge_context = {**context, "lock_statement": dialect.lock_statement(context)}
-            for statement in render_statements("merge.sql", **merge_context):
+            lock, *merge = render_statements("merge.sql", **merge_context)
+            cursor.execute(lock, parameters)
+            # Under the lock: no other merge of the hour changes its ledger between the check and the merge.
+            if write_ledger and not delta:
+                check_listing_keeps_the_ledger(cursor, stream, context, manifest, parameters, force=force_relisting)
+            for statement in merge:
                 cursor.execute(statement, parameters)
             if stage is not None:
                 dialect.insert_winners(cursor, context, stage)
@@ -206,9 +262,11 @@ def load_and_merge(
     manifest: Manifest,
     stage: Stage | None,
     run_id: str,
+    *,
+    force_relisting: bool = False,
 ) -> dict[str, Any]:
     """Merge the hour with its ledger rows and return the hour's load_hours row."""
-    merge_hour(conn, stream, settings, dialect, manifest, stage, run_id)
+    merge_hour(conn, stream, settings, dialect, manifest, stage, run_id, force_relisting=force_relisting)
     failpoint("after_commit")
     summary = query_one(
         conn,

@@ -87,6 +87,7 @@ class RecordingCursor:
         self.connection = connection
         self.description: list[tuple[str, ...]] | None = None
         self._row: tuple[Any, ...] | None = None
+        self._scripted = False
 
     def __enter__(self) -> RecordingCursor:
         return self
@@ -118,13 +119,19 @@ class RecordingCursor:
     def fetchone(self) -> tuple[Any, ...] | None:
         return self._row
 
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        # Only a scripted answer is a row set: an unscripted SELECT (such as the hour's ledger keys) has no rows.
+        return [self._row] if self._row is not None and self._scripted else []
+
     def _answer(self, statement: str) -> None:
+        self._scripted = False
         if re.fullmatch(rf'\s*SELECT COUNT\(\*\) FROM "{STAGING_TABLE}"\s*', statement):
             self.description, self._row = [("count",)], (self.connection.staged_rows,)
             return
         answered = self.connection.answer(statement)
         if answered is not None:
             self.description, self._row = [(f"column{index}",) for index in range(len(answered))], answered
+            self._scripted = True
             return
         names = [column.alias_or_name for column in sqlglot.parse_one(statement, read="redshift").expressions]
         self.description = [(name,) for name in names]

@@ -57,12 +57,15 @@ MERGE_SEQUENCE = [
     r'COPY "firehose_staging"\n',
     r'SELECT COUNT\(\*\) FROM "firehose_staging"',
     rf"LOCK {TARGET}, {LEDGER}, {LOAD_HOURS}, {REALTIME_QUALITY}$",
+    # Under the lock, the hour's ledger objects: a listing that lacks one is refused (load.ShrinkingListingError).
+    rf"SELECT l\.object_key\nFROM {LEDGER} l\n",
     r'CREATE TEMPORARY TABLE "firehose_plan" AS\n',
     # The stream has a real-time writer: its first-merge numbers, before any row changes.
     rf"UPDATE {REALTIME_QUALITY}\nSET ",
     rf"INSERT INTO {REALTIME_QUALITY} \(",
     rf"DELETE FROM {TARGET}\nUSING",
     rf"INSERT INTO {TARGET} \(",
+    rf"UPDATE {LEDGER}\nSET status = 'gone'",
     rf"DELETE FROM {LEDGER}\n",
     rf"INSERT INTO {LEDGER} \(",
     rf"DELETE FROM {LOAD_HOURS}\n",
@@ -120,7 +123,7 @@ def test_one_hour_is_ddl_then_one_merge_transaction_then_a_read(no_sleep: list[f
 
     assert [event.kind for event in ddl][-1] == "commit"
     assert all(event.kind == "execute" for event in ddl[:-1])
-    creates, upgrade = ddl[:-7], ddl[-7:-1]
+    creates, upgrade = ddl[:-9], ddl[-9:-1]
     assert all(re.match(r"CREATE (SCHEMA|TABLE) IF NOT EXISTS ", event.statement) for event in creates)
     # Then, for each column added since the first release, the catalog read (the recording answers 0, as
     # a table from before it would) and the ALTERs that add it: Redshift has no ADD COLUMN IF NOT EXISTS.
@@ -128,11 +131,13 @@ def test_one_hour_is_ddl_then_one_merge_transaction_then_a_read(no_sleep: list[f
     catalog = r"SELECT COUNT\(\*\)\nFROM information_schema\.columns\n"
     assert re.match(catalog, upgrade[0].statement) and re.match(catalog, upgrade[2].statement)
     assert upgrade[1].statement == f"ALTER TABLE {LOAD_HOURS} ADD COLUMN listed_at timestamp"
-    assert [event.statement for event in upgrade[3:]] == [
+    assert [event.statement for event in upgrade[3:6]] == [
         f"ALTER TABLE {AUDIT_RESULTS} ADD COLUMN try_number bigint DEFAULT 1 NOT NULL",
         f"ALTER TABLE {AUDIT_RESULTS} DROP CONSTRAINT audit_results_pkey",
         f"ALTER TABLE {AUDIT_RESULTS} ADD PRIMARY KEY (stream, hour, run_id, try_number)",
     ]
+    assert re.match(catalog, upgrade[6].statement)
+    assert upgrade[7].statement == f"ALTER TABLE {LOAD_HOURS} ADD COLUMN objects_gone bigint DEFAULT 0 NOT NULL"
     (create_target,) = [
         event.statement for event in ddl if event.statement.startswith(f"CREATE TABLE IF NOT EXISTS {TARGET}")
     ]
@@ -308,6 +313,7 @@ def test_ensure_tables_adds_no_column_the_catalog_already_has() -> None:
     assert catalog == [
         {"schema": "firehose_loader", "table": "load_hours", "column": "listed_at"},
         {"schema": "firehose_loader", "table": "audit_results", "column": "try_number"},
+        {"schema": "firehose_loader", "table": "load_hours", "column": "objects_gone"},
     ]
     assert not any(event.statement.startswith("ALTER") for event in ddl)
     assert ddl[-1].kind == "commit"

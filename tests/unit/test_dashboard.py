@@ -288,7 +288,7 @@ def test_page_is_self_contained_and_escapes_what_it_shows():
     detail = HourDetail(
         stream="orders",
         hour=hour,
-        load=load_row(hour, run_id="run <1>", stage_key="s", objects_unreadable=0, records_valid=2000)
+        load=load_row(hour, run_id="run <1>", stage_key="s", objects_unreadable=0, objects_gone=0, records_valid=2000)
         | {
             "records_inserted": 1,
             "records_updated": 0,

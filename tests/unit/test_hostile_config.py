@@ -107,6 +107,9 @@ class RecordingConnection:
     def fetchone(self) -> None:
         return None  # no row: ensure_tables' catalog check then adds the column
 
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return []  # no ledger rows: the merge's listing check finds nothing gone
+
     def commit(self) -> None:
         self.executed.append("COMMIT")
 

@@ -100,6 +100,9 @@ class FakeConnection:
     def executemany(self, statement: str, parameter_sets: Any) -> None:
         self.log.append(statement.split("\n")[0][:40])
 
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return []  # the hour has no ledger yet
+
     def commit(self) -> None:
         self.log.append("COMMIT")
         self.in_transaction = 0

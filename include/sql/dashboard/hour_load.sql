@@ -1,5 +1,5 @@
 {# Audit dashboard (read-only): one hour's load_hours row. #}
-SELECT hour, status, objects, objects_unreadable, error_objects,
+SELECT hour, status, objects, objects_unreadable, objects_gone, error_objects,
        records_raw, records_valid, records_quarantined, records_duplicate,
        records_inserted, records_updated, records_unchanged, records_superseded,
        records_valid - records_duplicate AS batch_keys,

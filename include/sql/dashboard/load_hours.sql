@@ -2,7 +2,7 @@
   Audit dashboard (read-only): the load of each hour of the window [start, end).
   Distinct keys of the hour's batch = valid records - duplicates within the batch.
 #}
-SELECT hour, status, objects, objects_unreadable, error_objects,
+SELECT hour, status, objects, objects_unreadable, objects_gone, error_objects,
        records_raw, records_valid, records_quarantined, records_duplicate,
        records_inserted, records_updated, records_unchanged, records_superseded,
        records_valid - records_duplicate AS batch_keys,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
-from airflow.sdk import Asset, CronDataIntervalTimetable, XComArg, task
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, XComArg, task
 
 from firehose_loader.airflow.tasks import run_ensure_tables
 from firehose_loader.config import Settings, Stream
@@ -20,6 +20,17 @@ RETRY_DEFAULTS = {
     "retry_delay": timedelta(seconds=30),
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=10),
+}
+
+
+# Both DAGs refuse a listing of an hour that lacks objects its ledger loaded; a run given this
+# param true loads the hour as it is listed and marks those objects gone (docs/operations.md).
+FORCE_RELISTING_PARAM = {
+    "force_relisting": Param(
+        False,
+        type="boolean",
+        description="load hours whose folders lost objects the ledger loaded (expired, deleted): mark them gone",
+    )
 }
 
 

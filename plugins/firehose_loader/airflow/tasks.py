@@ -10,13 +10,16 @@ import functools
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from firehose_loader.airflow.connections import s3_client, warehouse_connection
 from firehose_loader.config import Settings, Stream
 from firehose_loader.errors import PermanentError
-from firehose_loader.handover import Extracted, Manifest, Part, PartResult
+from firehose_loader.handover import Extracted, Manifest, Part, PartResult, handed_hour
 from firehose_loader.layout import HOUR, StageWriter, hour_start
+
+if TYPE_CHECKING:
+    from firehose_loader.silence import Silence
 
 log = logging.getLogger(__name__)
 
@@ -159,15 +162,31 @@ def log_manifest(manifest: Manifest) -> None:
 
 
 @fails_at_once_when_permanent
-def run_load_and_merge(stream: Stream, settings: Settings, manifest: Manifest, run_id: str) -> dict[str, Any]:
-    """Merge the stage the manifest names (a clear of this task alone merges the same stage again)."""
+def run_load_and_merge(
+    stream: Stream,
+    settings: Settings,
+    manifest: Manifest,
+    run_id: str,
+    context: Any = None,
+    *,
+    force_relisting: bool = False,
+) -> dict[str, Any]:
+    """Merge the stage the manifest names (a clear of this task alone merges the same stage again).
+
+    Then, with the task's ``context``, alert once when the hour completes a silence of the stream
+    (silence.record_silence).
+    """
     from firehose_loader.load import load_and_merge, staged_batch
+    from firehose_loader.silence import record_silence
 
     client = s3_client(settings)
     conn, dialect = warehouse_connection(settings)
     try:
         stage = staged_batch(client, stream, manifest)
-        summary = load_and_merge(conn, stream, settings, dialect, manifest, stage, run_id)
+        summary = load_and_merge(
+            conn, stream, settings, dialect, manifest, stage, run_id, force_relisting=force_relisting
+        )
+        silence = record_silence(conn, stream, settings, dialect, handed_hour(manifest), run_id)
     finally:
         conn.close()
     width = max(len(name) for name in summary)
@@ -178,7 +197,26 @@ def run_load_and_merge(stream: Stream, settings: Settings, manifest: Manifest, r
         stream.qualified_table,
         "\n".join(f"  {name.ljust(width)}  {value}" for name, value in summary.items()),
     )
+    if silence is not None:
+        alert_silence(stream, silence, context)
     return summary
+
+
+def alert_silence(stream: Stream, silence: Silence, context: Any) -> None:
+    from firehose_loader.airflow.notify import send_alert
+    from firehose_loader.silence import silence_summary
+
+    summary = silence_summary(stream, silence)
+    log.warning("%s", summary)
+    hours = [
+        {"hour": (silence.silent_from + step * HOUR).isoformat(), "status": "empty", "objects": 0}
+        for step in range(silence.empty_hours)
+    ]
+    send_alert(
+        stream.audit_notifier,
+        context or {},
+        {"stream": stream.name, "summary": summary, "report": summary, "hours": hours},
+    )
 
 
 # A run in one of these states will still commit its hour (a task that waits for a retry keeps its run running).
@@ -207,6 +245,8 @@ def run_audit(
     run_id: str,
     try_number: int,
     context: Any,
+    *,
+    force_relisting: bool = False,
 ) -> list[dict[str, Any]]:
     """Audit and repair the lookback window; alert, then fail the task if an hour could not be repaired."""
     from firehose_loader.airflow.notify import send_alert
@@ -226,6 +266,7 @@ def run_audit(
             run_id,
             ingest_pending(stream, context),
             try_number=try_number,
+            force_relisting=force_relisting,
         )
     finally:
         conn.close()

@@ -102,3 +102,19 @@ def retry_serialization_failures(function: Callable[..., T]) -> Callable[..., T]
                 attempt += 1
 
     return wrapper
+
+
+UNIQUE_VIOLATION_SQLSTATE = "23505"
+
+
+def is_unique_violation(exc: BaseException) -> bool:
+    """Whether the statement broke a unique or primary key (PostgreSQL enforces them; Redshift does not)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        codes = {getattr(current, "sqlstate", None), getattr(current, "pgcode", None), _server_fields(current).get("C")}
+        if UNIQUE_VIOLATION_SQLSTATE in codes:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
