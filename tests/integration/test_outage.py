@@ -88,10 +88,13 @@ def test_a_late_object_in_an_hour_over_the_split_size_is_read_and_staged_alone(s
     load_in_process(entry, hour, "ingest-1")
     late_key = object_key(hour, "45-late")
     s3.put_object(
-        Bucket=stream.bucket, Key=late_key, Body=ndjson([{"id": f"late-{n}", "seq": 1, "note": "late"} for n in range(7)])
+        Bucket=stream.bucket,
+        Key=late_key,
+        Body=ndjson([{"id": f"late-{n}", "seq": 1, "note": "late"} for n in range(7)]),
     )
     hour_bytes = sum(
-        item["Size"] for item in s3.list_objects_v2(Bucket=stream.bucket, Prefix=f"events/{hour:%Y/%m/%d/%H}/")["Contents"]
+        item["Size"]
+        for item in s3.list_objects_v2(Bucket=stream.bucket, Prefix=f"events/{hour:%Y/%m/%d/%H}/")["Contents"]
     )
     # The hour is now over the split size: a whole-hour extract of it would split into parts.
     split = dataclasses.replace(stream, split_above_bytes=hour_bytes // 4)
