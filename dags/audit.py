@@ -9,9 +9,9 @@ from airflow.sdk import Param, dag, get_current_context, task
 from firehose_loader.airflow.dag_pieces import (
     FORCE_RELISTING_PARAM,
     HOURLY,
-    RETRY_DEFAULTS,
     settled_and_ready,
     table_asset,
+    task_defaults,
 )
 from firehose_loader.airflow.doc_md import audit_doc_md
 from firehose_loader.airflow.tasks import run_audit, run_erase, run_late_sweep
@@ -40,7 +40,7 @@ def build_audit_dag(stream: Stream, settings: Settings):
         },
         tags=["firehose-loader", "audit", f"stream:{stream.name}", *stream.tags],
         doc_md=audit_doc_md(stream, settings),
-        default_args={"owner": stream.owner, **RETRY_DEFAULTS},
+        default_args=task_defaults(stream),
     )
     def audit():
         @task(outlets=[table_asset(stream, settings)])

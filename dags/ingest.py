@@ -7,9 +7,9 @@ from airflow.sdk import TriggerRule, dag, get_current_context, task
 from firehose_loader.airflow.dag_pieces import (
     FORCE_RELISTING_PARAM,
     HOURLY,
-    RETRY_DEFAULTS,
     settled_and_ready,
     table_asset,
+    task_defaults,
 )
 from firehose_loader.airflow.doc_md import ingest_doc_md
 from firehose_loader.airflow.tasks import (
@@ -32,7 +32,7 @@ def build_ingest_dag(stream: Stream, settings: Settings):
         params=FORCE_RELISTING_PARAM,
         tags=["firehose-loader", "ingest", f"stream:{stream.name}", *stream.tags],
         doc_md=ingest_doc_md(stream, settings),
-        default_args={"owner": stream.owner, **RETRY_DEFAULTS},
+        default_args=task_defaults(stream),
     )
     def ingest():
         # An hour over the stream's split_above_bytes comes back as parts (no manifest yet), which

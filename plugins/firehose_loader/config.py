@@ -165,6 +165,11 @@ class Stream:
     late_horizon_hours: int = field(default_factory=lambda: default_of("late_horizon_hours"))
     # How many hours in a row that load no object, after one that did, alert as a silence (0: never).
     silence_alert_hours: int = field(default_factory=lambda: default_of("silence_alert_hours"))
+    # How long a session waits for a table lock (PostgreSQL) before the transaction is retried, how
+    # long one statement may run, and how long one task try may run (Airflow's execution_timeout).
+    lock_timeout_seconds: int = field(default_factory=lambda: default_of("lock_timeout_seconds"))
+    statement_timeout_minutes: int = field(default_factory=lambda: default_of("statement_timeout_minutes"))
+    task_timeout_minutes: int = field(default_factory=lambda: default_of("task_timeout_minutes"))
 
     @property
     def qualified_table(self) -> str:
@@ -345,6 +350,11 @@ OPTIONAL_FIELDS = (
     # Firehose delivers at least one object per buffer interval (at most 15 min) while records flow:
     # two empty hours after a busy one are a finding. A stream quiet at night sets more (or 0).
     OptionalField("silence_alert_hours", 2, _integer(0, 24 * 7), "silence_alert_hours"),
+    # A merge behind an idle-in-transaction writer gives up after a minute and is retried (and the
+    # writers queued behind it go on); a statement or a task try that hangs fails and is retried.
+    OptionalField("lock_timeout_seconds", 60, _integer(1, 3600), "lock_timeout_seconds"),
+    OptionalField("statement_timeout_minutes", 60, _integer(1, 24 * 60), "statement_timeout_minutes"),
+    OptionalField("task_timeout_minutes", 180, _integer(10, 48 * 60), "task_timeout_minutes"),
     OptionalField("audit_notifier", None, lambda value, where: parse_notifier(value, where), "audit_notifier"),
 )
 REQUIRED_FIELDS = ("name", "bucket", "table", "key", "order_by", "columns")

@@ -7,6 +7,7 @@ ledger, in one transaction (see ``warehouse.dialect`` for what each warehouse st
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -85,6 +86,8 @@ def template_context(stream: Stream, settings: Settings, dialect: Dialect) -> di
         "key_columns": [by_name.get(name, {"name": name, "type": "text"}) for name in stream.key],
         "order_type": by_name.get(stream.order_by, {"type": "text"})["type"],
         "erased_keys_accept_newer": stream.erased_keys_accept_newer,
+        "lock_timeout_ms": stream.lock_timeout_seconds * 1000,
+        "statement_timeout_ms": stream.statement_timeout_minutes * 60_000,
     }
 
 
@@ -94,7 +97,12 @@ def tombstones_table(stream: Stream) -> str:
 
 
 def ensure_tables(conn: Any, stream: Stream, settings: Settings, dialect: Dialect) -> None:
-    """Create the loader's tables and the stream's table if missing, and add the loader's newer columns (idempotent)."""
+    """Create the loader's tables and the stream's table if missing, and add the loader's newer columns (idempotent).
+
+    The catalog is read first, and the DDL runs only when a table, an index or a column is
+    missing: ``CREATE INDEX IF NOT EXISTS`` takes a lock on the table even when the index
+    exists, which would queue the hour's readers and writers behind this task every hour.
+    """
     context = template_context(stream, settings, dialect)
     statements = render_statements("create_loader_tables.sql", **context)
     statements += render_statements("create_target.sql", **context)
@@ -103,13 +111,50 @@ def ensure_tables(conn: Any, stream: Stream, settings: Settings, dialect: Dialec
         statements += render_statements(template, **context)
     with conn.cursor() as cursor:
         try:
-            for statement in statements:
-                cursor.execute(statement)
+            if missing_objects(cursor, context, dialect, statements):
+                for statement in statements:
+                    cursor.execute(statement)
             _add_missing_columns(cursor, context)
             conn.commit()
         except Exception:
             conn.rollback()
             raise
+
+
+CREATED = re.compile(
+    r'\s*CREATE (TABLE|INDEX) IF NOT EXISTS ("(?:[^"]|"")+")(?:\.("(?:[^"]|"")+"))?(?: ON ("(?:[^"]|"")+"))?'
+)
+
+
+def created_objects(statements: Sequence[str]) -> set[tuple[str, str]]:
+    """The (schema, name) of every table and index the DDL statements create (an index in its table's schema)."""
+    found = set()
+    for statement in statements:
+        match = CREATED.match(statement)
+        if match is None:
+            continue
+        kind, first, second, on_table = match.groups()
+        if kind == "TABLE":
+            found.add((unquote_identifier(first), unquote_identifier(second)))
+        else:
+            found.add((unquote_identifier(on_table), unquote_identifier(first)))
+    return found
+
+
+def unquote_identifier(quoted: str) -> str:
+    return quoted[1:-1].replace('""', '"')
+
+
+def missing_objects(
+    cursor: Any, context: dict[str, Any], dialect: Dialect, statements: Sequence[str]
+) -> set[tuple[str, str]]:
+    """The tables and indexes of ``statements`` that the catalog does not have."""
+    wanted = created_objects(statements)
+    cursor.execute(
+        render(dialect.catalog_template(), **context),
+        {"loader_schema": context["loader_schema"], "target_schema": context["target"][0]},
+    )
+    return wanted - {(schema, name) for schema, name in cursor.fetchall()}
 
 
 # Columns added to the loader's tables after their first release: (table, column, template that adds it).
@@ -160,6 +205,16 @@ def refuse_shrinking_listing(stream: Stream, manifest: Manifest, gone: Sequence[
         "To load the hour as it is listed now and mark those objects as gone in the ledger (their rows stay "
         "in the table), run again with the param force_relisting set to true (docs/operations.md#objects-that-are-gone)."
     )
+
+
+def set_session_timeouts(conn: Any, stream: Stream, settings: Settings, dialect: Dialect) -> None:
+    """The stream's lock and statement timeouts, for the rest of the session (committed: a rollback keeps them)."""
+    with conn.cursor() as cursor:
+        for statement in render_statements(
+            dialect.session_timeouts_template(), **template_context(stream, settings, dialect)
+        ):
+            cursor.execute(statement)
+    conn.commit()
 
 
 def check_listing_keeps_the_ledger(

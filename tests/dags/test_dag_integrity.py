@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -52,6 +52,20 @@ def test_every_dag_is_tagged_documented_and_retried(bag):
         for task in dag.tasks:  # the sensor too: a restart must not turn a healthy run red
             assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
             assert task.retry_exponential_backoff, f"{dag_id}.{task.task_id} retries without backoff"
+            # a try that hangs (a lost connection, a lock never granted) fails and is retried
+            assert task.execution_timeout is not None, f"{dag_id}.{task.task_id} has no execution_timeout"
+
+
+def test_every_task_try_is_bounded_by_the_streams_task_timeout_and_the_wait_is_not_counted(bag):
+    for stream in load_config().streams:
+        for dag_id in (stream.ingest_dag_id, stream.audit_dag_id):
+            dag = bag.get_dag(dag_id)
+            timeout = timedelta(minutes=stream.task_timeout_minutes)
+            sensor = dag.get_task("wait_for_settled_hour")
+            assert sensor.execution_timeout == sensor.delta + timeout
+            for task in dag.tasks:
+                if task is not sensor:
+                    assert task.execution_timeout == timeout, f"{dag_id}.{task.task_id}"
 
 
 def test_ingest_waits_with_a_deferrable_sensor_and_emits_the_table_asset(bag):

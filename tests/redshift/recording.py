@@ -52,6 +52,8 @@ class RecordingConnection:
     events: list[Event] = field(default_factory=list)
     stages: dict[str, int] | None = None
     answer: Callable[[str], tuple[Any, ...] | None] = lambda statement: None
+    # The rows a SELECT read with fetchall answers (None: only ``answer``'s row, if any).
+    answer_rows: Callable[[str], list[tuple[Any, ...]] | None] = lambda statement: None
 
     def cursor(self) -> RecordingCursor:
         return RecordingCursor(self)
@@ -88,6 +90,7 @@ class RecordingCursor:
         self.description: list[tuple[str, ...]] | None = None
         self._row: tuple[Any, ...] | None = None
         self._scripted = False
+        self._rows: list[tuple[Any, ...]] | None = None
 
     def __enter__(self) -> RecordingCursor:
         return self
@@ -100,7 +103,7 @@ class RecordingCursor:
         error = self.connection.fail(statement)
         if error is not None:
             raise error
-        self.description, self._row = None, None
+        self.description, self._row, self._rows = None, None, None
         copy_source = re.match(r"COPY \S+\nFROM '([^']+)'", statement)
         if copy_source and self.connection.stages is not None:
             source = copy_source.group(1)
@@ -121,10 +124,13 @@ class RecordingCursor:
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         # Only a scripted answer is a row set: an unscripted SELECT (such as the hour's ledger keys) has no rows.
+        if self._rows is not None:
+            return self._rows
         return [self._row] if self._row is not None and self._scripted else []
 
     def _answer(self, statement: str) -> None:
         self._scripted = False
+        self._rows = self.connection.answer_rows(statement)
         if re.fullmatch(rf'\s*SELECT COUNT\(\*\) FROM "{STAGING_TABLE}"\s*', statement):
             self.description, self._row = [("count",)], (self.connection.staged_rows,)
             return

@@ -123,7 +123,9 @@ def test_one_hour_is_ddl_then_one_merge_transaction_then_a_read(no_sleep: list[f
 
     assert [event.kind for event in ddl][-1] == "commit"
     assert all(event.kind == "execute" for event in ddl[:-1])
-    creates, upgrade = ddl[:-9], ddl[-9:-1]
+    catalog_read, creates, upgrade = ddl[0], ddl[1:-9], ddl[-9:-1]
+    # The catalog first (the recording has no tables): the DDL runs only because something is missing.
+    assert re.match(r"SELECT table_schema, table_name\nFROM information_schema\.tables\n", catalog_read.statement)
     assert all(re.match(r"CREATE (SCHEMA|TABLE) IF NOT EXISTS ", event.statement) for event in creates)
     # Then, for each column added since the first release, the catalog read (the recording answers 0, as
     # a table from before it would) and the ALTERs that add it: Redshift has no ADD COLUMN IF NOT EXISTS.
@@ -317,6 +319,44 @@ def test_ensure_tables_adds_no_column_the_catalog_already_has() -> None:
     ]
     assert not any(event.statement.startswith("ALTER") for event in ddl)
     assert ddl[-1].kind == "commit"
+
+
+def test_ensure_tables_sends_no_ddl_when_the_catalog_has_every_table() -> None:
+    """Stands in for Redshift: the tables are read from information_schema.tables first; with all of
+    them there, ensure_tables sends no CREATE (no lock on a table its readers use), only the reads."""
+    first = RecordingConnection()
+    ensure_tables(first, STREAM, SETTINGS, DIALECT)
+    created = [
+        tuple(part.strip('"') for part in match.groups())
+        for statement in first.statements()
+        if (match := re.match(r'CREATE TABLE IF NOT EXISTS ("[^"]+")\.("[^"]+")', statement))
+    ]
+    assert (STREAM.schema, STREAM.table) in created and ("firehose_loader", "ledger") in created
+
+    def catalog(statement: str) -> list[tuple[Any, ...]] | None:
+        return created if "information_schema.tables" in statement else None
+
+    existing = RecordingConnection(
+        answer=lambda statement: (1,) if "information_schema.columns" in statement else None, answer_rows=catalog
+    )
+    ensure_tables(existing, STREAM, SETTINGS, DIALECT)
+    assert [statement.split("\n")[0] for statement in existing.statements() if not statement.startswith("SELECT")] == []
+
+    one_missing = RecordingConnection(answer_rows=lambda statement: catalog(statement) and created[1:])
+    ensure_tables(one_missing, STREAM, SETTINGS, DIALECT)
+    assert sum(statement.startswith("CREATE TABLE IF NOT EXISTS") for statement in one_missing.statements()) == len(
+        created
+    )
+
+
+def test_every_session_sets_the_streams_statement_timeout() -> None:
+    """Stands in for Redshift: no lock_timeout there; statement_timeout (milliseconds) bounds the LOCK's wait too."""
+    from firehose_loader.load import set_session_timeouts
+
+    connection = RecordingConnection()
+    set_session_timeouts(connection, STREAM, SETTINGS, DIALECT)
+    assert connection.statements() == [f"SET statement_timeout TO {STREAM.statement_timeout_minutes * 60_000}"]
+    assert connection.events[-1].kind == "commit"
 
 
 def test_an_ingest_and_an_audit_of_one_interval_pass_the_row_count_check_and_a_cleared_merge_too(

@@ -30,6 +30,9 @@ REDSHIFT_1023 = ProgrammingError(
             psycopg2.errors.SerializationFailure("could not serialize access due to concurrent update"),
             id="psycopg2",
         ),
+        # lock_timeout passed: the transaction is rolled back, and running it again is the remedy
+        pytest.param(psycopg.errors.LockNotAvailable("canceling statement due to lock timeout"), id="psycopg-55P03"),
+        pytest.param(psycopg2.errors.LockNotAvailable("canceling statement due to lock timeout"), id="psycopg2-55P03"),
         pytest.param(REDSHIFT_1023, id="redshift-1023"),
         pytest.param(ProgrammingError({"S": "ERROR", "C": "40001", "M": "x"}), id="redshift-40001"),
         pytest.param(
@@ -59,6 +62,8 @@ def test_a_wrapped_serialization_failure_is_recognised() -> None:
         ProgrammingError({"S": "ERROR", "C": "XX000", "M": "S3ServiceException:Access Denied,Status 403"}),
         ProgrammingError({"S": "ERROR", "C": "22001", "M": "value too long for type character varying(64)"}),
         InterfaceError("connection is closed"),
+        # a statement over statement_timeout fails the task's try instead: it would time out again at once
+        psycopg.errors.QueryCanceled("canceling statement due to statement timeout"),
         ValueError("10230 rows"),
     ],
 )

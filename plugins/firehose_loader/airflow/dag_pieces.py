@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, XComArg, task
@@ -21,6 +22,15 @@ RETRY_DEFAULTS = {
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=10),
 }
+
+
+def task_defaults(stream: Stream) -> dict[str, Any]:
+    """Every task's owner, retries and execution_timeout (a try that hangs fails and is retried)."""
+    return {
+        "owner": stream.owner,
+        **RETRY_DEFAULTS,
+        "execution_timeout": timedelta(minutes=stream.task_timeout_minutes),
+    }
 
 
 # Both DAGs refuse a listing of an hour that lacks objects its ledger loaded; a run given this
@@ -56,6 +66,8 @@ def settled_and_ready(
         task_id="wait_for_settled_hour",
         delta=stream.settle_grace + extra_wait,
         deferrable=True,
+        # The wait itself is not the work the task timeout bounds.
+        execution_timeout=stream.settle_grace + extra_wait + timedelta(minutes=stream.task_timeout_minutes),
         # The DAG's retries apply: a sensor that fails because the worker could not reach the
         # execution API (a restart) is tried again, instead of failing its run for good.
     )

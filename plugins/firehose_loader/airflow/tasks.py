@@ -71,7 +71,7 @@ def run_erase(stream: Stream, settings: Settings, keys: list[Any], reason: str, 
             key_parameters(stream, key)
     except ValueError as exc:
         raise PermanentError(str(exc)) from exc
-    conn, dialect = warehouse_connection(settings)
+    conn, dialect = warehouse_connection(settings, stream)
     try:
         erased = erase_keys(conn, stream, settings, dialect, keys, reason, run_id)
     finally:
@@ -85,7 +85,7 @@ def run_erase(stream: Stream, settings: Settings, keys: list[Any], reason: str, 
 def run_ensure_tables(stream: Stream, settings: Settings) -> None:
     from firehose_loader.load import ensure_tables
 
-    conn, dialect = warehouse_connection(settings)
+    conn, dialect = warehouse_connection(settings, stream)
     try:
         ensure_tables(conn, stream, settings, dialect)
     finally:
@@ -180,7 +180,7 @@ def run_load_and_merge(
     from firehose_loader.silence import record_silence
 
     client = s3_client(settings)
-    conn, dialect = warehouse_connection(settings)
+    conn, dialect = warehouse_connection(settings, stream)
     try:
         stage = staged_batch(client, stream, manifest)
         summary = load_and_merge(
@@ -254,7 +254,7 @@ def run_audit(
 
     hours = audit_window(data_interval_end, lookback_hours)
     client = s3_client(settings)
-    conn, dialect = warehouse_connection(settings)
+    conn, dialect = warehouse_connection(settings, stream)
     try:
         results = audit_hours(
             conn,
@@ -314,7 +314,7 @@ def run_late_sweep(
 
     hours = audit_window(data_interval_end, stream.late_horizon_hours)
     client = s3_client(settings)
-    conn, dialect = warehouse_connection(settings)
+    conn, dialect = warehouse_connection(settings, stream)
     try:
         findings = sweep_hours(
             conn,

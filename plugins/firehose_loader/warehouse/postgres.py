@@ -41,6 +41,12 @@ class Postgres:
     def extra_ddl_templates(self) -> tuple[str, ...]:
         return ("postgres/create_key_index.sql",)
 
+    def catalog_template(self) -> str:
+        return "postgres/catalog_objects.sql"
+
+    def session_timeouts_template(self) -> str:
+        return "postgres/session_timeouts.sql"
+
     def lock_statement(self, context: dict[str, Any]) -> str:
         return render("postgres/lock_target.sql", **context).strip()
 

@@ -89,6 +89,12 @@ class Redshift:
     def extra_ddl_templates(self) -> tuple[str, ...]:
         return ()  # Redshift has no indexes: distribution and sort keys are table options
 
+    def catalog_template(self) -> str:
+        return "redshift/catalog_objects.sql"
+
+    def session_timeouts_template(self) -> str:
+        return "redshift/session_timeouts.sql"
+
     def lock_statement(self, context: dict[str, Any]) -> str:
         return render("redshift/lock_target.sql", **context).strip()
 

@@ -5,6 +5,10 @@ Amazon Redshift reports error 1023, "Serializable isolation violation on table",
 ``redshift_connector`` raises as a ``ProgrammingError`` whose first argument is the server's
 error fields, e.g. ``{'C': 'XX000', 'M': '1023', 'D': 'Serializable isolation violation ...'}``
 (the SQLSTATE is the generic XX000, not 40001, so the code and the text are checked too).
+A merge that gave up waiting for its lock (PostgreSQL's ``lock_timeout``, SQLSTATE 55P03,
+set per session from the stream's ``lock_timeout_seconds``) is retried the same way: the writer
+it waited behind has usually finished by the next attempt, and meanwhile nothing queued behind
+the waiting merge (a real-time writer) stays blocked.
 In every case the transaction was rolled back as a whole and the remedy is to run it again
 from its first statement: retrying a single statement would run it outside the transaction
 that the others were part of.
@@ -21,9 +25,15 @@ from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+LOCK_TIMEOUT_SQLSTATE = "55P03"  # lock_not_available: lock_timeout passed
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", LOCK_TIMEOUT_SQLSTATE})
 REDSHIFT_SERIALIZATION_CODE = "1023"
-RETRYABLE_TEXTS = ("serializable isolation violation", "could not serialize access", "deadlock detected")
+RETRYABLE_TEXTS = (
+    "serializable isolation violation",
+    "could not serialize access",
+    "deadlock detected",
+    "canceling statement due to lock timeout",
+)
 
 ATTEMPTS = 4
 FIRST_DELAY_SECONDS = 2.0
@@ -90,7 +100,8 @@ def retry_serialization_failures(function: Callable[..., T]) -> Callable[..., T]
                     raise
                 delay = backoff_delay(attempt)
                 log.warning(
-                    "%s: the warehouse cancelled the transaction to keep it serializable (%s); "
+                    "%s: the warehouse cancelled the transaction to keep it serializable, or it waited "
+                    "longer than lock_timeout (%s); "
                     "running the whole transaction again in %.1f s (attempt %d of %d)",
                     function.__name__,
                     exc,

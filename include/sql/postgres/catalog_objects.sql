@@ -1,0 +1,8 @@
+{# The tables and indexes of the loader's and the target's schemas: ensure_tables runs DDL only for a missing one. #}
+SELECT table_schema, table_name
+FROM information_schema.tables
+WHERE table_schema IN (CAST(%(loader_schema)s AS varchar(128)), CAST(%(target_schema)s AS varchar(128)))
+UNION ALL
+SELECT schemaname, indexname
+FROM pg_indexes
+WHERE schemaname IN (CAST(%(loader_schema)s AS varchar(128)), CAST(%(target_schema)s AS varchar(128)))
