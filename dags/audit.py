@@ -43,7 +43,7 @@ def build_audit_dag(stream: Stream, settings: Settings):
         default_args=task_defaults(stream),
     )
     def audit():
-        @task(outlets=[table_asset(stream, settings)])
+        @task(outlets=[table_asset(stream, settings)], pool=stream.merge_pool)
         def audit_and_repair(data_interval_end=None, params=None, run_id=None, ti=None) -> list[dict]:
             lookback_hours = int(params["lookback_hours"])
             return run_audit(
@@ -60,13 +60,13 @@ def build_audit_dag(stream: Stream, settings: Settings):
         # After the audit's window is judged: every hour of the stream's late_horizon_hours compared
         # with its ledger, and only new or changed objects loaded (docs/audit.md). It runs after the
         # audit even when the audit failed (one hour that cannot be repaired must not stop the sweep).
-        @task(outlets=[table_asset(stream, settings)], trigger_rule="all_done")
+        @task(outlets=[table_asset(stream, settings)], pool=stream.merge_pool, trigger_rule="all_done")
         def late_sweep(data_interval_end=None, run_id=None, ti=None) -> list[dict]:
             return run_late_sweep(stream, settings, data_interval_end, run_id, ti.try_number, get_current_context())
 
         # Ten minutes after the ingest's own wait, so the newest hour's ingest normally committed first
         # and the audit does not load that hour itself and report all of it missing.
-        @task(outlets=[table_asset(stream, settings)])
+        @task(outlets=[table_asset(stream, settings)], pool=stream.merge_pool)
         def erase_keys(params=None, run_id=None) -> int:
             return run_erase(stream, settings, params["erase_keys"], params["erase_reason"], run_id)
 

@@ -55,7 +55,7 @@ def build_ingest_dag(stream: Stream, settings: Settings):
         def combine_parts(extracted: Extracted, parts: list[PartResult], run_id=None, ti=None) -> Manifest:
             return run_combine_parts(stream, settings, extracted, parts, run_id, ti.try_number)
 
-        @task(outlets=[table_asset(stream, settings)], multiple_outputs=False)
+        @task(outlets=[table_asset(stream, settings)], pool=stream.merge_pool, multiple_outputs=False)
         def load_and_merge(manifest: Manifest, params=None, run_id=None) -> dict:
             return run_load_and_merge(
                 stream,

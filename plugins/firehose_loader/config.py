@@ -170,6 +170,8 @@ class Stream:
     lock_timeout_seconds: int = field(default_factory=lambda: default_of("lock_timeout_seconds"))
     statement_timeout_minutes: int = field(default_factory=lambda: default_of("statement_timeout_minutes"))
     task_timeout_minutes: int = field(default_factory=lambda: default_of("task_timeout_minutes"))
+    # The Airflow pool of the stream's tasks that write the warehouse (None: the default pool).
+    merge_pool: str | None = field(default_factory=lambda: default_of("merge_pool"))
 
     @property
     def qualified_table(self) -> str:
@@ -289,6 +291,17 @@ def _owner(value: Any, where: str) -> str:
     return value
 
 
+POOL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,256}")
+
+
+def _pool(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not POOL_NAME.fullmatch(value):
+        raise ConfigError(f"{where}: must be an Airflow pool name (letters, digits, '_', '.', '-'), got {value!r}")
+    return value
+
+
 def _tags(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
         raise ConfigError(f"{where}: must be a list of strings")
@@ -355,6 +368,9 @@ OPTIONAL_FIELDS = (
     OptionalField("lock_timeout_seconds", 60, _integer(1, 3600), "lock_timeout_seconds"),
     OptionalField("statement_timeout_minutes", 60, _integer(1, 24 * 60), "statement_timeout_minutes"),
     OptionalField("task_timeout_minutes", 180, _integer(10, 48 * 60), "task_timeout_minutes"),
+    # A pool of one slot shared by the streams of one Redshift cluster lets their merges wait in the
+    # scheduler instead of in the warehouse behind the loader tables' lock (docs/deploy.md).
+    OptionalField("merge_pool", None, _pool, "merge_pool"),
     OptionalField("audit_notifier", None, lambda value, where: parse_notifier(value, where), "audit_notifier"),
 )
 REQUIRED_FIELDS = ("name", "bucket", "table", "key", "order_by", "columns")

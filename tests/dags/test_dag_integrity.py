@@ -159,6 +159,19 @@ def test_a_later_duplicate_is_refused_and_the_first_keeps_its_dags(monkeypatch, 
     assert "stream 'orders' (streams[1]), field 'name': duplicate stream name" in error
 
 
+def test_a_streams_merge_pool_holds_exactly_its_warehouse_writing_tasks(monkeypatch, tmp_path):
+    streams_file = tmp_path / "streams.yml"
+    document = {"streams": [stream_entry("pooled", merge_pool="firehose_warehouse"), stream_entry("plain")]}
+    streams_file.write_text(yaml.safe_dump(document))
+    bag = parse_dags(monkeypatch, streams_file)
+    writers = {"load_and_merge", "audit_and_repair", "late_sweep", "erase_keys"}
+    for name, pool in (("pooled", "firehose_warehouse"), ("plain", "default_pool")):
+        for dag_id in (f"ingest_{name}", f"audit_{name}"):
+            for task in bag.get_dag(dag_id).tasks:
+                expected = pool if task.task_id in writers else "default_pool"
+                assert task.pool == expected, (dag_id, task.task_id, task.pool)
+
+
 def test_an_error_of_the_whole_file_fails_every_dag_file(monkeypatch, tmp_path):
     streams_file = tmp_path / "streams.yml"
     streams_file.write_text(yaml.safe_dump({"streams": [stream_entry("good")], "loader_schema": "Bad-Schema"}))

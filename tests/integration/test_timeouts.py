@@ -1,4 +1,7 @@
-"""Loads that never hang, and never hold up other writers for ever (PostgreSQL).
+"""Loads that never block readers, never hang, and never hold up other writers for ever (PostgreSQL).
+
+A reader of the target is not blocked while a merge holds its lock (PostgreSQL's SHARE ROW
+EXCLUSIVE; on Redshift the merge locks the loader's tables only, see tests/redshift).
 
 A merge queued behind an idle-in-transaction writer used to wait for ever, and PostgreSQL queues
 every later lock request (a real-time writer's plain INSERT) behind the waiting merge. With the
@@ -21,7 +24,17 @@ from psycopg import sql
 from firehose_loader.airflow.tasks import run_ensure_tables, run_extract, run_load_and_merge
 from firehose_loader.config import Settings, parse_stream
 from firehose_loader.warehouse import transactions
-from tests.integration.support import SIMPLE, load_in_process, ndjson, object_key, unlisted_stream, wait_for, waiting_on
+from tests.integration.support import (
+    SIMPLE,
+    load_in_process,
+    ndjson,
+    object_key,
+    start_worker,
+    target_locks,
+    unlisted_stream,
+    wait_for,
+    waiting_on,
+)
 
 HOUR = datetime(2026, 5, 9, 4, tzinfo=UTC)
 
@@ -108,3 +121,33 @@ def test_ensure_tables_on_existing_tables_takes_no_lock(s3, warehouse) -> None:
     assert warehouse.execute(
         "SELECT count(*) FROM pg_indexes WHERE schemaname = %s AND indexname = %s", (schema, index)
     ).fetchone() == (1,)
+
+
+def test_a_reader_of_the_target_is_not_blocked_while_a_merge_holds_its_lock(s3, warehouse, tmp_path) -> None:
+    entry, stream = unlisted_stream(s3, "reader", **SIMPLE)
+    s3.put_object(
+        Bucket=stream.bucket,
+        Key=object_key(HOUR, "00-a"),
+        Body=ndjson([{"id": f"k{n}", "seq": 1, "note": "a"} for n in range(4)]),
+    )
+    load_in_process(entry, HOUR, "ingest-1")
+    s3.put_object(
+        Bucket=stream.bucket,
+        Key=object_key(HOUR, "30-b"),
+        Body=ndjson([{"id": f"k{n}", "seq": 2, "note": "b"} for n in range(4, 6)]),
+    )
+    log = tmp_path / "worker.log"
+    worker = start_worker(entry, HOUR, "rerun-1", log, FIREHOSE_LOADER_FAILPOINTS="before_commit:pause")
+    try:
+        # The merge has written its rows and holds the lock, its transaction open.
+        wait_for(lambda: "paused" in log.read_text(), "the merge to pause before its commit", timeout=120)
+        assert any(granted for _pid, _mode, granted, _state in target_locks(warehouse, stream.qualified_table))
+        with psycopg.connect(os.environ["WAREHOUSE_URL"]) as reader:
+            reader.execute("SET statement_timeout = '5s'")  # blocked, it would fail here
+            rows = reader.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*stream.qualified_table.split(".")))
+            ).fetchone()
+        assert rows == (4,)  # the committed rows, not the merge's uncommitted ones
+    finally:
+        worker.kill()
+        worker.wait(timeout=60)

@@ -96,7 +96,7 @@ class Redshift:
         return "redshift/session_timeouts.sql"
 
     def lock_statement(self, context: dict[str, Any]) -> str:
-        return render("redshift/lock_target.sql", **context).strip()
+        return render("redshift/lock_loader_tables.sql", **context).strip()
 
     def copy_into_staging(self, cursor: Any, context: dict[str, Any], stage: Stage) -> None:
         """COPY the stage from S3 into the staging table, then check that exactly its rows arrived."""
