@@ -89,7 +89,14 @@ LEFT JOIN (
 {% set order = order_by | ident %}
 {% set hour_ledger_objects %}SELECT object_key FROM {{ (loader_schema, "ledger") | qualified }} WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp){% endset %}
 
+{#
+  With plan_only (an audit's first look at an hour whose ledger matches S3) the plan alone is
+  built, without the lock: load.audit_unchanged_without_lock then records the findings if the
+  plan changes nothing, and only otherwise does the audit take the lock and merge.
+#}
+{% if not plan_only %}
 {{ lock_statement }};
+{% endif %}
 
 CREATE TEMPORARY TABLE {{ plan | ident }} AS
 SELECT
@@ -140,6 +147,7 @@ LEFT JOIN (
     ) ranked
     WHERE ranked.position = 1
 ) c ON {{ same_key("c", "s") }};
+{% if not plan_only %}
 
 {% if realtime_writer %}
 {% set first_merge %}
@@ -307,4 +315,5 @@ WHERE NOT EXISTS (
     SELECT 1 FROM {{ (loader_schema, "load_hours") | qualified }} kept
     WHERE kept.stream = CAST(%(stream)s AS varchar(64)) AND kept.hour = CAST(%(hour)s AS timestamp)
 );
+{% endif %}
 {% endif %}

@@ -21,7 +21,7 @@ from firehose_loader.config import Settings, Stream
 from firehose_loader.extract import extract_hour
 from firehose_loader.handover import Manifest, handed_hour, make_manifest
 from firehose_loader.layout import HOUR, StageWriter, hour_start, naive_utc
-from firehose_loader.load import merge_hour, query_one, staged_batch, template_context
+from firehose_loader.load import audit_unchanged_without_lock, merge_hour, query_one, staged_batch, template_context
 from firehose_loader.s3io import ObjectInfo, count_error_objects, list_hour_objects, object_exists
 from firehose_loader.text_table import format_table
 from firehose_loader.warehouse.protocol import Dialect
@@ -141,13 +141,19 @@ def audit_hour(
     truth = hour_truth(conn, client, stream, settings, dialect, hour, run_id, try_number=try_number)
     audited_at = naive_utc(datetime.now(UTC))
     findings = {"late_objects": truth.late, "audited_at": audited_at, "try_number": try_number}
+    stage = staged_batch(client, stream, truth.manifest)
+    # An hour whose ledger matches S3 is judged without the lock first; only one with damage locks and repairs.
+    if not truth.reloaded and audit_unchanged_without_lock(
+        conn, stream, settings, dialect, truth.manifest, stage, run_id, [("audit/record_result.sql", findings)]
+    ):
+        return read_result(conn, stream, settings, dialect, naive_utc(handed_hour(truth.manifest)), run_id, try_number)
     merge_hour(
         conn,
         stream,
         settings,
         dialect,
         truth.manifest,
-        staged_batch(client, stream, truth.manifest),
+        stage,
         run_id,
         write_ledger=truth.reloaded,
         measured_by="audit",

@@ -80,6 +80,7 @@ def template_context(stream: Stream, settings: Settings, dialect: Dialect) -> di
         "object_key_type": dialect.object_key_type,
         "write_ledger": True,
         "delta": False,
+        "plan_only": False,
         "realtime_writer": stream.realtime_writer,
         "tombstones": (settings.loader_schema, tombstones_table(stream)),
         # A name the streams file did not declare is refused where a template renders it (ident).
@@ -282,12 +283,7 @@ def merge_hour(
     }
     with conn.cursor() as cursor:
         try:
-            for statement in render_statements("create_staging.sql", **context):
-                cursor.execute(statement)
-            insert_object = render("insert_object.sql", **context)
-            cursor.executemany(insert_object, [_object_row(entry) for entry in manifest["objects"]])
-            if stage is not None:
-                dialect.copy_into_staging(cursor, context, stage)
+            _stage_in_session(cursor, context, dialect, manifest, stage)
             failpoint("after_copy")
             merge_context = {**context, "lock_statement": dialect.lock_statement(context)}
             lock, *merge = render_statements("merge.sql", **merge_context)
@@ -307,6 +303,61 @@ def merge_hour(
         except Exception:
             conn.rollback()
             raise
+
+
+def _stage_in_session(
+    cursor: Any, context: dict[str, Any], dialect: Dialect, manifest: Manifest, stage: Stage | None
+) -> None:
+    """The session-local tables of a merge: the manifest's objects, and the stage COPYed into staging."""
+    for statement in render_statements("create_staging.sql", **context):
+        cursor.execute(statement)
+    insert_object = render("insert_object.sql", **context)
+    cursor.executemany(insert_object, [_object_row(entry) for entry in manifest["objects"]])
+    if stage is not None:
+        dialect.copy_into_staging(cursor, context, stage)
+
+
+@retry_serialization_failures
+def audit_unchanged_without_lock(
+    conn: Any,
+    stream: Stream,
+    settings: Settings,
+    dialect: Dialect,
+    manifest: Manifest,
+    stage: Stage | None,
+    run_id: str,
+    findings: Sequence[tuple[str, dict[str, Any]]],
+) -> bool:
+    """Record an audit's findings without any lock when the merge would change nothing; return whether it did.
+
+    For an hour whose ledger matches S3: the stage is COPYed and the merge plan built as the
+    merge builds it, but without the lock (merge.sql with plan_only). When no key is missing,
+    doubled, older than the stage or new to the loader's account, the ``findings`` templates
+    (audit/record_result.sql) are written from that plan and committed, and no lock was taken,
+    so a healthy hour never waits for, nor holds up, the target's writers and readers (on Redshift
+    the loader tables' lock). Otherwise nothing is written and the caller merges under the lock.
+    A writer that damages the hour after this read is the next audit's finding.
+    """
+    context = {**template_context(stream, settings, dialect), "write_ledger": False, "plan_only": True}
+    parameters = {"stream": stream.name, "hour": naive_utc(handed_hour(manifest)), "run_id": run_id}
+    with conn.cursor() as cursor:
+        try:
+            _stage_in_session(cursor, context, dialect, manifest, stage)
+            for statement in render_statements("merge.sql", **context):
+                cursor.execute(statement, parameters)
+            cursor.execute(render("plan_changes.sql", **context))
+            row = cursor.fetchone()
+            if row and row[0]:
+                conn.rollback()
+                return False
+            for template, extra in findings:
+                for statement in render_statements(template, **context):
+                    cursor.execute(statement, {**parameters, "error_objects": manifest["error_objects"], **extra})
+            conn.commit()
+        except Exception:
+            conn.rollback()
+            raise
+    return True
 
 
 def load_and_merge(

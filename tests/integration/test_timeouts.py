@@ -22,7 +22,9 @@ import psycopg
 from psycopg import sql
 
 from firehose_loader.airflow.tasks import run_ensure_tables, run_extract, run_load_and_merge
+from firehose_loader.audit import audit_hour
 from firehose_loader.config import Settings, parse_stream
+from firehose_loader.warehouse.postgres import Postgres
 from firehose_loader.warehouse import transactions
 from tests.integration.support import (
     SIMPLE,
@@ -151,3 +153,30 @@ def test_a_reader_of_the_target_is_not_blocked_while_a_merge_holds_its_lock(s3, 
     finally:
         worker.kill()
         worker.wait(timeout=60)
+
+
+def test_an_audit_of_a_healthy_hour_takes_no_lock_and_a_damaged_one_still_repairs(s3, warehouse) -> None:
+    """A healthy hour is judged from the plan alone: while a writer holds the table, its audit says
+    ok at once (the merge's lock would wait and time out); a damaged hour locks and is repaired."""
+    entry, stream = unlisted_stream(s3, "audit_no_lock", **SIMPLE, lock_timeout_seconds=1)
+    s3.put_object(
+        Bucket=stream.bucket,
+        Key=object_key(HOUR, "00-a"),
+        Body=ndjson([{"id": f"k{n}", "seq": 1, "note": "a"} for n in range(6)]),
+    )
+    load_in_process(entry, HOUR, "ingest-1")
+    stuck = idle_writer(stream.qualified_table)
+    try:
+        with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
+            result = audit_hour(conn, s3, stream, Settings(), Postgres(), HOUR, "audit-1", try_number=1)
+        assert (result["status"], result["s3_keys"], result["missing_keys"]) == ("ok", 6, 0)
+        assert stuck.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+    finally:
+        stuck.rollback()
+        stuck.close()
+    table = sql.Identifier(*stream.qualified_table.split("."))
+    warehouse.execute(sql.SQL("DELETE FROM {} WHERE id = 'k3'").format(table))
+    with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
+        result = audit_hour(conn, s3, stream, Settings(), Postgres(), HOUR, "audit-2", try_number=1)
+    assert (result["status"], result["missing_keys"], result["repaired_keys"]) == ("repaired", 1, 1)
+    assert warehouse.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone() == (6,)

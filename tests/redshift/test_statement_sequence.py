@@ -350,6 +350,33 @@ def test_ensure_tables_sends_no_ddl_when_the_catalog_has_every_table() -> None:
     )
 
 
+@pytest.mark.parametrize("changes", [0, 3])
+def test_an_audit_judges_a_healthy_hour_without_any_lock(changes: int) -> None:
+    """Stands in for Redshift: the stage is COPYed and the plan built without LOCK; with no change to
+    make the findings are written and committed, lock-free; otherwise nothing is written (the caller merges)."""
+    from firehose_loader.load import audit_unchanged_without_lock
+
+    connection = RecordingConnection(
+        staged_rows=STAGED_ROWS,
+        answer=lambda statement: (changes,) if statement.startswith('SELECT COUNT(*)\nFROM "firehose_plan"') else None,
+    )
+    stage = staged_batch(None, STREAM, manifest())
+    findings = [
+        ("audit/record_result.sql", {"late_objects": 0, "audited_at": HOUR.replace(tzinfo=None), "try_number": 1})
+    ]
+    judged = audit_unchanged_without_lock(connection, STREAM, SETTINGS, DIALECT, manifest(), stage, RUN_ID, findings)
+    statements = connection.statements()
+    assert judged is (changes == 0)
+    assert not any(statement.startswith("LOCK") for statement in statements)
+    assert any(statement.startswith('CREATE TEMPORARY TABLE "firehose_plan" AS') for statement in statements)
+    assert not any(
+        re.match(rf"(DELETE FROM|UPDATE|INSERT INTO) ({TARGET}|{LEDGER}|{LOAD_HOURS})", s) for s in statements
+    )
+    wrote_findings = any(statement.startswith(f"INSERT INTO {AUDIT_RESULTS} (") for statement in statements)
+    assert wrote_findings is judged
+    assert connection.events[-1].kind == ("commit" if judged else "rollback")
+
+
 def test_every_session_sets_the_streams_statement_timeout() -> None:
     """Stands in for Redshift: no lock_timeout there; statement_timeout (milliseconds) bounds the LOCK's wait too."""
     from firehose_loader.load import set_session_timeouts
