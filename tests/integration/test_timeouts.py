@@ -24,8 +24,8 @@ from psycopg import sql
 from firehose_loader.airflow.tasks import run_ensure_tables, run_extract, run_load_and_merge
 from firehose_loader.audit import audit_hour
 from firehose_loader.config import Settings, parse_stream
-from firehose_loader.warehouse.postgres import Postgres
 from firehose_loader.warehouse import transactions
+from firehose_loader.warehouse.postgres import Postgres
 from tests.integration.support import (
     SIMPLE,
     load_in_process,
