@@ -10,6 +10,7 @@ object of the same name (and, for JSON, at the same offset).
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 import cramjam
 import orjson
+import psycopg
 import pyarrow as pa
 import pyarrow.orc as pa_orc
 import pyarrow.parquet as pq
@@ -28,7 +30,7 @@ from psycopg import sql
 
 from firehose_loader.layout import default_layout, stream_layout
 from firehose_loader.s3io import list_hour_objects
-from tests.integration.conftest import run_hour
+from tests.integration.conftest import run_audit, run_hour
 from tests.integration.support import unlisted_stream
 
 FIELDS = {
@@ -69,8 +71,9 @@ def record(number: int, seq: int, event_type: str, moment: datetime) -> dict[str
 
 
 def objects_of(hours: list[datetime], bad_in: str | None = "00") -> list[FirehoseObject]:
-    """Three objects an hour; "buy" first appears in the middle of the first hour. Later hours
-    update earlier keys; one record is out of range; some records come twice (at-least-once)."""
+    """Three objects an hour; "buy" first appears in the middle of the first hour. Each hour
+    updates most keys of the hour before and adds ten; one record is out of range; some records
+    come twice (at-least-once)."""
     delivered = []
     for index, hour in enumerate(hours):
         for minute in (0, 20, 40):
@@ -78,7 +81,7 @@ def objects_of(hours: list[datetime], bad_in: str | None = "00") -> list[Firehos
             types = EVENT_TYPES[:2] if (index == 0 and minute == 0) else EVENT_TYPES
             records = [
                 record(number, index * 10 + minute // 20, types[number % len(types)], arrived)
-                for number in range(minute, minute + 30)
+                for number in range(minute + 10 * index, minute + 10 * index + 30)
             ]
             records.append(records[3])  # the same record again
             if minute == 0 and bad_in == "00":
@@ -183,7 +186,7 @@ def baseline(streams, s3, warehouse):
     write(s3, entry["bucket"], objects_of(HOURS), lambda item: [(utc_folder(item), ndjson(item.records))])
     load(entry, HOURS)
     rows = provenance_table(warehouse, entry["table"])
-    assert len(rows) == 70 and not any(row[0].startswith("bad") for row in rows)
+    assert len(rows) == 80 and not any(row[0].startswith("bad") for row in rows)
     return entry, rows
 
 
@@ -221,7 +224,9 @@ def partitioned_key(item: FirehoseObject) -> list[tuple[str, bytes]]:
     return out
 
 
-def test_dynamic_partitioning_with_a_value_that_appears_mid_hour(streams, s3, warehouse, baseline):
+@pytest.fixture(scope="module")
+def partitioned(streams, s3, baseline):
+    """The records under dynamic partitioning (partition first), with error output among the partitions' folders."""
     entry = streams.declare(
         s3,
         "layout_partitioned",
@@ -235,17 +240,66 @@ def test_dynamic_partitioning_with_a_value_that_appears_mid_hour(streams, s3, wa
     error_key = f"events/processing-failed/{HOURS[0]:%Y/%m/%d/%H}/stream-1-failed"
     s3.put_object(Bucket=entry["bucket"], Key=error_key, Body=ndjson(delivered[0].records[:5]))
     load(entry, HOURS)
+    return entry
 
-    def by_record(rows: list[tuple]) -> list[tuple]:
-        # The partitioned objects are named <object>-<event type>; the offsets are in the partition's object.
-        return [(*row[:5], row[5].rsplit("-", 1)[0]) for row in rows]
 
+def by_record(rows: list[tuple]) -> list[tuple]:
+    # The partitioned objects are named <object>-<event type>; the offsets are in the partition's object.
+    return [(*row[:5], row[5].rsplit("-", 1)[0]) for row in rows]
+
+
+def test_dynamic_partitioning_with_a_value_that_appears_mid_hour(warehouse, baseline, partitioned):
+    entry = partitioned
     assert by_record(provenance_table(warehouse, entry["table"], with_offset=False)) == [row[:6] for row in baseline[1]]
     hours = load_hours(warehouse, entry["name"])
     assert [row[2] for row in hours] == [1, 0]  # the error object, in the first hour only
     # "buy" is absent from the first object of the first hour: 2 + 3 + 3 objects, then 3 + 3 + 3.
     assert [row[1] for row in hours] == [8, 9]
     assert [row[3:] for row in hours] == [row[3:] for row in load_hours(warehouse, baseline[0]["name"])]
+
+
+def test_the_audit_finds_a_late_object_in_a_partition_value_it_never_saw(s3, warehouse, partitioned):
+    """The audit lists the hour the way the ingest did, so a new value's folder is part of the hour."""
+    entry = partitioned
+    late = {**record(500, 99, "refund", HOURS[0] + timedelta(minutes=55)), "id": "late-refund"}
+    late_key = f"events/refund/{HOURS[0]:%Y/%m/%d/%H}/stream-1-late-refund"
+    s3.put_object(Bucket=entry["bucket"], Key=late_key, Body=ndjson((late,)))
+    assert run_audit(entry["name"], HOURS[-1] + timedelta(hours=1), lookback_hours=2).state == "success"
+    rows = warehouse.execute(
+        "SELECT hour, status, s3_keys, late_objects, error_objects FROM firehose_loader.audit_results"
+        " WHERE stream = %s ORDER BY hour",
+        (entry["name"],),
+    ).fetchall()
+    assert [(row[2], row[3], row[4]) for row in rows] == [(71, 1, 1), (70, 0, 0)]
+    found = warehouse.execute(
+        sql.SQL("SELECT seq, \"_firehose_object\" FROM {} WHERE id = 'late-refund'").format(
+            sql.Identifier(*entry["table"].split("."))
+        )
+    ).fetchall()
+    assert found == [(99, late_key)]
+
+
+def test_the_dashboard_counts_a_custom_layout_s_rows_by_their_hour(warehouse, baseline, partitioned):
+    from firehose_loader.config import Settings, parse_stream
+    from firehose_loader.dashboard.queries import query_stream
+
+    for entry in (baseline[0], partitioned):
+        stream = parse_stream(entry, 0)
+        with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
+            board = query_stream(conn, stream, Settings(), HOURS[0], HOURS[-1] + timedelta(hours=1))
+        counts = dict(
+            warehouse.execute(
+                sql.SQL('SELECT "_firehose_object", count(*) FROM {} GROUP BY 1').format(
+                    sql.Identifier(*entry["table"].split("."))
+                )
+            ).fetchall()
+        )
+        layout = stream_layout(stream)
+        expected = [sum(n for key, n in counts.items() if layout.hour_of_key(key) == hour) for hour in HOURS]
+        assert all(expected)  # both hours keep winners (the second hour updates most keys, not all)
+        assert [point.warehouse_rows for point in board.hours] == expected
+        # Every row of the table is in one of the window's two hours.
+        assert sum(expected) == sum(counts.values())
 
 
 def test_the_list_calls_of_an_hour_of_100_partition_values(s3):
@@ -357,5 +411,5 @@ def test_new_york_prefixes_across_a_dst_change_give_the_utc_table(streams, s3, w
     load(utc, hours)
     load(local, hours)
     assert provenance_table(warehouse, local["table"]) == provenance_table(warehouse, utc["table"])
-    assert len(provenance_table(warehouse, local["table"])) == 70
+    assert len(provenance_table(warehouse, local["table"])) == 70 + 10 * (len(hours) - 1)
     assert [row[1] for row in load_hours(warehouse, local["name"])] == objects_per_run
