@@ -18,6 +18,7 @@ of H covers the folder [H-30min, H+30min).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -275,6 +276,25 @@ class DeliveryLayout:
     @property
     def partition_keys(self) -> tuple[PartitionKey, ...]:
         return self.prefix.partition_keys
+
+    def folder_of(self, moment: datetime, partition_values: Mapping[str, str] | None = None) -> str:
+        """The folder Firehose writes an object to whose oldest record arrived at ``moment``
+        (what a simulated delivery stream needs; the loader itself only lists)."""
+        local = hour_start(moment).astimezone(self.zone).replace(tzinfo=None)
+        values = partition_values or {}
+        parts = []
+        for piece in self.prefix.pieces:
+            if isinstance(piece, Text):
+                parts.append(piece.text)
+            elif isinstance(piece, TimeField):
+                parts.append(piece.render(local))
+            elif isinstance(piece, PartitionKey):
+                if piece.name not in values:
+                    raise ValueError(f"no value for partition key {piece.name!r}")
+                parts.append(values[piece.name])
+            else:
+                raise ValueError(f"{piece!r} has no value a simulator can give")
+        return "".join(parts)
 
     @property
     def is_default(self) -> bool:
