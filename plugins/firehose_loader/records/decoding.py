@@ -26,7 +26,6 @@ import cramjam
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.orc as pa_orc
 import pyarrow.parquet as pq
 from isal import isal_zlib
 
@@ -224,7 +223,9 @@ def read_columnar(data: bytes, file_format: str) -> pa.Table:
     try:
         if file_format == "parquet":
             return pq.read_table(pa.BufferReader(data))
-        return pa_orc.ORCFile(pa.BufferReader(data)).read()
+        import pyarrow.orc  # only here: few streams convert to ORC, and it is slower to import
+
+        return pyarrow.orc.ORCFile(pa.BufferReader(data)).read()
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise UnreadableObject(f"corrupt {file_format} file: {exc}") from None
 
