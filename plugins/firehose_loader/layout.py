@@ -30,7 +30,6 @@ from firehose_loader.prefixes import (
     ErrorOutputType,
     PartitionKey,
     PrefixTemplate,
-    RandomString,
     Text,
     TimeField,
     parse_prefix,
@@ -280,7 +279,9 @@ class DeliveryLayout:
     def folder_of(self, moment: datetime, partition_values: Mapping[str, str] | None = None) -> str:
         """The folder Firehose writes an object to whose oldest record arrived at ``moment``
         (what a simulated delivery stream needs; the loader itself only lists)."""
-        local = hour_start(moment).astimezone(self.zone).replace(tzinfo=None)
+        if moment.tzinfo is None:
+            raise ValueError(f"{moment!r} has no time zone")
+        local = _local_hour(self.zone, moment)
         values = partition_values or {}
         parts = []
         for piece in self.prefix.pieces:
@@ -300,10 +301,6 @@ class DeliveryLayout:
     def is_default(self) -> bool:
         """The layout of a plain prefix in UTC: ``<prefix>YYYY/MM/DD/HH/``."""
         return not self.prefix.written_with_expressions and self.timezone == "UTC"
-
-    @property
-    def has_random_string(self) -> bool:
-        return any(isinstance(piece, RandomString) for piece in self.prefix.pieces)
 
 
 @lru_cache(maxsize=64)

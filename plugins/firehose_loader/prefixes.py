@@ -95,8 +95,6 @@ class ErrorOutputType:
 
 
 Piece = Text | TimeField | PartitionKey | RandomString | ErrorOutputType
-# Pieces whose value the loader cannot compute, only find by listing.
-Unknown = PartitionKey | RandomString
 
 
 @dataclass(frozen=True)

@@ -260,3 +260,13 @@ def test_a_partitioned_hour_matches_exactly_its_folders(key: str, matches: bool)
         parse_prefix("events/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH}/", "error_prefix"),
     )
     assert layout.is_hour_object(key, HOUR_01) is matches
+
+
+def test_a_simulated_delivery_writes_where_the_layout_lists() -> None:
+    layout = DeliveryLayout(parse_prefix(PARTITIONED), parse_prefix("errors/", "error_prefix"), "Asia/Kolkata")
+    # 04:45 UTC is 10:15 IST: the folder of local hour 10, which the run of 05:00 UTC covers.
+    folder = layout.folder_of(datetime(2026, 3, 1, 4, 45, tzinfo=UTC), {"event_type": "click"})
+    assert folder == "events/click/2026/03/01/10/"
+    assert layout.is_hour_object(folder + "stream-1-x", datetime(2026, 3, 1, 5, tzinfo=UTC))
+    with pytest.raises(ValueError, match="no value for partition key 'event_type'"):
+        layout.folder_of(datetime(2026, 3, 1, 4, 45, tzinfo=UTC))
