@@ -94,9 +94,10 @@ def pg_connect(autocommit: bool = False) -> Any:
 
 
 def hour_objects(client: Any, size: int) -> list[tuple[str, int]]:
+    from firehose_loader.layout import default_layout
     from firehose_loader.s3io import list_hour_objects
 
-    return [(item.key, item.size) for item in list_hour_objects(client, BUCKET, prefix_for(size), HOUR)]
+    return [(item.key, item.size) for item in list_hour_objects(client, BUCKET, default_layout(prefix_for(size)), HOUR)]
 
 
 def forget_hours(size: int, loader_schema: str | None = None) -> None:

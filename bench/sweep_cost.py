@@ -19,7 +19,7 @@ import boto3
 import psycopg
 
 from firehose_loader.config import Settings, parse_stream
-from firehose_loader.layout import hour_start
+from firehose_loader.layout import hour_start, stream_layout
 from firehose_loader.load import ensure_tables
 from firehose_loader.s3io import list_hour_objects
 from firehose_loader.sweep import sweep_hours
@@ -50,7 +50,7 @@ def main(hours: int = 168, per_hour: int = 12) -> float:
                 key = f"events/{hour:%Y/%m/%d/%H}/stream-1-{hour:%Y-%m-%d-%H}-{n:02d}"
                 s3.put_object(Bucket=stream.bucket, Key=key, Body=b'{"id": "x", "seq": 1}\n' * 100)
             naive = hour.replace(tzinfo=None)
-            for item in list_hour_objects(s3, stream.bucket, stream.prefix, hour):
+            for item in list_hour_objects(s3, stream.bucket, stream_layout(stream), hour):
                 conn.execute(
                     "INSERT INTO firehose_loader.ledger VALUES (%s, %s, %s, %s, %s, 'none', 'loaded', NULL,"
                     " 100, 100, 0, 0, 1, 0, 0, 0, NULL, 'bench', now())",

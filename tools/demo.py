@@ -30,6 +30,7 @@ from psycopg.rows import dict_row
 
 from firehose_loader.audit import format_report
 from firehose_loader.config import load_config
+from firehose_loader.layout import stream_layout
 from firehose_loader.text_table import format_table
 from tools.simulate import (
     Injected,
@@ -37,6 +38,7 @@ from tools.simulate import (
     hour_truth,
     lossy_realtime_path,
     make_object,
+    partitioned_hour,
     product_hour,
     realtime_write,
     reset_hours,
@@ -257,6 +259,60 @@ def print_quarantine(s3, stream, settings) -> None:
             print(f"    {line}")
 
 
+PARTITIONED_STREAM = "events_by_type"
+
+
+def demo_partitioned(s3, config, written: dict[datetime, list[SimulatedObject]]) -> list[str]:
+    """The same events under dynamic partitioning in a Hive-style layout: loaded, and compared with ``events``."""
+    stream = config.stream(PARTITIONED_STREAM)
+    layout = stream_layout(stream)
+    rng = random.Random(2027)
+    keys = []
+    for hour, objects in written.items():
+        (error_pattern, *_rest) = layout.error_patterns(hour)
+        error_folder = "".join(segment.text for segment in error_pattern.segments)
+        for item in partitioned_hour(layout, error_folder, stream.name, hour, objects, "event_type", rng):
+            s3.put_object(Bucket=stream.bucket, Key=item.key, Body=item.body)
+        keys += list(hour_truth(stream, objects))
+    folders = sorted({layout.folder_of(HOURS[0], {"event_type": value}) for value in ("click", "purchase")})
+    print(f"\nthe same events under dynamic partitioning, Hive-style: s3://{stream.bucket}/{stream.prefix}")
+    print("  e.g. " + "\n       ".join(folders) + "  (one folder per event type and hour)")
+    with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
+        reset_hours(conn, stream, config.settings, HOURS, keys)
+    print(f"loading them with the {stream.ingest_dag_id} DAG:")
+    for hour in HOURS:
+        run_ingest(stream.ingest_dag_id, hour)
+    print_summary(stream, config.settings)
+    with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
+        (errors,) = conn.execute(
+            sql.SQL("SELECT COALESCE(SUM(error_objects), 0) FROM {} WHERE stream = %s AND hour = ANY(%s)").format(
+                sql.Identifier(config.settings.loader_schema, "load_hours")
+            ),
+            (stream.name, [hour.replace(tzinfo=None) for hour in HOURS]),
+        ).fetchone()
+    print(
+        f"  the damaged record of each hour has no event_type to partition by: Firehose wrote it to its error"
+        f" output (s3://{stream.bucket}/{stream.error_prefix}processing-failed/...), {errors} error objects"
+        " counted, never loaded"
+    )
+    events = config.stream("events")
+    with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
+        tables = [
+            conn.execute(
+                sql.SQL(
+                    "SELECT event_id, event_type, user_id, received_at, amount, is_test, properties::text"
+                    " FROM {} ORDER BY event_id"
+                ).format(sql.Identifier(item.schema, item.table))
+            ).fetchall()
+            for item in (events, stream)
+        ]
+    same = tables[0] == tables[1]
+    print(
+        f"  {stream.qualified_table} holds the same {len(tables[1])} rows as {events.qualified_table}: {'yes' if same else 'NO'}"
+    )
+    return [] if same else [f"{stream.qualified_table} differs from {events.qualified_table}"]
+
+
 def main() -> None:
     config = load_config()
     stream = config.stream("events")
@@ -289,6 +345,7 @@ def main() -> None:
     dags_test(stream.audit_dag_id, end, "the same audit again", lookback, "-second")
     print_audit(stream, config.settings, "after the repair, a second audit finds nothing:")
     wrong += check_after_load(stream, config.settings, {})
+    wrong += demo_partitioned(s3, config, written)
     print(
         f"""
 Where to look next:

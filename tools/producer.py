@@ -8,6 +8,9 @@ Runs in the background (``make up`` starts it, ``make down`` stops it) against t
   damaged record now and then), and an object appears once the moment in its key has passed.
   The content of an hour never changes between runs (it is seeded by the hour), so a restart
   rewrites identical objects (same ETags) and nothing counts as new.
+* **Dynamic partitioning.** Every stream of the streams file in the same bucket whose prefix
+  has a partition key (``events_by_type``) gets the same objects as Firehose's dynamic
+  partitioning delivers them: split by the key's value into the partitions' folders.
 * **Late objects.** For some hours, after the hour was loaded, one more object arrives in the
   hour's folder (records delivered again, some in a newer version): the audit reports it as a
   late object and merges it.
@@ -49,9 +52,17 @@ import psycopg
 from psycopg import sql
 
 from firehose_loader.config import Settings, Stream, load_config
-from firehose_loader.layout import HOUR, hour_prefix, hour_start
+from firehose_loader.layout import HOUR, hour_prefix, hour_start, stream_layout
+from firehose_loader.s3io import list_hour_objects, object_exists
 from tools import stack
-from tools.simulate import SimulatedObject, lossy_realtime_path, make_object, product_hour, realtime_write
+from tools.simulate import (
+    SimulatedObject,
+    lossy_realtime_path,
+    make_object,
+    partitioned_hour,
+    product_hour,
+    realtime_write,
+)
 
 # Beside make up's other state, in the stack's folder (FIREHOSE_LOCAL moves it with the stack).
 STATE_DIR = stack.LOCAL / "up"
@@ -123,9 +134,30 @@ def in_place_plan(stream: Stream, hour: datetime) -> int:
     return random.Random(hour_seed(stream, hour) + 11).randint(0, 3) if any(damage_plan(stream, hour)) else 0
 
 
+def partitioned_copies(
+    stream: Stream, partitioned: Stream, objects: list[SimulatedObject], hour: datetime
+) -> list[SimulatedObject]:
+    """``objects`` (the hour of ``stream``) as dynamic partitioning delivers them to ``partitioned``; the same every time."""
+    layout = stream_layout(partitioned)
+    (error_pattern, *_rest) = layout.error_patterns(hour)
+    error_folder = "".join(segment.text for segment in error_pattern.segments)
+    (key, *_more) = layout.partition_keys
+    rng = random.Random(hour_seed(partitioned, hour))
+    return partitioned_hour(layout, error_folder, partitioned.name, hour, objects, key.name, rng)
+
+
 class Producer:
-    def __init__(self, stream: Stream, settings: Settings, hours: int, records: int, state_file: Path) -> None:
+    def __init__(
+        self,
+        stream: Stream,
+        settings: Settings,
+        hours: int,
+        records: int,
+        state_file: Path,
+        partitioned: tuple[Stream, ...] = (),
+    ) -> None:
         self.stream = stream
+        self.partitioned = partitioned
         self.settings = settings
         self.hours = hours
         self.records = records
@@ -171,6 +203,17 @@ class Producer:
             for item in self.plans[hour]:
                 if item.key not in existing and key_moment(item.key) <= now:
                     self.s3.put_object(Bucket=self.stream.bucket, Key=item.key, Body=item.body)
+                    written += 1
+            for other in self.partitioned:
+                layout = stream_layout(other)
+                delivered = {item.key for item in list_hour_objects(self.s3, other.bucket, layout, hour)}
+                for item in partitioned_copies(self.stream, other, self.plans[hour], hour):
+                    if item.key in delivered or key_moment(item.key) > now:
+                        continue
+                    # Error output is not among the hour's objects: ask S3 whether it is there.
+                    if not layout.is_hour_object(item.key, hour) and object_exists(self.s3, other.bucket, item.key):
+                        continue
+                    self.s3.put_object(Bucket=other.bucket, Key=item.key, Body=item.body)
                     written += 1
             if self.tag(hour) in self.state["late"]:
                 late = late_object(self.stream, hour, self.records)
@@ -291,8 +334,14 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
 
     config = load_config()
+    stream = config.stream(args.stream)
+    partitioned = tuple(
+        other
+        for other in config.streams
+        if other.bucket == stream.bucket and other.name != stream.name and stream_layout(other).partition_keys
+    )
     producer = Producer(
-        config.stream(args.stream), config.settings, args.hours, args.records, STATE_DIR / "producer-state.json"
+        stream, config.settings, args.hours, args.records, STATE_DIR / "producer-state.json", partitioned
     )
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     stopping = False

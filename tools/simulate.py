@@ -100,6 +100,40 @@ def product_event(rng: random.Random, hour: datetime, number: int) -> dict[str, 
     return event
 
 
+def partitioned_hour(
+    layout: Any,
+    error_folder: str,
+    stream_name: str,
+    hour: datetime,
+    objects: Sequence[SimulatedObject],
+    field: str,
+    rng: random.Random,
+) -> list[SimulatedObject]:
+    """The same records as Firehose's dynamic partitioning delivers them, into ``layout`` (a DeliveryLayout).
+
+    Each object's records are split by their ``field`` value into one object per value, in its
+    partition's folder. A record the partition key cannot be read from (not JSON, no value) goes to
+    ``error_folder`` (Firehose's processing-failed output), as Firehose sends it there.
+    """
+    delivered: list[SimulatedObject] = []
+    for index, item in enumerate(objects):
+        moment = hour_start(hour) + timedelta(minutes=index * 9, seconds=rng.randrange(60))
+        groups: dict[str | None, list[bytes]] = {}
+        for raw in item.records:
+            try:
+                value = orjson.loads(raw).get(field)
+            except (orjson.JSONDecodeError, AttributeError):
+                value = None
+            groups.setdefault(None if value is None else str(value), []).append(raw)
+        for value, records in sorted(groups.items(), key=lambda group: group[0] or ""):
+            token = uuid.UUID(int=rng.getrandbits(128), version=4)
+            name = f"{stream_name}-1-{moment:%Y-%m-%d-%H-%M-%S}-{token}"
+            folder = error_folder if value is None else layout.folder_of(moment, {field: value})
+            encoding = "gzip-ndjson" if index % 2 else "ndjson"
+            delivered.append(SimulatedObject(folder + name, encode(records, encoding), tuple(records)))
+    return delivered
+
+
 def product_hour(
     prefix: str, stream_name: str, hour: datetime, records: int, rng: random.Random, duplicate_rate: float = 0.03
 ) -> list[SimulatedObject]:

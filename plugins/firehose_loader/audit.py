@@ -20,7 +20,7 @@ from typing import Any
 from firehose_loader.config import Settings, Stream
 from firehose_loader.extract import extract_hour
 from firehose_loader.handover import Manifest, handed_hour, make_manifest
-from firehose_loader.layout import HOUR, StageWriter, hour_start, naive_utc
+from firehose_loader.layout import HOUR, StageWriter, hour_start, naive_utc, stream_layout
 from firehose_loader.load import audit_unchanged_without_lock, merge_hour, query_one, staged_batch, template_context
 from firehose_loader.s3io import ObjectInfo, count_error_objects, list_hour_objects, object_exists
 from firehose_loader.text_table import format_table
@@ -86,7 +86,7 @@ def hour_truth(
     """The hour's batch: the loaded stage if the ledger matches S3, else a fresh extract (staged under the audit's own key)."""
     context = template_context(stream, settings, dialect)
     naive_hour = naive_utc(hour)
-    listed = list_hour_objects(client, stream.bucket, stream.prefix, hour)
+    listed = list_hour_objects(client, stream.bucket, stream_layout(stream), hour)
     with conn.cursor() as cursor:
         cursor.execute(render("audit/loaded_objects.sql", **context), {"stream": stream.name, "hour": naive_hour})
         loaded = {key: etag for key, etag in cursor.fetchall()}
@@ -104,7 +104,7 @@ def hour_truth(
         and not (stage_key is None and loaded_hour["records_valid"])
     )
     if stage_usable:
-        error_objects = count_error_objects(client, stream.bucket, stream.error_prefix, hour)
+        error_objects = count_error_objects(client, stream.bucket, stream_layout(stream), hour)
         assert loaded_hour is not None
         listed = loaded_hour["listed_at"]
         manifest = make_manifest(

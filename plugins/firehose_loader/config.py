@@ -24,8 +24,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+
+from firehose_loader.prefixes import PrefixError, parse_prefix
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STREAMS_FILE = PROJECT_ROOT / "include" / "streams.yml"
@@ -172,6 +175,11 @@ class Stream:
     task_timeout_minutes: int = field(default_factory=lambda: default_of("task_timeout_minutes"))
     # The Airflow pool of the stream's tasks that write the warehouse (None: the default pool).
     merge_pool: str | None = field(default_factory=lambda: default_of("merge_pool"))
+    # The time zone Firehose renders the prefix's timestamps in (its CustomTimeZone), an IANA name.
+    prefix_timezone: str = field(default_factory=lambda: default_of("prefix_timezone"))
+    # The delivery stream's compression as Firehose names it; only needed where an object has no
+    # magic bytes to tell (HADOOP_SNAPPY). See records.decoding.decompress.
+    compression: str = field(default_factory=lambda: default_of("compression"))
 
     @property
     def qualified_table(self) -> str:
@@ -285,6 +293,43 @@ def _prefix(*, allow_empty: bool) -> Callable[[Any, str], str]:
     return lambda value, where: _check_prefix(value, where, allow_empty=allow_empty)
 
 
+def _firehose_prefix(kind: str) -> Callable[[Any, str], str]:
+    """A prefix that may hold Firehose's expressions (prefixes.parse_prefix); refused with the reason."""
+
+    def parse(value: Any, where: str) -> str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: must be a string, got {value!r}")
+        try:
+            parse_prefix(value, "error_prefix" if kind == "error_prefix" else "prefix")
+        except PrefixError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        return value
+
+    return parse
+
+
+def _timezone(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: must be an IANA time zone name such as UTC or America/New_York, got {value!r}")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"{where}: {value!r} is not a known time zone (an IANA name such as UTC or America/New_York)"
+        ) from None
+    return value
+
+
+# Firehose's CompressionFormat values; "auto" (the default) reads each object's magic bytes.
+COMPRESSIONS = ("auto", "UNCOMPRESSED", "GZIP", "ZIP", "Snappy", "HADOOP_SNAPPY")
+
+
+def _compression(value: Any, where: str) -> str:
+    if value not in COMPRESSIONS:
+        raise ConfigError(f"{where}: must be one of {', '.join(COMPRESSIONS)}, got {value!r}")
+    return str(value)
+
+
 def _owner(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{where}: must be a non-empty string, got {value!r}")
@@ -337,11 +382,11 @@ class OptionalField:
 
 # One row per optional stream field; docs/streams.md lists the same fields with these defaults.
 OPTIONAL_FIELDS = (
-    OptionalField("prefix", "", _prefix(allow_empty=True), "prefix"),
+    OptionalField("prefix", "", _firehose_prefix("prefix"), "prefix"),
     OptionalField("settle_grace_minutes", 15, _minutes, "settle_grace"),
     OptionalField("staging_prefix", "firehose-loader/staging/", _prefix(allow_empty=False), "staging_prefix"),
     OptionalField("quarantine_prefix", "firehose-loader/quarantine/", _prefix(allow_empty=False), "quarantine_prefix"),
-    OptionalField("error_prefix", "", _prefix(allow_empty=True), "error_prefix"),
+    OptionalField("error_prefix", "", _firehose_prefix("error_prefix"), "error_prefix"),
     OptionalField("tags", [], _tags, "tags"),
     OptionalField("owner", "data-engineering", _owner, "owner"),
     OptionalField("max_record_bytes", 1_048_576, _integer(1024), "max_record_bytes"),
@@ -372,6 +417,8 @@ OPTIONAL_FIELDS = (
     # scheduler instead of in the warehouse behind the loader tables' lock (docs/deploy.md).
     OptionalField("merge_pool", None, _pool, "merge_pool"),
     OptionalField("audit_notifier", None, lambda value, where: parse_notifier(value, where), "audit_notifier"),
+    OptionalField("prefix_timezone", "UTC", _timezone, "prefix_timezone"),
+    OptionalField("compression", "auto", _compression, "compression"),
 )
 REQUIRED_FIELDS = ("name", "bucket", "table", "key", "order_by", "columns")
 STREAM_FIELDS = {*REQUIRED_FIELDS, *(spec.name for spec in OPTIONAL_FIELDS)}
@@ -445,6 +492,13 @@ def parse_stream(entry: Any, index: int) -> Stream:
         spec.attribute: spec.parse(entry.get(spec.name, spec.default), f"{where}, field '{spec.name}'")
         for spec in OPTIONAL_FIELDS
     }
+    if parse_prefix(optional["prefix"]).partition_keys and not optional["error_prefix"]:
+        # Firehose itself requires an error prefix with dynamic partitioning; the loader needs it
+        # to keep error output out of the partitions' folders.
+        raise ConfigError(
+            f"{where}, field 'error_prefix': a prefix with partition keys needs an error prefix "
+            "(Firehose requires one with dynamic partitioning)"
+        )
     return Stream(
         name=raw_name,
         bucket=bucket,

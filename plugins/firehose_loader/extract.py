@@ -34,7 +34,7 @@ from firehose_loader.handover import (
     make_part,
     make_part_result,
 )
-from firehose_loader.layout import StageWriter, hour_start, part_stage_key, quarantine_key, stage_key
+from firehose_loader.layout import StageWriter, hour_start, part_stage_key, quarantine_key, stage_key, stream_layout
 from firehose_loader.records.decoding import UnreadableObject, decompress
 from firehose_loader.records.pool import usable_cpus
 from firehose_loader.records.stage import StagedHour, combine_parts, stage_hour
@@ -75,7 +75,7 @@ def _read_sources(
         decompressed = None
         if decompress_here:
             with suppress(UnreadableObject):  # decoding reports it
-                decompressed = decompress(body)
+                decompressed = decompress(body, stream.compression)
         return SourceObject(item.key, item.etag, item.size, body, decompressed)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="firehose-read") as reader:
@@ -119,7 +119,7 @@ def extract_hour(client: Any, stream: Stream, hour: datetime, writer: StageWrite
     hour = hour_start(hour)
     listed = datetime.now(UTC)
     with timed("list+read"):
-        objects = list_hour_objects(client, stream.bucket, stream.prefix, hour)
+        objects = list_hour_objects(client, stream.bucket, stream_layout(stream), hour)
     return _extract_objects(client, stream, hour, writer, objects, listed)
 
 
@@ -166,7 +166,7 @@ def extract_chosen(
     for attempt in range(1, LIST_ATTEMPTS + 1):
         listed = datetime.now(UTC)
         with timed("list+read"):
-            objects = choose(list_hour_objects(client, stream.bucket, stream.prefix, hour))
+            objects = choose(list_hour_objects(client, stream.bucket, stream_layout(stream), hour))
         if not objects:
             return None, []
         try:
@@ -195,7 +195,7 @@ def extract_or_split(client: Any, stream: Stream, hour: datetime, writer: StageW
     hour = hour_start(hour)
     listed = datetime.now(UTC)
     with timed("list+read"):
-        objects = list_hour_objects(client, stream.bucket, stream.prefix, hour)
+        objects = list_hour_objects(client, stream.bucket, stream_layout(stream), hour)
     if sum(item.size for item in objects) <= stream.split_above_bytes:
         return Extracted(manifest=_extract_objects(client, stream, hour, writer, objects, listed), parts=[])
     groups = split_into_parts(objects, stream.split_above_bytes)
@@ -232,7 +232,7 @@ def extract_part(client: Any, stream: Stream, planned: Part, writer: StageWriter
         except ObjectChangedError:
             if attempt == PART_READ_ATTEMPTS:
                 raise
-            current = {item.key: item for item in list_hour_objects(client, stream.bucket, stream.prefix, hour)}
+            current = {item.key: item for item in list_hour_objects(client, stream.bucket, stream_layout(stream), hour)}
             objects = [current[item.key] for item in objects if item.key in current]
     return make_part_result(planned["index"], staged_key, rows, objects_out)
 
@@ -280,7 +280,7 @@ def combine_hour_parts(
         staged_key,
         combined.rows,
         objects_out,
-        count_error_objects(client, stream.bucket, stream.error_prefix, hour),
+        count_error_objects(client, stream.bucket, stream_layout(stream), hour),
         [result["stage_key"] for result in parts],
         listed_at=listed_at(planned[0]),
     )
@@ -290,7 +290,7 @@ def _extract_objects(
     client: Any, stream: Stream, hour: datetime, writer: StageWriter, objects: list[ObjectInfo], listed: datetime
 ) -> Manifest:
     rows, staged_key, objects_out = _stage_objects(client, stream, hour, objects, stage_key(stream, hour, writer))
-    error_objects = count_error_objects(client, stream.bucket, stream.error_prefix, hour)
+    error_objects = count_error_objects(client, stream.bucket, stream_layout(stream), hour)
     return make_manifest(stream.name, hour, staged_key, rows, objects_out, error_objects, listed_at=listed)
 
 

@@ -7,10 +7,8 @@ from datetime import datetime
 from typing import Any, BinaryIO
 
 from firehose_loader.errors import PermanentError
-from firehose_loader.layout import hour_folder, hour_prefix, is_hour_object
+from firehose_loader.layout import DeliveryLayout, KeyPattern
 
-# Firehose writes failed records under <error prefix><error-output-type>/YYYY/MM/DD/HH/.
-ERROR_OUTPUT_TYPES = ("processing-failed", "format-conversion-failed")
 # Errors that no retry can fix: fail the task at once with a message that says what to change.
 PERMANENT_ERRORS = {
     "NoSuchBucket": "bucket {bucket!r} does not exist: check the stream's 'bucket' and the AWS connection's account/region",
@@ -66,37 +64,91 @@ def raise_if_permanent(exc: Exception, bucket: str, key: str | None = None) -> N
         raise PermanentS3Error(PERMANENT_ERRORS[code].format(bucket=bucket) + f" ({code}{where})") from exc
 
 
-def list_folder(client: Any, bucket: str, folder: str) -> list[ObjectInfo]:
-    """Every object directly inside ``folder`` (which ends with '/'), sorted by key."""
-    objects: list[ObjectInfo] = []
-    paginator = client.get_paginator("list_objects_v2")
-    try:
-        for page in paginator.paginate(Bucket=bucket, Prefix=folder, Delimiter="/"):
-            for item in page.get("Contents", []):
-                objects.append(
-                    ObjectInfo(item["Key"], item["ETag"].strip('"'), int(item["Size"]), item.get("LastModified"))
-                )
-    except Exception as exc:
-        raise_if_permanent(exc, bucket, folder)
-        exc.add_note(f"while listing s3://{bucket}/{folder}")
-        raise
-    return sorted(objects, key=lambda item: item.key)
-
-
-def list_hour_objects(client: Any, bucket: str, prefix: str, hour: datetime) -> list[ObjectInfo]:
-    """The hour's Firehose objects: exact keys in ``<prefix>YYYY/MM/DD/HH/``, no sub-folders."""
+def _objects(page: dict[str, Any]) -> list[ObjectInfo]:
     return [
-        item
-        for item in list_folder(client, bucket, hour_prefix(prefix, hour))
-        if is_hour_object(item.key, prefix, hour)
+        ObjectInfo(item["Key"], item["ETag"].strip('"'), int(item["Size"]), item.get("LastModified"))
+        for item in page.get("Contents", [])
     ]
 
 
-def count_error_objects(client: Any, bucket: str, error_prefix: str, hour: datetime) -> int:
-    return sum(
-        len(list_folder(client, bucket, f"{error_prefix}{output_type}/{hour_folder(hour)}"))
-        for output_type in ERROR_OUTPUT_TYPES
+def _list(client: Any, bucket: str, prefix: str, delimiter: bool) -> tuple[list[ObjectInfo], list[str]]:
+    """(objects, sub-folders) under ``prefix``; with ``delimiter`` only those directly inside it."""
+    objects: list[ObjectInfo] = []
+    folders: list[str] = []
+    arguments: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+    if delimiter:
+        arguments["Delimiter"] = "/"
+    paginator = client.get_paginator("list_objects_v2")
+    try:
+        for page in paginator.paginate(**arguments):
+            objects += _objects(page)
+            folders += [item["Prefix"] for item in page.get("CommonPrefixes", [])]
+    except Exception as exc:
+        raise_if_permanent(exc, bucket, prefix)
+        exc.add_note(f"while listing s3://{bucket}/{prefix}")
+        raise
+    return objects, folders
+
+
+def list_folder(client: Any, bucket: str, folder: str) -> list[ObjectInfo]:
+    """Every object directly inside ``folder`` (which ends with '/'), sorted by key."""
+    return sorted(_list(client, bucket, folder, delimiter=True)[0], key=lambda item: item.key)
+
+
+def list_pattern(client: Any, bucket: str, pattern: KeyPattern) -> list[ObjectInfo]:
+    """The objects whose keys match ``pattern``, with as few LIST calls as its shape allows.
+
+    The known text up to the first value found by listing (a partition key, a random string) is
+    listed: all at once when nothing after that value depends on the hour (one call per 1,000
+    objects), else folder by folder, one call for the values of that level and one per value.
+    Every key is then matched against the whole pattern, so nothing of another hour or another
+    folder depth gets in.
+    """
+    found: list[ObjectInfo] = []
+    pending = [("", 0)]
+    segments = pattern.segments
+    while pending:
+        known, index = pending.pop()
+        while index < len(segments) and segments[index].kind != "unknown":
+            known += segments[index].text
+            index += 1
+        if index == len(segments):
+            found += _list(client, bucket, known, delimiter=True)[0]
+            continue
+        if not any(segment.kind == "timed" for segment in segments[index:]):
+            found += _list(client, bucket, known, delimiter=False)[0]
+            continue
+        level = pattern.level_regex(index)
+        if level is None:  # the value is in the object names' lead: list the folder
+            found += _list(client, bucket, known, delimiter=True)[0]
+            continue
+        regex, after = level
+        for folder in _list(client, bucket, known, delimiter=True)[1]:
+            if regex.fullmatch(folder[len(known) :]):
+                pending.append((folder, after))
+    return [item for item in found if pattern.matches(item.key)]
+
+
+def list_hour_objects(client: Any, bucket: str, layout: DeliveryLayout, hour: datetime) -> list[ObjectInfo]:
+    """The objects of the run of ``hour``: exact keys in the folders the layout puts that hour's data in.
+
+    Every path that lists an hour (extract, audit, late sweep, ...) calls this. No sub-folders, no
+    folder markers, nothing of another hour, and never the error output, even where the error
+    prefix lies among the prefix's folders. Sorted by key.
+    """
+    objects = {
+        item.key: item for pattern in layout.hour_patterns(hour) for item in list_pattern(client, bucket, pattern)
+    }
+    return sorted(
+        (item for item in objects.values() if not layout.is_error_object(item.key, hour)),
+        key=lambda item: item.key,
     )
+
+
+def count_error_objects(client: Any, bucket: str, layout: DeliveryLayout, hour: datetime) -> int:
+    """How many objects of error output (every error output type) Firehose wrote for the hour."""
+    keys = {item.key for pattern in layout.error_patterns(hour) for item in list_pattern(client, bucket, pattern)}
+    return len(keys)
 
 
 def read_object(client: Any, bucket: str, key: str, etag: str | None = None) -> bytes:

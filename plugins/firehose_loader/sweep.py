@@ -22,7 +22,7 @@ from typing import Any
 from firehose_loader.audit import late_objects
 from firehose_loader.config import Settings, Stream
 from firehose_loader.extract import extract_chosen
-from firehose_loader.layout import HOUR, StageWriter, naive_utc
+from firehose_loader.layout import HOUR, StageWriter, naive_utc, stream_layout
 from firehose_loader.load import merge_hour, query_one, staged_batch, template_context
 from firehose_loader.s3io import ObjectInfo, list_hour_objects
 from firehose_loader.text_table import format_table
@@ -102,7 +102,7 @@ def sweep_hour(
     ``listing`` is the hour's listing if the caller has it; the extract lists again anyway, so
     the objects it reads are the folder's as they are then.
     """
-    listed = list_hour_objects(client, stream.bucket, stream.prefix, hour) if listing is None else listing
+    listed = list_hour_objects(client, stream.bucket, stream_layout(stream), hour) if listing is None else listing
     if not late_objects(listed, ledger.loaded):
         return None
     manifest, chosen = extract_chosen(

@@ -365,6 +365,7 @@ TEMPLATES = [
     "dashboard/load_hours.sql",
     "dashboard/audits.sql",
     "dashboard/warehouse_rows.sql",
+    "dashboard/warehouse_objects.sql",
     "dashboard/hour_load.sql",
     "dashboard/hour_ledger.sql",
     "dashboard/hour_audits.sql",

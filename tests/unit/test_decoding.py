@@ -9,6 +9,7 @@ import zipfile
 import zlib
 from typing import Any
 
+import cramjam
 import orjson
 import pytest
 
@@ -17,6 +18,7 @@ from firehose_loader.records.decoding import (
     DecodedObject,
     UnreadableObject,
     decode_object,
+    decompress,
     split_records,
 )
 
@@ -347,8 +349,53 @@ def test_corrupt_zip_is_unreadable() -> None:
         decode_object(buffer.getvalue()[:20])
 
 
-def test_snappy_framed_is_unreadable() -> None:
+def test_corrupt_snappy_framed_is_unreadable() -> None:
     body = SNAPPY_FRAMED_MAGIC + b"\x00\x10\x00\x00" + b"\x01" * 16
     assert body.startswith(b"\xff\x06\x00\x00sNaPpY")
     with pytest.raises(UnreadableObject, match=r"(?i)snappy"):
         decode_object(body)
+
+
+NDJSON = b"".join(encode(record) + b"\n" for record in RECORDS)
+
+
+def hadoop_snappy(body: bytes, block: int = 50, chunk: int = 20) -> bytes:
+    """Hadoop's Snappy block format: per block its length, then chunks of <length><raw Snappy>."""
+    out = b""
+    for start in range(0, len(body), block):
+        raw = body[start : start + block]
+        out += len(raw).to_bytes(4, "big")
+        for piece in range(0, len(raw), chunk):
+            compressed = bytes(cramjam.snappy.compress_raw(raw[piece : piece + chunk]))
+            out += len(compressed).to_bytes(4, "big") + compressed
+    return out
+
+
+def test_snappy_framing_format_is_detected_by_its_magic_bytes() -> None:
+    body = bytes(cramjam.snappy.compress(NDJSON))
+    assert body.startswith(SNAPPY_FRAMED_MAGIC)
+    decoded = decode_object(body)
+    assert decoded.compression == "snappy" and decoded.warning is None
+    assert [value for _start, _end, value in decoded.records] == RECORDS
+    assert decoded.records[1][0] == len(encode(RECORDS[0])) + 1  # offsets in the decompressed stream
+
+
+def test_hadoop_snappy_is_read_when_the_stream_declares_it() -> None:
+    body = hadoop_snappy(NDJSON)
+    assert decompress(body, "HADOOP_SNAPPY") == (NDJSON, "hadoop-snappy", None)
+    # Without the declaration the bytes have no magic to tell them: they are read as (broken) text.
+    assert decompress(body)[1] == "none"
+
+
+def test_a_hadoop_snappy_stream_still_reads_gzip_and_plain_objects_by_what_they_are() -> None:
+    assert decompress(gzip.compress(NDJSON), "HADOOP_SNAPPY") == (NDJSON, "gzip", None)
+    assert decompress(NDJSON, "HADOOP_SNAPPY") == (NDJSON, "none", None)
+
+
+def test_truncated_hadoop_snappy_keeps_the_whole_blocks_before_the_damage() -> None:
+    body = hadoop_snappy(NDJSON)
+    plain, compression, warning = decompress(body[:-5], "HADOOP_SNAPPY")
+    assert compression == "hadoop-snappy" and warning is not None and "truncated" in warning
+    assert NDJSON.startswith(plain) and 0 < len(plain) < len(NDJSON) and len(plain) % 50 == 0
+    with pytest.raises(UnreadableObject, match="HADOOP_SNAPPY"):
+        decompress(body[:6], "HADOOP_SNAPPY")

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from firehose_loader.layout import (
+    HOUR,
+    DeliveryLayout,
     StageWriter,
+    default_layout,
     hour_folder,
     hour_prefix,
     hour_start,
@@ -17,6 +21,7 @@ from firehose_loader.layout import (
     part_stage_key,
     stage_key,
 )
+from firehose_loader.prefixes import parse_prefix
 from tests.unit.stream_factory import make_stream
 
 PREFIX = "events/"
@@ -172,3 +177,96 @@ def test_a_stage_key_names_the_dag_kind_the_run_the_task_and_the_try() -> None:
 def test_a_stage_writer_refuses_what_could_make_keys_collide(fields: tuple) -> None:
     with pytest.raises(ValueError):
         StageWriter(*fields)
+
+
+# -- Delivery layouts: custom prefixes and prefix time zones --------------------------------------
+
+NEW_YORK = "America/New_York"
+PARTITIONED = "events/!{partitionKeyFromQuery:event_type}/!{timestamp:yyyy/MM/dd/HH}/"
+
+
+def ny_layout(prefix: str = "events/") -> DeliveryLayout:
+    return DeliveryLayout(parse_prefix(prefix), parse_prefix("errors/", "error_prefix"), NEW_YORK)
+
+
+@pytest.mark.parametrize(
+    ("day", "folders"),
+    [
+        pytest.param(datetime(2026, 3, 8), 23, id="spring-forward-23-hours"),
+        pytest.param(datetime(2026, 11, 1), 25 - 1, id="fall-back-25-hours-24-folders"),
+        pytest.param(datetime(2026, 7, 1), 24, id="summer-day"),
+    ],
+)
+def test_every_local_folder_of_a_dst_day_is_covered_by_exactly_one_run(day: datetime, folders: int) -> None:
+    zone = ZoneInfo(NEW_YORK)
+    start = day.replace(tzinfo=zone).astimezone(UTC)
+    end = (day + timedelta(days=1)).replace(tzinfo=zone).astimezone(UTC)
+    runs = [start + n * HOUR for n in range(int((end - start) / HOUR))]
+    covered = [local for run in runs for local in ny_layout().folder_hours(run)]
+    assert len(covered) == len(set(covered)) == folders
+    assert covered == sorted(covered) and all(local.date() == day.date() for local in covered)
+
+
+def test_the_spring_forward_day_has_no_0200_folder() -> None:
+    layout = ny_layout()
+    assert layout.folder_hours(datetime(2026, 3, 8, 6, tzinfo=UTC)) == (datetime(2026, 3, 8, 1),)
+    assert layout.folder_hours(datetime(2026, 3, 8, 7, tzinfo=UTC)) == (datetime(2026, 3, 8, 3),)
+    assert layout.hour_of_key("events/2026/03/08/02/stream-1-x") is None
+
+
+def test_the_repeated_hour_of_the_fall_back_day_is_one_folder_covered_by_its_second_utc_hour() -> None:
+    layout = ny_layout()
+    first, second = datetime(2026, 11, 1, 5, tzinfo=UTC), datetime(2026, 11, 1, 6, tzinfo=UTC)
+    assert layout.folder_hours(first) == ()
+    assert layout.hour_patterns(first) == []
+    assert layout.folder_hours(second) == (datetime(2026, 11, 1, 1),)
+    key = "events/2026/11/01/01/stream-1-2026-11-01-01-30-00-x"
+    assert not layout.is_hour_object(key, first) and layout.is_hour_object(key, second)
+    assert layout.hour_of_key(key) == second
+
+
+def test_a_half_hour_zone_covers_the_folder_that_ends_within_the_run() -> None:
+    layout = DeliveryLayout(parse_prefix("e/"), parse_prefix("", "error_prefix"), "Asia/Kolkata")
+    # 10:00-11:00 IST is 04:30-05:30 UTC: it ends within the run of 05:00 UTC.
+    assert layout.folder_hours(datetime(2026, 3, 1, 5, tzinfo=UTC)) == (datetime(2026, 3, 1, 10),)
+    assert layout.hour_of_key("e/2026/03/01/10/x") == datetime(2026, 3, 1, 5, tzinfo=UTC)
+
+
+def test_utc_runs_and_the_default_layout_are_today_s_folders() -> None:
+    layout = default_layout(PREFIX)
+    assert layout.is_default
+    assert layout.folder_hours(HOUR_01) == (datetime(2026, 1, 2, 1),)
+    assert layout.hour_of_key("events/2026/01/02/01/events-1-x") == HOUR_01
+    assert layout.hour_of_key("events/2026/01/02/01/sub/x") is None
+
+
+@pytest.mark.parametrize(
+    ("key", "matches"),
+    [
+        pytest.param("events/click/2026/01/02/01/stream-1-x", True, id="a-partition"),
+        pytest.param("events/a=b/2026/01/02/01/stream-1-x", True, id="any-value"),
+        pytest.param("events/click/2026/01/02/10/stream-1-x", False, id="hour-10-is-not-hour-01"),
+        pytest.param("events/click/2026/01/02/1/stream-1-x", False, id="unpadded"),
+        pytest.param("events/click/2026/01/02/01/", False, id="folder-marker"),
+        pytest.param("events/click/2026/01/02/01/sub/x", False, id="sub-folder"),
+        pytest.param("events/click/extra/2026/01/02/01/x", False, id="two-levels-for-one-value"),
+        pytest.param("events//2026/01/02/01/x", False, id="empty-value"),
+        pytest.param("events/processing-failed/2026/01/02/01/x", False, id="error-output-among-the-partitions"),
+    ],
+)
+def test_a_partitioned_hour_matches_exactly_its_folders(key: str, matches: bool) -> None:
+    layout = DeliveryLayout(
+        parse_prefix(PARTITIONED),
+        parse_prefix("events/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH}/", "error_prefix"),
+    )
+    assert layout.is_hour_object(key, HOUR_01) is matches
+
+
+def test_a_simulated_delivery_writes_where_the_layout_lists() -> None:
+    layout = DeliveryLayout(parse_prefix(PARTITIONED), parse_prefix("errors/", "error_prefix"), "Asia/Kolkata")
+    # 04:45 UTC is 10:15 IST: the folder of local hour 10, which the run of 05:00 UTC covers.
+    folder = layout.folder_of(datetime(2026, 3, 1, 4, 45, tzinfo=UTC), {"event_type": "click"})
+    assert folder == "events/click/2026/03/01/10/"
+    assert layout.is_hour_object(folder + "stream-1-x", datetime(2026, 3, 1, 5, tzinfo=UTC))
+    with pytest.raises(ValueError, match="no value for partition key 'event_type'"):
+        layout.folder_of(datetime(2026, 3, 1, 4, 45, tzinfo=UTC))

@@ -129,3 +129,30 @@ def test_a_failed_task_is_explained_by_the_error_its_log_ends_with():
     assert up.error_in_log(content) == "ConnectError: [Errno 111] Connection refused"
     assert up.error_in_log([{"event": "S3 said no", "level": "error"}]) == "S3 said no"
     assert "did not run" in up.error_in_log([{"event": "hello", "level": "info"}])
+
+
+def test_dynamic_partitioning_delivers_the_same_records_into_the_partitions_folders():
+    from firehose_loader.config import load_config
+    from firehose_loader.layout import stream_layout
+
+    partitioned = load_config().stream("events_by_type")
+    layout = stream_layout(partitioned)
+    planned = producer.planned_objects(STREAM, HOUR, 200)
+    copies = producer.partitioned_copies(STREAM, partitioned, planned, HOUR)
+    again = producer.partitioned_copies(STREAM, partitioned, planned, HOUR)
+    assert [(item.key, item.body) for item in copies] == [(item.key, item.body) for item in again]
+    assert sorted(record for item in copies for record in item.records) == sorted(
+        record for item in planned for record in item.records
+    )
+    for item in copies:
+        values = (
+            {orjson.loads(record)["event_type"] for record in item.records}
+            if layout.is_hour_object(item.key, HOUR)
+            else set()
+        )
+        if values:  # one event type per object, in its own folder of the hour
+            (value,) = values
+            assert item.key.startswith(f"by-type/event_type={value}/year=2026/month=03/day=01/hour=10/")
+        else:  # records without a partition key value: Firehose's error output
+            assert layout.is_error_object(item.key, HOUR)
+            assert all(b"event_type" not in record for record in item.records)

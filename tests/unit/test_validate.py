@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import base64
 import gzip
+import io
 import json
 import re
 from decimal import Decimal
 from typing import Any
 
 import orjson
+import pyarrow as pa
+import pyarrow.orc as pa_orc
+import pyarrow.parquet as pq
+import pytest
 
 from firehose_loader.records.decoding import SNAPPY_FRAMED_MAGIC, decode_object
 from firehose_loader.records.schema import OBJECT_COLUMN, OFFSET_COLUMN, arrow_schema
-from firehose_loader.records.validate import QuarantinedRecord, SourceObject, validate_records
+from firehose_loader.records.validate import QuarantinedRecord, SourceObject, decode_and_validate, validate_records
 from tests.unit.hour_batch import build_hour_batch
 from tests.unit.order_records import ENTRY, STREAM, ndjson, rec, rows_of, source
 
@@ -215,3 +220,46 @@ def test_objects_may_be_a_generator() -> None:
     batch = build_hour_batch(STREAM, objects)
     assert batch.rows.num_rows == 3
     assert [stats.key for stats in batch.objects] == ["k0", "k1", "k2"]
+
+
+# --- Parquet and ORC objects ---------------------------------------------------------------------------------------
+
+
+def columnar(file_format: str, rows: list[dict[str, Any]]) -> bytes:
+    table = pa.table(
+        {
+            "order_id": pa.array([row["order_id"] for row in rows], pa.int64()),
+            "region": pa.array([row["region"] for row in rows], pa.string()),
+            "seq": pa.array([row["seq"] for row in rows], pa.int64()),
+            "amount": pa.array([row.get("amount") for row in rows], pa.decimal128(10, 2)),
+        }
+    )
+    buffer = io.BytesIO()
+    (pq.write_table if file_format == "parquet" else pa_orc.write_table)(table, buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("file_format", ["parquet", "orc"])
+def test_a_columnar_row_outside_its_column_s_range_is_quarantined_naming_object_and_row(file_format: str) -> None:
+    rows = [rec(1, "eu", 1, amount=Decimal("1.50")), rec(2, "eu", 2**40), rec(3, "toolongregion", 3), rec(4, "us", 4)]
+    body = columnar(file_format, rows)
+    result = decode_and_validate(STREAM, SourceObject(f"orders/x.{file_format}", "e", len(body), body))
+    assert result.stats.compression == file_format and result.stats.status == "partial"
+    assert (result.stats.records_raw, result.stats.records_valid, result.stats.records_quarantined) == (4, 2, 2)
+    assert [(entry.offset, entry.position) for entry in result.quarantined] == [(1, "row"), (2, "row")]
+    assert result.quarantined[0].reason == f"row 1: column seq: {2**40} is out of range for integer"
+    assert "column region" in result.quarantined[1].reason
+    line = orjson.loads(result.quarantined[0].as_json_line("orders", "2026-01-01T00:00:00+00:00"))
+    assert line["object_key"] == f"orders/x.{file_format}" and line["row"] == 1 and "offset" not in line
+    assert orjson.loads(line["raw"]) == {"order_id": 2, "region": "eu", "seq": 2**40, "amount": None}
+    assert result.rows is not None
+    valid = rows_of(result.rows)
+    # The row index stands where a JSON record's byte offset does.
+    assert [(row["order_id"], row[OFFSET_COLUMN]) for row in valid] == [(1, 0), (4, 3)]
+    assert valid[0]["amount"] == Decimal("1.50") and valid[0]["note"] is None
+
+
+def test_a_corrupt_parquet_object_is_unreadable() -> None:
+    body = columnar("parquet", [rec(1, "eu", 1)])[:-20]
+    result = decode_and_validate(STREAM, SourceObject("orders/x.parquet", "e", len(body), body))
+    assert result.stats.status == "unreadable" and "parquet" in (result.stats.message or "")

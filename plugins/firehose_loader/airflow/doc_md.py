@@ -3,6 +3,19 @@
 from __future__ import annotations
 
 from firehose_loader.config import Settings, Stream
+from firehose_loader.layout import stream_layout
+
+
+def _folders_of_an_hour(stream: Stream) -> str:
+    """Where a run's objects are, in the stream's layout."""
+    if stream_layout(stream).is_default:
+        return f"`s3://{stream.bucket}/{stream.prefix}YYYY/MM/DD/10/` (10:00-11:00)"
+    return (
+        f"the folders of `s3://{stream.bucket}/{stream.prefix}` (local hours in {stream.prefix_timezone}) "
+        "whose hour ends within 10:00-11:00 UTC: one folder, none for the first UTC hour of a local hour "
+        "that a DST change repeats (the next run loads that folder), and with partition keys each "
+        "partition's folder of that hour"
+    )
 
 
 def ingest_doc_md(stream: Stream, settings: Settings) -> str:
@@ -14,7 +27,7 @@ def ingest_doc_md(stream: Stream, settings: Settings) -> str:
 
 **Which hour a run loads.** A run loads its data interval, one UTC hour: the run
 scheduled at 11:00 loads the objects in
-`s3://{stream.bucket}/{stream.prefix}YYYY/MM/DD/10/` (10:00-11:00). It first waits
+{_folders_of_an_hour(stream)}. It first waits
 until the hour has settled (interval end + {grace} min, for Firehose buffering).
 
 **Tasks**

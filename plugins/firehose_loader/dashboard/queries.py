@@ -14,7 +14,7 @@ from typing import Any
 
 from firehose_loader.config import Settings, Stream
 from firehose_loader.dashboard.model import HourDetail, StreamDashboard, aware, build_points, naive, summarize
-from firehose_loader.layout import hour_folder, hour_start
+from firehose_loader.layout import hour_folder, hour_start, stream_layout
 from firehose_loader.warehouse.render import render
 
 LOADER_TABLES = ("ledger", "load_hours", "audit_results")
@@ -73,6 +73,31 @@ def warehouse_rows_range(stream: Stream, start: datetime, end: datetime) -> dict
     }
 
 
+def warehouse_row_counts(
+    conn: Any, stream: Stream, context: Mapping[str, Any], start: datetime, end: datetime
+) -> dict[datetime, int]:
+    """Rows in the stream's table now per hour of the window, by the hour folder of their object.
+
+    The default layout (a plain prefix in UTC) reads one range of fixed-width folders; any other
+    layout reads its objects and lets the layout say each one's hour.
+    """
+    layout = stream_layout(stream)
+    counts: dict[datetime, int] = {}
+    if layout.is_default:
+        for row in fetch_all(conn, "dashboard/warehouse_rows.sql", context, warehouse_rows_range(stream, start, end)):
+            hour = folder_hour(row["folder"])
+            if hour is not None:
+                counts[hour] = counts.get(hour, 0) + int(row["row_count"])
+        return counts
+    lead = layout.prefix.lead
+    parameters = {"lead": lead, "lead_length": len(lead)}
+    for row in fetch_all(conn, "dashboard/warehouse_objects.sql", context, parameters):
+        hour = layout.hour_of_key(row["object_key"])
+        if hour is not None and start <= hour < end:
+            counts[hour] = counts.get(hour, 0) + int(row["row_count"])
+    return counts
+
+
 def folder_hour(folder: str) -> datetime | None:
     """``2026/03/01/10`` (as ``warehouse_rows.sql`` cuts it from a key) as an hour; None if it is not one."""
     try:
@@ -92,16 +117,9 @@ def query_stream(conn: Any, stream: Stream, settings: Settings, start: datetime,
         realtime: list[dict[str, Any]] = []
         if stream.realtime_writer and REALTIME_TABLE in tables:
             realtime = fetch_all(conn, "dashboard/realtime_quality.sql", context, parameters)
-        rows: list[dict[str, Any]] = []
-        if "target" in tables:
-            rows = fetch_all(conn, "dashboard/warehouse_rows.sql", context, warehouse_rows_range(stream, start, end))
+        counts = warehouse_row_counts(conn, stream, context, start, end) if "target" in tables else {}
     finally:
         conn.rollback()
-    counts: dict[datetime, int] = {}
-    for row in rows:
-        hour = folder_hour(row["folder"])
-        if hour is not None:
-            counts[hour] = counts.get(hour, 0) + int(row["row_count"])
     hours = build_points(start, end, loads, audits, counts, realtime)
     missing = tuple(name for name in (*LOADER_TABLES, "target") if name not in tables)
     return StreamDashboard(

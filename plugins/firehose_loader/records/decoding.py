@@ -3,8 +3,13 @@
 Firehose concatenates records as the producer sent them: newline-delimited,
 with no delimiter at all (``{...}{...}``), or a mix, sometimes with CRLF or
 spaces between records. Compression is detected by magic bytes, never by the
-key's suffix. Offsets are positions in the decompressed stream, so a
-quarantined record can be found again with ``zcat | tail -c +OFFSET``.
+key's suffix: gzip, zip and Snappy's framing format have them. Hadoop's Snappy
+block format has none, so an object is read as that only when the stream
+declares ``compression: HADOOP_SNAPPY``. Offsets are positions in the
+decompressed stream, so a quarantined record can be found again with
+``zcat | tail -c +OFFSET``. Parquet and ORC objects (Firehose's record format
+conversion) are columnar files, not JSON: :func:`columnar_format` tells them by
+their magic bytes and :func:`read_columnar` reads them.
 """
 
 from __future__ import annotations
@@ -17,8 +22,11 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any, cast
 
+import cramjam
 import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 from isal import isal_zlib
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -26,6 +34,10 @@ GZIP_MAGIC = b"\x1f\x8b"
 ISAL_ERROR = cast(type[Exception], isal_zlib.error)
 ZIP_MAGIC = b"PK\x03\x04"
 SNAPPY_FRAMED_MAGIC = b"\xff\x06\x00\x00sNaPpY"
+PARQUET_MAGIC = b"PAR1"
+ORC_MAGIC = b"ORC"
+# cramjam's error class, declared in a way type checkers do not take for an exception class.
+CRAMJAM_ERROR = cast(type[Exception], cramjam.DecompressionError)
 WHITESPACE = b" \t\r\n"
 # A place where one record may end and the next begin: a closing brace, optional
 # whitespace, an opening brace. Inside a string this is only a candidate; the parse decides.
@@ -127,8 +139,52 @@ def _gunzip_zlib(body: bytes) -> tuple[bytes, str | None]:
     return b"".join(chunks), None
 
 
-def decompress(body: bytes) -> tuple[bytes, str, str | None]:
-    """Return (plain bytes, compression name, warning about a damaged tail or None)."""
+def _hadoop_snappy(body: bytes) -> tuple[bytes, str | None]:
+    """Hadoop's Snappy block format: blocks of <uncompressed length> then chunks of <compressed length><raw Snappy>.
+
+    Every length is 4 bytes big-endian; a block's chunks decompress to its uncompressed length.
+    What was readable before a damaged or truncated block is kept, with a warning saying where.
+    """
+    chunks: list[bytes] = []
+    position = 0
+    total = len(body)
+    while position < total:
+        block_start = position
+        if position + 4 > total:
+            return b"".join(chunks), f"Hadoop Snappy stream truncated at compressed byte {block_start}"
+        expected = int.from_bytes(body[position : position + 4], "big")
+        position += 4
+        produced = 0
+        block: list[bytes] = []
+        while produced < expected:
+            if position + 4 > total:
+                return b"".join(chunks), f"Hadoop Snappy block at compressed byte {block_start} is truncated"
+            length = int.from_bytes(body[position : position + 4], "big")
+            position += 4
+            if length == 0 or position + length > total:
+                return b"".join(chunks), f"Hadoop Snappy block at compressed byte {block_start} is truncated"
+            try:
+                chunk = bytes(cramjam.snappy.decompress_raw(body[position : position + length]))
+            except CRAMJAM_ERROR as exc:
+                return b"".join(chunks), f"Hadoop Snappy block at compressed byte {block_start} is corrupt: {exc}"
+            position += length
+            produced += len(chunk)
+            block.append(chunk)
+        if produced != expected:
+            return b"".join(chunks), (
+                f"Hadoop Snappy block at compressed byte {block_start} holds {produced} bytes, not {expected}"
+            )
+        chunks += block
+    return b"".join(chunks), None
+
+
+def decompress(body: bytes, declared: str = "auto") -> tuple[bytes, str, str | None]:
+    """Return (plain bytes, compression name, warning about a damaged tail or None).
+
+    ``declared`` is the stream's ``compression``: it matters only for an object without magic
+    bytes, which is Hadoop Snappy when the stream says ``HADOOP_SNAPPY`` and is not plain JSON
+    (no Hadoop Snappy object starts with ``{``: its first 4 bytes would declare a 2 GB block).
+    """
     if body.startswith(GZIP_MAGIC):
         plain, warning = _gunzip(body)
         if warning and not plain:
@@ -141,8 +197,37 @@ def decompress(body: bytes) -> tuple[bytes, str, str | None]:
         except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
             raise UnreadableObject(f"corrupt zip archive: {exc}") from None
     if body.startswith(SNAPPY_FRAMED_MAGIC):
-        raise UnreadableObject("Snappy-compressed objects are not supported; set the Firehose compression to GZIP")
+        try:
+            return bytes(cramjam.snappy.decompress(body)), "snappy", None
+        except CRAMJAM_ERROR as exc:
+            raise UnreadableObject(f"corrupt Snappy (framing format) stream: {exc}") from None
+    if declared == "HADOOP_SNAPPY" and body and not body.lstrip(WHITESPACE).startswith(b"{"):
+        plain, warning = _hadoop_snappy(body)
+        if warning and not plain:
+            raise UnreadableObject(f"{warning} (the stream declares compression HADOOP_SNAPPY)")
+        return plain, "hadoop-snappy", warning
     return body, "none", None
+
+
+def columnar_format(data: bytes) -> str | None:
+    """``parquet`` or ``orc`` for a columnar file (by its magic bytes), else None."""
+    if data.startswith(PARQUET_MAGIC):
+        return "parquet"
+    if data.startswith(ORC_MAGIC):
+        return "orc"
+    return None
+
+
+def read_columnar(data: bytes, file_format: str) -> pa.Table:
+    """A Parquet or ORC object as an Arrow table; :class:`UnreadableObject` if it is not one."""
+    try:
+        if file_format == "parquet":
+            return pq.read_table(pa.BufferReader(data))
+        import pyarrow.orc  # only here: few streams convert to ORC, and it is slower to import
+
+        return pyarrow.orc.ORCFile(pa.BufferReader(data)).read()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise UnreadableObject(f"corrupt {file_format} file: {exc}") from None
 
 
 def _skip_whitespace(data: bytes, position: int) -> int:

@@ -2,6 +2,9 @@
 
 Pure functions. The accounting holds per object: ``raw = valid + quarantined``; a record that
 does not fit the stream's columns is quarantined whole with its object key, byte offset and reason.
+A Parquet or ORC object's rows go through the same coercion, column by column; a row's index
+in the file stands where a JSON record's byte offset does (in the stage's ``_firehose_offset``
+and in the quarantine, as ``row``).
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, time
+from decimal import Decimal
 from functools import lru_cache, partial
 from itertools import repeat
 from typing import Any
@@ -23,7 +28,9 @@ from firehose_loader.records.decoding import (
     BadRecord,
     DecodedObject,
     UnreadableObject,
+    columnar_format,
     decompress,
+    read_columnar,
     split_records_exact,
     uniform_pieces,
 )
@@ -62,16 +69,18 @@ class ObjectStats:
 @dataclass(frozen=True)
 class QuarantinedRecord:
     object_key: str
-    offset: int
+    offset: int  # the byte offset in the decompressed object, or for a Parquet/ORC object the row index
     reason: str
     raw: bytes
+    # "offset" for a JSON record; "row" for a row of a columnar file (its raw is the row as JSON).
+    position: str = "offset"
 
     def as_json_line(self, stream: str, hour: str) -> bytes:
         entry: dict[str, Any] = {
             "stream": stream,
             "hour": hour,
             "object_key": self.object_key,
-            "offset": self.offset,
+            self.position: self.offset,
             "length": len(self.raw),
             "reason": self.reason,
         }
@@ -108,11 +117,13 @@ def _validate_columns(
     bad: list[BadRecord],
     nul_possible: bool = True,
     json_as_text: bool = False,
+    row_raw: Callable[[int], bytes] | None = None,
 ) -> tuple[pa.Table, list[QuarantinedRecord]]:
     """The records' values column by column → rows + quarantine.
 
     With ``json_as_text`` a json column holds each value's ``orjson.dumps`` text (``b""`` for a
-    missing value) instead of the value.
+    missing value) instead of the value. With ``row_raw`` (a columnar file) ``starts`` are row
+    indexes and a quarantined row's raw bytes are ``row_raw(index)``.
     """
     required = set(stream.key) | {stream.order_by}
     reasons: dict[int, str] = {}
@@ -136,7 +147,12 @@ def _validate_columns(
         ends = np.asarray(ends, dtype=np.int64)
         for position, reason in reasons.items():
             start, end = int(starts[position]), int(ends[position])
-            quarantined.append(QuarantinedRecord(object_key, start, reason, data[start:end].strip()))
+            if row_raw is not None:
+                quarantined.append(
+                    QuarantinedRecord(object_key, start, f"row {start}: {reason}", row_raw(position), "row")
+                )
+            else:
+                quarantined.append(QuarantinedRecord(object_key, start, reason, data[start:end].strip()))
         keep = np.ones(len(starts), dtype=bool)
         keep[list(reasons)] = False
         mask = pa.array(keep)
@@ -200,6 +216,49 @@ def _validate_plain(stream: Stream, object_key: str, data: bytes) -> tuple[pa.Ta
     return table, quarantined, decoded.raw_count
 
 
+def _as_json_value(value: Any) -> Any:
+    """A value read from a columnar file as the JSON value the coercion rules read (ISO text for
+    times and dates, exact text for decimals, text for binary that is UTF-8)."""
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return base64.b64encode(value).decode("ascii")
+    if isinstance(value, list):
+        return [_as_json_value(item) for item in value]
+    if isinstance(value, dict):
+        return {str(name): _as_json_value(item) for name, item in value.items()}
+    return value
+
+
+def _validate_columnar(
+    stream: Stream, object_key: str, data: bytes, file_format: str
+) -> tuple[pa.Table, list[QuarantinedRecord], int]:
+    """A Parquet or ORC object's rows, each stream column coerced by the JSON rules: (rows, quarantined, row count).
+
+    A column the file does not have is missing in every row, as a field a JSON record leaves out.
+    """
+    table = read_columnar(data, file_format)
+    count = table.num_rows
+    present = set(table.column_names)
+    columns = [
+        [_as_json_value(value) for value in table.column(name).to_pylist()] if name in present else [None] * count
+        for name in stream.columns
+    ]
+    starts = np.arange(count, dtype=np.int64)
+
+    def row_raw(position: int) -> bytes:
+        row = {name: _as_json_value(table.column(name)[position].as_py()) for name in table.column_names}
+        return orjson.dumps(row, default=str)
+
+    rows, quarantined = _validate_columns(stream, object_key, columns, starts, starts + 1, b"", [], row_raw=row_raw)
+    return rows, quarantined, count
+
+
 @dataclass
 class ObjectRows:
     """One object decoded and validated: its account, its valid rows and its bad records."""
@@ -215,13 +274,20 @@ def decode_and_validate(stream: Stream, source: SourceObject) -> ObjectRows:
     stats = ObjectStats(key=source.key, etag=source.etag, size=source.size)
     try:
         decompressed = source.decompressed
-        plain, compression, warning = decompressed if decompressed is not None else decompress(source.body)
+        plain, compression, warning = (
+            decompressed if decompressed is not None else decompress(source.body, stream.compression)
+        )
+        file_format = columnar_format(plain)
+        if file_format is not None:
+            compression = file_format
+            table, quarantined, stats.records_raw = _validate_columnar(stream, source.key, plain, file_format)
     except UnreadableObject as exc:
         stats.status = "unreadable"
         stats.message = str(exc)
         return ObjectRows(stats, None, [], unreadable=source)
     stats.compression = compression
-    table, quarantined, stats.records_raw = _validate_plain(stream, source.key, plain)
+    if file_format is None:
+        table, quarantined, stats.records_raw = _validate_plain(stream, source.key, plain)
     stats.records_valid = table.num_rows
     stats.records_quarantined = len(quarantined)
     stats.message = warning
