@@ -49,8 +49,8 @@ def build_ingest_dag(stream: Stream, settings: Settings):
             return run_combine_parts(stream, settings, extracted, parts, run_id, ti.try_number)
 
         @task(outlets=[table_asset(stream, settings)], multiple_outputs=False)
-        def load_and_merge(manifest: Manifest, run_id=None) -> dict:
-            return run_load_and_merge(stream, settings, manifest, run_id)
+        def load_and_merge(manifest: Manifest, run_id=None, ti=None) -> dict:
+            return run_load_and_merge(stream, settings, manifest, run_id, ti.try_number)
 
         settled, tables_ready = settled_and_ready(stream, settings)
         planned = extract_hour()

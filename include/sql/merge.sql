@@ -88,6 +88,19 @@ LEFT JOIN (
 {% set order = order_by | ident %}
 {% set hour_ledger_objects %}SELECT object_key FROM {{ (loader_schema, "ledger") | qualified }} WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp){% endset %}
 
+{#
+  refill: the hour was last loaded from a stage with other columns or types than this one (a
+  column added, a scale changed), or before load_hours recorded them (a fresh extract only).
+  Its rows then hold other values than the stage even where the version is the same, so the
+  same version is rewritten ('update') instead of left 'unchanged': a rerun or backfill fills
+  a new column over older hours. An audit that reuses the loaded stage never refills.
+#}
+{% set refill_hour %}
+SELECT COUNT(*) AS refill FROM {{ (loader_schema, "load_hours") | qualified }} h
+WHERE h.stream = CAST(%(stream)s AS varchar(64)) AND h.hour = CAST(%(hour)s AS timestamp)
+  AND ({% if write_ledger %}h.stage_columns IS NULL OR {% endif %}h.stage_columns <> CAST(%(stage_columns)s AS varchar(65535)))
+{% endset %}
+
 {{ lock_statement }};
 
 CREATE TEMPORARY TABLE {{ plan | ident }} AS
@@ -101,7 +114,7 @@ SELECT
         WHEN e.{{ key[0] | ident }} IS NOT NULL{% if erased_keys_accept_newer %} AND (e."_firehose_erased_version" IS NULL OR s.{{ order }} <= e."_firehose_erased_version"){% endif %} THEN 'erased'
         WHEN c.copies IS NULL THEN 'insert'
         WHEN c.copies = 1 AND c."_firehose_object" = s."_firehose_object" AND c."_firehose_offset" = s."_firehose_offset"
-            AND c.{{ order }} = s.{{ order }} THEN 'unchanged'
+            AND c.{{ order }} = s.{{ order }} AND r.refill = 0 THEN 'unchanged'
         WHEN c.{{ order }} IS NULL OR s.{{ order }} > c.{{ order }} THEN 'update'
         WHEN s.{{ order }} = c.{{ order }} AND (
             c."_firehose_object" IS NULL
@@ -115,6 +128,7 @@ SELECT
     CASE WHEN l.object_key IS NULL AND COALESCE(c.reconciled, 0) = 0 THEN 1 ELSE 0 END AS first_seen,
     CASE WHEN l.object_key IS NULL THEN 0 ELSE 1 END AS winner_loaded
 FROM {{ staging | ident }} s
+CROSS JOIN ({{ refill_hour }}) r
 LEFT JOIN {{ tombstones | qualified }} e ON {{ same_key("e", "s") }}
 LEFT JOIN ({{ hour_ledger_objects }}) l ON l.object_key = s."_firehose_object"
 LEFT JOIN (
@@ -181,8 +195,9 @@ USING {{ plan | ident }} p
 WHERE {{ same_key(target | qualified, "p") }} AND p.action = 'update';
 
 {% if stages_rows %}
-INSERT INTO {{ target | qualified }} ({% for column in columns %}{{ column.name | ident }}, {% endfor %}"_firehose_object", "_firehose_offset")
-SELECT {% for column in columns %}{{ column.insert_expression }}, {% endfor %}s."_firehose_object", s."_firehose_offset"
+{# By name: the columns the stage has (a column it lacks is NULL, one the stream no longer declares stays out). #}
+INSERT INTO {{ target | qualified }} ({% for column in insert_columns %}{{ column.name | ident }}, {% endfor %}"_firehose_object", "_firehose_offset")
+SELECT {% for column in insert_columns %}{{ column.insert_expression }}, {% endfor %}s."_firehose_object", s."_firehose_offset"
 FROM {{ staging | ident }} s
 JOIN {{ plan | ident }} p ON {{ same_key("p", "s") }}
 WHERE p.action IN ('insert', 'update');
@@ -211,13 +226,13 @@ INSERT INTO {{ (loader_schema, "load_hours") | qualified }} (
     stream, hour, status, objects, objects_unreadable, error_objects,
     records_raw, records_valid, records_quarantined, records_duplicate,
     records_inserted, records_updated, records_unchanged, records_superseded,
-    stage_key, run_id, loaded_at, listed_at
+    stage_key, run_id, loaded_at, listed_at, stage_columns
 )
 SELECT
     CAST(%(stream)s AS varchar(64)), CAST(%(hour)s AS timestamp),
 {{ hour_totals() }}
     CAST(NULL AS varchar(1024)), CAST(%(run_id)s AS varchar(256)), CAST(%(loaded_at)s AS timestamp),
-    CAST(%(listed_at)s AS timestamp)
+    CAST(%(listed_at)s AS timestamp), CAST(NULL AS varchar(65535))
 FROM {{ (loader_schema, "ledger") | qualified }}
 WHERE {{ this_hour }};
 {% endif %}
@@ -273,14 +288,14 @@ INSERT INTO {{ (loader_schema, "load_hours") | qualified }} (
     stream, hour, status, objects, objects_unreadable, error_objects,
     records_raw, records_valid, records_quarantined, records_duplicate,
     records_inserted, records_updated, records_unchanged, records_superseded,
-    stage_key, run_id, loaded_at, listed_at
+    stage_key, run_id, loaded_at, listed_at, stage_columns
 )
 SELECT * FROM (
 SELECT
     CAST(%(stream)s AS varchar(64)), CAST(%(hour)s AS timestamp),
 {{ hour_totals() }}
     CAST(%(stage_key)s AS varchar(1024)), CAST(%(run_id)s AS varchar(256)), CAST(%(loaded_at)s AS timestamp),
-    {{ manifest_listed_at }}
+    {{ manifest_listed_at }}, CAST(%(stage_columns)s AS varchar(65535))
 FROM {{ (loader_schema, "ledger") | qualified }}
 WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp)
 ) summary

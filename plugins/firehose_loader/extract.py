@@ -37,6 +37,7 @@ from firehose_loader.handover import (
 from firehose_loader.layout import StageWriter, hour_start, part_stage_key, quarantine_key, stage_key
 from firehose_loader.records.decoding import UnreadableObject, decompress
 from firehose_loader.records.pool import usable_cpus
+from firehose_loader.records.schema import columns_text
 from firehose_loader.records.stage import StagedHour, combine_parts, stage_hour
 from firehose_loader.records.timing import timed
 from firehose_loader.records.validate import QuarantinedRecord, SourceObject
@@ -283,6 +284,7 @@ def combine_hour_parts(
         count_error_objects(client, stream.bucket, stream.error_prefix, hour),
         [result["stage_key"] for result in parts],
         listed_at=listed_at(planned[0]),
+        stage_columns=None if staged_key is None else columns_text(stream.columns),
     )
 
 
@@ -291,7 +293,16 @@ def _extract_objects(
 ) -> Manifest:
     rows, staged_key, objects_out = _stage_objects(client, stream, hour, objects, stage_key(stream, hour, writer))
     error_objects = count_error_objects(client, stream.bucket, stream.error_prefix, hour)
-    return make_manifest(stream.name, hour, staged_key, rows, objects_out, error_objects, listed_at=listed)
+    return make_manifest(
+        stream.name,
+        hour,
+        staged_key,
+        rows,
+        objects_out,
+        error_objects,
+        listed_at=listed,
+        stage_columns=None if staged_key is None else columns_text(stream.columns),
+    )
 
 
 def decode_processes(stream: Stream, objects: Sequence[ObjectInfo]) -> int:

@@ -7,6 +7,7 @@ ledger, in one transaction (see ``warehouse.dialect`` for what each warehouse st
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -15,16 +16,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from firehose_loader.config import Settings, Stream
+from firehose_loader.extract import extract_chosen, extract_hour
 from firehose_loader.faults import failpoint
 from firehose_loader.handover import Manifest, ObjectEntry, handed_hour, listed_at
-from firehose_loader.layout import naive_utc
+from firehose_loader.layout import StageWriter, naive_utc
+from firehose_loader.records.schema import StageColumns, columns_text, parse_columns_text, stage_columns, stage_misfit
 from firehose_loader.records.validate import ObjectStats
 from firehose_loader.s3io import (
     read_object,
 )
-from firehose_loader.warehouse.protocol import Dialect, Stage
+from firehose_loader.warehouse.protocol import Dialect, Stage, StageSchemaError
 from firehose_loader.warehouse.render import render, render_statements
+from firehose_loader.warehouse.target_types import check_target_types
 from firehose_loader.warehouse.transactions import retry_serialization_failures
+
+log = logging.getLogger(__name__)
 
 STAGING_TABLE = "firehose_staging"
 OBJECTS_TABLE = "firehose_objects"
@@ -47,10 +53,46 @@ def staged_batch(client: Any, stream: Stream, manifest: Manifest) -> Stage | Non
         stage_file = pq.ParquetFile(pa.BufferReader(stage_bytes()))
         yield from stage_file.iter_batches(batch_size=STAGE_READ_BATCH_ROWS, columns=columns)
 
-    return Stage(stream.bucket, key, batches, rows=manifest["rows"])
+    # The columns the stage was written with: from the manifest (or load_hours), else from the
+    # file's own metadata (a manifest from before they were recorded).
+    recorded = manifest.get("stage_columns")
+    if recorded:
+        columns = parse_columns_text(recorded)
+    else:
+        columns = stage_columns(pq.ParquetFile(pa.BufferReader(stage_bytes())).schema_arrow, stream)
+    return Stage(stream.bucket, key, batches, rows=manifest["rows"], columns=columns)
 
 
-def template_context(stream: Stream, settings: Settings, dialect: Dialect) -> dict[str, Any]:
+def fitting_stage(
+    client: Any, stream: Stream, manifest: Manifest, writer: StageWriter
+) -> tuple[Manifest, Stage | None]:
+    """The manifest and its stage, or, when the stage's columns no longer fit the stream's (a type
+    changed since it was written), a fresh extract of the hour from S3 staged by ``writer``.
+
+    A stage that only lacks a column, or has one the stream no longer declares, fits: it loads by
+    name. A big hour is extracted part after part here (``extract_chosen``), never all at once.
+    """
+    stage = staged_batch(client, stream, manifest)
+    if stage is None or (misfit := stage_misfit(stage.columns or stream.columns, stream)) is None:
+        return manifest, stage
+    hour = handed_hour(manifest)
+    log.warning("%s hour %s: %s; extracting the hour again from S3", stream.name, hour.isoformat(), misfit)
+    extracted, _objects = extract_chosen(client, stream, hour, writer, lambda objects: objects)
+    fresh = extracted if extracted is not None else extract_hour(client, stream, hour, writer)
+    return fresh, staged_batch(client, stream, fresh)
+
+
+def template_context(
+    stream: Stream, settings: Settings, dialect: Dialect, staged: StageColumns | None = None
+) -> dict[str, Any]:
+    """What the templates render with; ``staged``: the columns of the stage being loaded (default: the stream's).
+
+    ``columns`` are the target's (the stream's as declared now); ``insert_columns`` those of them
+    the stage has, which the merge writes by name (the others stay NULL); ``staging_columns`` the
+    staging table's: on a dialect that stages whole rows, every column of the stage in the
+    file's order (a Parquet COPY fills columns by position), else only the merge plan's.
+    """
+    staged = stream.columns if staged is None else staged
     columns = [
         {
             "name": name,
@@ -62,10 +104,18 @@ def template_context(stream: Stream, settings: Settings, dialect: Dialect) -> di
     ]
     plan_columns = {*stream.key, stream.order_by}
     by_name = {column["name"]: column for column in columns}
+    if dialect.stages_rows:
+        staging_columns = [
+            {"name": name, "staging_type": dialect.staging_type(stream.columns.get(name, kind))}
+            for name, kind in staged.items()
+        ]
+    else:
+        staging_columns = [column for column in columns if column["name"] in plan_columns]
     return {
         "target": (stream.schema, stream.table),
         "columns": columns,
-        "staging_columns": [c for c in columns if dialect.stages_rows or c["name"] in plan_columns],
+        "insert_columns": [column for column in columns if column["name"] in staged],
+        "staging_columns": staging_columns,
         "stages_rows": dialect.stages_rows,
         "key": list(stream.key),
         "order_by": stream.order_by,
@@ -105,6 +155,9 @@ def ensure_tables(conn: Any, stream: Stream, settings: Settings, dialect: Dialec
             for statement in statements:
                 cursor.execute(statement)
             _add_missing_columns(cursor, context)
+            # A table made by an earlier release, or by hand, whose columns differ from the
+            # declared ones fails here, before any extract, with the ALTER to run.
+            check_target_types(cursor, context, dialect)
             conn.commit()
         except Exception:
             conn.rollback()
@@ -117,6 +170,7 @@ def ensure_tables(conn: Any, stream: Stream, settings: Settings, dialect: Dialec
 ADDED_COLUMNS = (
     ("load_hours", "listed_at", "add_listed_at.sql"),
     ("audit_results", "try_number", "add_audit_try_number.sql"),
+    ("load_hours", "stage_columns", "add_stage_columns.sql"),
 )
 
 
@@ -163,7 +217,10 @@ def merge_hour(
     ``measured_by`` names the DAG or task whose merge it is (ingest, audit, sweep) in realtime_quality,
     where a key's first merge records what a real-time writer had done to it.
     """
-    context = {**template_context(stream, settings, dialect), "write_ledger": write_ledger, "delta": delta}
+    if stage is not None and (misfit := stage_misfit(stage.columns or stream.columns, stream)):
+        raise StageSchemaError(f"stage {stage.uri} no longer fits the stream's columns: {misfit}")
+    staged = None if stage is None else stage.columns
+    context = {**template_context(stream, settings, dialect, staged), "write_ledger": write_ledger, "delta": delta}
     parameters = {
         "stream": stream.name,
         "hour": naive_utc(handed_hour(manifest)),
@@ -173,18 +230,22 @@ def merge_hour(
         "loaded_at": naive_utc(datetime.now(UTC)),
         "measured_by": measured_by,
         "listed_at": None if (listed := listed_at(manifest)) is None else naive_utc(listed),
+        "stage_columns": None if stage is None else columns_text(stage.columns or stream.columns),
     }
+    staging_statements = render_statements("create_staging.sql", **context)
+    merge_statements = render_statements("merge.sql", **context, lock_statement=dialect.lock_statement(context))
     with conn.cursor() as cursor:
         try:
-            for statement in render_statements("create_staging.sql", **context):
+            # Before any row changes: a target column that cannot hold its declared type fails here.
+            check_target_types(cursor, context, dialect)
+            for statement in staging_statements:
                 cursor.execute(statement)
             insert_object = render("insert_object.sql", **context)
             cursor.executemany(insert_object, [_object_row(entry) for entry in manifest["objects"]])
             if stage is not None:
                 dialect.copy_into_staging(cursor, context, stage)
             failpoint("after_copy")
-            merge_context = {**context, "lock_statement": dialect.lock_statement(context)}
-            for statement in render_statements("merge.sql", **merge_context):
+            for statement in merge_statements:
                 cursor.execute(statement, parameters)
             if stage is not None:
                 dialect.insert_winners(cursor, context, stage)

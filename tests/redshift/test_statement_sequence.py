@@ -18,10 +18,13 @@ from redshift_connector import ProgrammingError
 from redshift_connector.core import convert_paramstyle
 
 from firehose_loader.audit import audit_writer
+from firehose_loader.config import parse_column_type
 from firehose_loader.layout import StageWriter, stage_key
 from firehose_loader.load import ensure_tables, erase_keys, load_and_merge, merge_hour, staged_batch
+from firehose_loader.records.schema import columns_text
 from firehose_loader.records.validate import ObjectStats
 from firehose_loader.warehouse import transactions
+from firehose_loader.warehouse.protocol import StageSchemaError
 from firehose_loader.warehouse.redshift import StageMismatchError
 from tests.redshift.recording import Event, RecordingConnection, serialization_error
 from tests.redshift.redshift_setup import COPY_ROLE, DIALECT, SETTINGS, STREAMS
@@ -48,6 +51,8 @@ SECRETS = re.compile(
 # The merge transaction, statement by statement: session-local tables, the ledger rows of the
 # hour's objects, the COPY and its row count, the lock, the plan, the target, the ledger.
 MERGE_SEQUENCE = [
+    # The target's column types from the catalog, checked before anything else (target_types).
+    r"SELECT column_name, data_type, character_maximum_length, numeric_precision, numeric_scale\n",
     r'DROP TABLE IF EXISTS "firehose_staging"',
     r'DROP TABLE IF EXISTS "firehose_objects"',
     r'DROP TABLE IF EXISTS "firehose_plan"',
@@ -84,6 +89,7 @@ def manifest() -> dict[str, Any]:
         "objects": objects,
         "error_objects": 0,
         "listed_at": "2026-03-01T11:05:00+00:00",
+        "stage_columns": columns_text(STREAM.columns),
     }
 
 
@@ -120,7 +126,7 @@ def test_one_hour_is_ddl_then_one_merge_transaction_then_a_read(no_sleep: list[f
 
     assert [event.kind for event in ddl][-1] == "commit"
     assert all(event.kind == "execute" for event in ddl[:-1])
-    creates, upgrade = ddl[:-7], ddl[-7:-1]
+    creates, upgrade, target_check = ddl[:-10], ddl[-10:-2], ddl[-2]
     assert all(re.match(r"CREATE (SCHEMA|TABLE) IF NOT EXISTS ", event.statement) for event in creates)
     # Then, for each column added since the first release, the catalog read (the recording answers 0, as
     # a table from before it would) and the ALTERs that add it: Redshift has no ADD COLUMN IF NOT EXISTS.
@@ -128,11 +134,16 @@ def test_one_hour_is_ddl_then_one_merge_transaction_then_a_read(no_sleep: list[f
     catalog = r"SELECT COUNT\(\*\)\nFROM information_schema\.columns\n"
     assert re.match(catalog, upgrade[0].statement) and re.match(catalog, upgrade[2].statement)
     assert upgrade[1].statement == f"ALTER TABLE {LOAD_HOURS} ADD COLUMN listed_at timestamp"
-    assert [event.statement for event in upgrade[3:]] == [
+    assert [event.statement for event in upgrade[3:6]] == [
         f"ALTER TABLE {AUDIT_RESULTS} ADD COLUMN try_number bigint DEFAULT 1 NOT NULL",
         f"ALTER TABLE {AUDIT_RESULTS} DROP CONSTRAINT audit_results_pkey",
         f"ALTER TABLE {AUDIT_RESULTS} ADD PRIMARY KEY (stream, hour, run_id, try_number)",
     ]
+    assert re.match(catalog, upgrade[6].statement)
+    assert upgrade[7].statement == f"ALTER TABLE {LOAD_HOURS} ADD COLUMN stage_columns varchar(65535)"
+    # Last, the target's column types against the declared ones (target_types): ensure_tables never alters one.
+    assert target_check.parameters == {"schema": "sales", "table": "order_lines"}
+    assert re.match(r"SELECT column_name, data_type, ", target_check.statement)
     (create_target,) = [
         event.statement for event in ddl if event.statement.startswith(f"CREATE TABLE IF NOT EXISTS {TARGET}")
     ]
@@ -308,6 +319,8 @@ def test_ensure_tables_adds_no_column_the_catalog_already_has() -> None:
     assert catalog == [
         {"schema": "firehose_loader", "table": "load_hours", "column": "listed_at"},
         {"schema": "firehose_loader", "table": "audit_results", "column": "try_number"},
+        {"schema": "firehose_loader", "table": "load_hours", "column": "stage_columns"},
+        {"schema": "sales", "table": "order_lines"},
     ]
     assert not any(event.statement.startswith("ALTER") for event in ddl)
     assert ddl[-1].kind == "commit"
@@ -393,3 +406,46 @@ def test_an_erasure_is_one_transaction_under_the_merges_lock_and_binds_with_reds
         assert [row["key_1"] for row in event.parameters] == ["1", "2"]
         for parameters in event.parameters:
             make_args(parameters)
+
+
+def test_an_older_stage_is_copied_into_a_staging_table_of_its_own_columns_and_merged_by_name() -> None:
+    """Stands in for Redshift: a Parquet COPY fills columns by position, so the staging table follows the stage.
+
+    The stage was written before the streams file moved sku ahead of qty, widened sku and added
+    note: the staging table lists the stage's columns in the file's order (sku staged at its new
+    width), and the INSERT into the target names only the stage's columns, so note stays NULL.
+    """
+    older = {name: kind for name, kind in STREAM.columns.items() if name not in ("note", "sku")}
+    older = (
+        {"order_id": older.pop("order_id"), "line_no": older.pop("line_no")}
+        | {"sku": parse_column_type("varchar(16)")}
+        | older
+    )
+    stage_manifest = {**manifest(), "stage_columns": columns_text(older)}
+    connection = RecordingConnection(staged_rows=STAGED_ROWS)
+    ensure_tables(connection, STREAM, SETTINGS, DIALECT)
+    load_and_merge(
+        connection, STREAM, SETTINGS, DIALECT, stage_manifest, staged_batch(None, STREAM, stage_manifest), RUN_ID
+    )
+    (create,) = [s for s in connection.statements() if s.startswith('CREATE TEMPORARY TABLE "firehose_staging"')]
+    staged = re.findall(r'^\s+"([a-z_]+)" (\S+(?: precision)?)', create, re.MULTILINE)
+    assert [name for name, _type in staged] == [*older, "_firehose_object", "_firehose_offset"]
+    assert dict(staged)["sku"] == "varchar(128),"  # declared varchar(32) now: 4 bytes a character
+    (insert,) = [s for s in connection.statements() if s.startswith(f"INSERT INTO {TARGET} (")]
+    listed = re.findall(r'"([a-z_]+)"', insert.split(" (", 1)[1].split(")", 1)[0])
+    assert listed == [name for name in STREAM.columns if name in older] + ["_firehose_object", "_firehose_offset"]
+    assert "note" not in insert
+
+
+def test_a_stage_whose_type_changed_is_never_copied() -> None:
+    """Stands in for Redshift: a stage with price at another scale is refused before any statement of the merge."""
+    changed = {**STREAM.columns, "price": parse_column_type("numeric(12,4)")}
+    stage_manifest = {**manifest(), "stage_columns": columns_text(changed)}
+    connection = RecordingConnection(staged_rows=STAGED_ROWS)
+    with pytest.raises(
+        StageSchemaError, match="column 'price' is staged as numeric\\(12,4\\) but is declared numeric\\(12,2\\)"
+    ):
+        merge_hour(
+            connection, STREAM, SETTINGS, DIALECT, stage_manifest, staged_batch(None, STREAM, stage_manifest), RUN_ID
+        )
+    assert connection.events == []

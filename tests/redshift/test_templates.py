@@ -46,6 +46,11 @@ def redshift_context(stream_name: str) -> dict[str, Any]:
         "lock_statement": DIALECT.lock_statement(context),
         "stage_uri": STAGE_URI,
         "iam_role": COPY_ROLE,
+        # What the column templates (add_column.sql, redshift/alter_column_type.sql) take: the
+        # first column, and the change Redshift cannot make in place (the longer form).
+        "name": context["columns"][0]["name"],
+        "type": context["columns"][0]["type"],
+        "widen": False,
     }
 
 

@@ -159,14 +159,21 @@ def log_manifest(manifest: Manifest) -> None:
 
 
 @fails_at_once_when_permanent
-def run_load_and_merge(stream: Stream, settings: Settings, manifest: Manifest, run_id: str) -> dict[str, Any]:
-    """Merge the stage the manifest names (a clear of this task alone merges the same stage again)."""
-    from firehose_loader.load import load_and_merge, staged_batch
+def run_load_and_merge(
+    stream: Stream, settings: Settings, manifest: Manifest, run_id: str, try_number: int = 1
+) -> dict[str, Any]:
+    """Merge the stage the manifest names (a clear of this task alone merges the same stage again).
+
+    A stage whose columns no longer fit the stream's (a type changed in the streams file since it
+    was staged) is not merged: the hour is extracted again from S3 and that stage merged.
+    """
+    from firehose_loader.load import fitting_stage, load_and_merge
 
     client = s3_client(settings)
     conn, dialect = warehouse_connection(settings)
     try:
-        stage = staged_batch(client, stream, manifest)
+        writer = StageWriter("ingest", run_id, "load_and_merge", try_number)
+        manifest, stage = fitting_stage(client, stream, manifest, writer)
         summary = load_and_merge(conn, stream, settings, dialect, manifest, stage, run_id)
     finally:
         conn.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,6 +21,9 @@ class Stage:
     # The stage's rows a record batch at a time: all columns, or only those named.
     batches: Callable[[Sequence[str] | None], Iterator[pa.RecordBatch]]
     rows: int | None = None  # how many rows the stage holds, when the caller knows
+    # The columns the stage was written with (names and declared types, in the file's order);
+    # None: the stream's columns as declared now.
+    columns: Mapping[str, ColumnType] | None = None
 
     @property
     def uri(self) -> str:
@@ -52,6 +55,14 @@ class Dialect(Protocol):
 
     def lock_statement(self, context: dict[str, Any]) -> str: ...
 
+    def add_column_statement(self, target: tuple[str, str], name: str, column_type: str) -> str:
+        """ALTER TABLE ... ADD COLUMN for a column of the dialect's ``column_type`` spelling."""
+        ...
+
+    def alter_column_statement(self, target: tuple[str, str], name: str, found: str, declared: str) -> str:
+        """The statement(s) that change a target column of type ``found`` to ``declared`` (never run by the loader)."""
+        ...
+
     def copy_into_staging(self, cursor: Any, context: dict[str, Any], stage: Stage) -> None: ...
 
     def insert_winners(self, cursor: Any, context: dict[str, Any], stage: Stage) -> None: ...
@@ -59,3 +70,7 @@ class Dialect(Protocol):
 
 class TargetTypeError(PermanentError, ValueError):
     """The target table has a column whose type is not the one the streams file declares."""
+
+
+class StageSchemaError(RuntimeError):
+    """A stage's columns no longer fit the stream's (a type changed): the hour must be extracted again."""

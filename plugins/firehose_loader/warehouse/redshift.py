@@ -92,6 +92,14 @@ class Redshift:
     def lock_statement(self, context: dict[str, Any]) -> str:
         return render("redshift/lock_target.sql", **context).strip()
 
+    def add_column_statement(self, target: tuple[str, str], name: str, column_type: str) -> str:
+        return render("add_column.sql", target=target, name=name, type=column_type).strip()
+
+    def alter_column_statement(self, target: tuple[str, str], name: str, found: str, declared: str) -> str:
+        # Redshift changes a type in place only to lengthen a varchar.
+        widen = found.startswith("varchar(") and declared.startswith("varchar(")
+        return render("redshift/alter_column_type.sql", target=target, name=name, type=declared, widen=widen).strip()
+
     def copy_into_staging(self, cursor: Any, context: dict[str, Any], stage: Stage) -> None:
         """COPY the stage from S3 into the staging table, then check that exactly its rows arrived."""
         if not STAGE_BUCKET.fullmatch(stage.bucket) or not STAGE_KEY.fullmatch(stage.key):
