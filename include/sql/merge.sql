@@ -86,6 +86,7 @@ LEFT JOIN (
 {# Qualified where a joined table could have a column of the same name (the ledger's object_key). #}
 {% set target_key_list %}{% for column in key %}t.{{ column | ident }}{{ ", " if not loop.last }}{% endfor %}{% endset %}
 {% set order = order_by | ident %}
+{# A text order_by compares as the deduplication compares it (by code point): order_collation is the dialect's (PostgreSQL: COLLATE "C"). #}
 {% set hour_ledger_objects %}SELECT object_key FROM {{ (loader_schema, "ledger") | qualified }} WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp){% endset %}
 
 {#
@@ -111,11 +112,11 @@ SELECT
     s."_firehose_object",
     s."_firehose_offset",
     CASE
-        WHEN e.{{ key[0] | ident }} IS NOT NULL{% if erased_keys_accept_newer %} AND (e."_firehose_erased_version" IS NULL OR s.{{ order }} <= e."_firehose_erased_version"){% endif %} THEN 'erased'
+        WHEN e.{{ key[0] | ident }} IS NOT NULL{% if erased_keys_accept_newer %} AND (e."_firehose_erased_version" IS NULL OR s.{{ order }}{{ order_collation }} <= e."_firehose_erased_version"){% endif %} THEN 'erased'
         WHEN c.copies IS NULL THEN 'insert'
         WHEN c.copies = 1 AND c."_firehose_object" = s."_firehose_object" AND c."_firehose_offset" = s."_firehose_offset"
             AND c.{{ order }} = s.{{ order }} AND r.refill = 0 THEN 'unchanged'
-        WHEN c.{{ order }} IS NULL OR s.{{ order }} > c.{{ order }} THEN 'update'
+        WHEN c.{{ order }} IS NULL OR s.{{ order }}{{ order_collation }} > c.{{ order }} THEN 'update'
         WHEN s.{{ order }} = c.{{ order }} AND (
             c."_firehose_object" IS NULL
             OR s."_firehose_object" > c."_firehose_object"
@@ -124,7 +125,7 @@ SELECT
         ELSE 'superseded'
     END AS action,
     COALESCE(c.copies, 0) AS copies,
-    CASE WHEN c.copies IS NOT NULL AND (c.{{ order }} IS NULL OR s.{{ order }} > c.{{ order }}) THEN 1 ELSE 0 END AS stale,
+    CASE WHEN c.copies IS NOT NULL AND (c.{{ order }} IS NULL OR s.{{ order }}{{ order_collation }} > c.{{ order }}) THEN 1 ELSE 0 END AS stale,
     CASE WHEN l.object_key IS NULL AND COALESCE(c.reconciled, 0) = 0 THEN 1 ELSE 0 END AS first_seen,
     CASE WHEN l.object_key IS NULL THEN 0 ELSE 1 END AS winner_loaded
 FROM {{ staging | ident }} s
@@ -145,7 +146,7 @@ LEFT JOIN (
             MAX(CASE WHEN tl.object_key IS NULL THEN 0 ELSE 1 END) OVER (PARTITION BY {{ target_key_list }}) AS reconciled,
             ROW_NUMBER() OVER (
                 PARTITION BY {{ target_key_list }}
-                ORDER BY t.{{ order }} DESC NULLS LAST, t."_firehose_object" DESC NULLS LAST, t."_firehose_offset" DESC NULLS LAST
+                ORDER BY t.{{ order }}{{ order_collation }} DESC NULLS LAST, t."_firehose_object" DESC NULLS LAST, t."_firehose_offset" DESC NULLS LAST
             ) AS position
         FROM {{ target | qualified }} t
         LEFT JOIN ({{ hour_ledger_objects }}) tl ON tl.object_key = t."_firehose_object"

@@ -124,7 +124,7 @@ def hour_truth(
             return HourTruth(manifest, reloaded=False, late=0)
         # A type changed since the hour was staged: its rows are validated again from S3.
         log.warning("%s hour %s: %s; extracting the hour again", stream.name, hour.isoformat(), misfit)
-    extracted = extract_hour(client, stream, hour, audit_writer(run_id, try_number))
+    extracted = extract_hour(client, stream, hour, audit_writer(run_id, try_number), dialect.limits)
     return HourTruth(extracted, reloaded=True, late=len(late))
 
 

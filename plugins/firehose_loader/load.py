@@ -15,11 +15,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from firehose_loader.config import Settings, Stream
+from firehose_loader.config import ColumnType, Settings, Stream
 from firehose_loader.extract import extract_chosen, extract_hour
 from firehose_loader.faults import failpoint
 from firehose_loader.handover import Manifest, ObjectEntry, handed_hour, listed_at
 from firehose_loader.layout import StageWriter, naive_utc
+from firehose_loader.records.coercion import POSTGRES_LIMITS, WarehouseLimits
 from firehose_loader.records.schema import StageColumns, columns_text, parse_columns_text, stage_columns, stage_misfit
 from firehose_loader.records.validate import ObjectStats
 from firehose_loader.s3io import (
@@ -64,7 +65,7 @@ def staged_batch(client: Any, stream: Stream, manifest: Manifest) -> Stage | Non
 
 
 def fitting_stage(
-    client: Any, stream: Stream, manifest: Manifest, writer: StageWriter
+    client: Any, stream: Stream, manifest: Manifest, writer: StageWriter, limits: WarehouseLimits = POSTGRES_LIMITS
 ) -> tuple[Manifest, Stage | None]:
     """The manifest and its stage, or, when the stage's columns no longer fit the stream's (a type
     changed since it was written), a fresh extract of the hour from S3 staged by ``writer``.
@@ -77,8 +78,8 @@ def fitting_stage(
         return manifest, stage
     hour = handed_hour(manifest)
     log.warning("%s hour %s: %s; extracting the hour again from S3", stream.name, hour.isoformat(), misfit)
-    extracted, _objects = extract_chosen(client, stream, hour, writer, lambda objects: objects)
-    fresh = extracted if extracted is not None else extract_hour(client, stream, hour, writer)
+    extracted, _objects = extract_chosen(client, stream, hour, writer, lambda objects: objects, limits)
+    fresh = extracted if extracted is not None else extract_hour(client, stream, hour, writer, limits)
     return fresh, staged_batch(client, stream, fresh)
 
 
@@ -133,6 +134,10 @@ def template_context(
         # A name the streams file did not declare is refused where a template renders it (ident).
         "key_columns": [by_name.get(name, {"name": name, "type": "text"}) for name in stream.key],
         "order_type": by_name.get(stream.order_by, {"type": "text"})["type"],
+        # A text order_by is compared by code point, as the deduplication compares it (Dialect.text_collation).
+        "order_collation": dialect.text_collation
+        if stream.columns.get(stream.order_by, ColumnType("text")).name in ("varchar", "text")
+        else "",
         "erased_keys_accept_newer": stream.erased_keys_accept_newer,
     }
 

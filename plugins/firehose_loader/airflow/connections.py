@@ -33,17 +33,26 @@ def s3_client(settings: Settings) -> Any:
     return hook.get_conn()
 
 
-def warehouse_connection(settings: Settings) -> tuple[Any, Dialect]:
-    """A DB-API connection from the warehouse connection's own provider hook, and its dialect."""
+def warehouse_dialect(settings: Settings) -> Dialect:
+    """The dialect of the warehouse connection, without connecting (the extract validates against its limits)."""
+    return _connection_and_dialect(settings)[1]
+
+
+def _connection_and_dialect(settings: Settings) -> tuple[Any, Dialect]:
     from airflow.sdk import BaseHook
 
     from firehose_loader.warehouse.dialect import dialect_for
 
     connection = BaseHook.get_connection(settings.warehouse_conn_id)
     try:
-        dialect = dialect_for(connection.conn_type or "", connection.extra_dejson)
+        return connection, dialect_for(connection.conn_type or "", connection.extra_dejson)
     except ValueError as exc:
         raise WarehouseConnectionError(str(exc)) from exc
+
+
+def warehouse_connection(settings: Settings) -> tuple[Any, Dialect]:
+    """A DB-API connection from the warehouse connection's own provider hook, and its dialect."""
+    connection, dialect = _connection_and_dialect(settings)
     try:
         if connection.conn_type == "redshift":
             return redshift_connection(settings.warehouse_conn_id), dialect

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
-from firehose_loader.airflow.connections import s3_client, warehouse_connection
+from firehose_loader.airflow.connections import s3_client, warehouse_connection, warehouse_dialect
 from firehose_loader.config import Settings, Stream
 from firehose_loader.errors import PermanentError
 from firehose_loader.handover import Extracted, Manifest, Part, PartResult
@@ -97,7 +97,9 @@ def run_extract(
 
     hour = interval_hour(start, end)
     writer = StageWriter("ingest", run_id, "extract_hour", try_number)
-    extracted = extract_listing_again(s3_client(settings), stream, hour, writer)
+    # Validated against the warehouse's limits: a value it cannot store is quarantined, not staged.
+    limits = warehouse_dialect(settings).limits
+    extracted = extract_listing_again(s3_client(settings), stream, hour, writer, limits)
     if extracted["manifest"] is not None:
         log_manifest(extracted["manifest"])
     else:
@@ -116,7 +118,7 @@ def run_extract_part(stream: Stream, settings: Settings, part: Part, run_id: str
     from firehose_loader.extract import extract_part
 
     writer = StageWriter("ingest", run_id, "extract_part", try_number)
-    result = extract_part(s3_client(settings), stream, part, writer)
+    result = extract_part(s3_client(settings), stream, part, writer, warehouse_dialect(settings).limits)
     log.info(
         "hour %s part %d: %d objects, %d rows staged at %s",
         part["hour"],
@@ -173,7 +175,7 @@ def run_load_and_merge(
     conn, dialect = warehouse_connection(settings)
     try:
         writer = StageWriter("ingest", run_id, "load_and_merge", try_number)
-        manifest, stage = fitting_stage(client, stream, manifest, writer)
+        manifest, stage = fitting_stage(client, stream, manifest, writer, dialect.limits)
         summary = load_and_merge(conn, stream, settings, dialect, manifest, stage, run_id)
     finally:
         conn.close()

@@ -7,8 +7,10 @@ does not fit the stream's columns is quarantined whole with its object key, byte
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from functools import lru_cache, partial
 from itertools import repeat
 from typing import Any
@@ -16,9 +18,10 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from firehose_loader.config import Stream
-from firehose_loader.records.coercion import coerce_column, coerce_json_texts
+from firehose_loader.records.coercion import POSTGRES_LIMITS, WarehouseLimits, coerce_column, coerce_json_texts
 from firehose_loader.records.decoding import (
     BadRecord,
     DecodedObject,
@@ -83,7 +86,7 @@ class QuarantinedRecord:
 
 
 def validate_records(
-    stream: Stream, object_key: str, decoded: DecodedObject
+    stream: Stream, object_key: str, decoded: DecodedObject, limits: WarehouseLimits = POSTGRES_LIMITS
 ) -> tuple[pa.Table, list[QuarantinedRecord]]:
     """Coerce every record to the stream's columns; a record that does not fit is quarantined whole.
 
@@ -94,7 +97,15 @@ def validate_records(
     # A NUL character can only have come from a \u0000 escape in the object's text (when we have it).
     nul_possible = not decoded.data or b"\\u0000" in decoded.data
     return _validate_columns(
-        stream, object_key, columns, decoded.starts, decoded.ends, decoded.data, decoded.bad, nul_possible
+        stream,
+        object_key,
+        columns,
+        decoded.starts,
+        decoded.ends,
+        decoded.data,
+        decoded.bad,
+        nul_possible,
+        limits=limits,
     )
 
 
@@ -108,20 +119,24 @@ def _validate_columns(
     bad: list[BadRecord],
     nul_possible: bool = True,
     json_as_text: bool = False,
+    limits: WarehouseLimits = POSTGRES_LIMITS,
 ) -> tuple[pa.Table, list[QuarantinedRecord]]:
     """The records' values column by column → rows + quarantine.
 
     With ``json_as_text`` a json column holds each value's ``orjson.dumps`` text (``b""`` for a
-    missing value) instead of the value.
+    missing value) instead of the value. ``limits`` are the warehouse's (see WarehouseLimits).
     """
     required = set(stream.key) | {stream.order_by}
     reasons: dict[int, str] = {}
     arrays: list[pa.Array] = []
     for (name, column_type), values in zip(stream.columns.items(), columns, strict=True):
         if column_type.name == "json" and json_as_text:
-            array, errors = coerce_json_texts(values, nul_possible)
+            array, errors = coerce_json_texts(values, nul_possible, limits)
         else:
-            array, errors = coerce_column(column_type, values, nul_possible)
+            exact = partial(_exact_value, data, starts, ends, name) if data else None
+            array, errors = coerce_column(column_type, values, nul_possible, limits, exact)
+        if name in required and limits.ignores_trailing_blanks and pa.types.is_string(array.type):
+            errors = {**errors, **_trailing_blank_errors(array, limits)}
         for position, message in errors.items():
             reasons.setdefault(position, f"column {name}: {message}")
         if name in required and array.null_count > len(errors):
@@ -146,6 +161,39 @@ def _validate_columns(
     arrays.append(pa.array(starts, type=pa.int64()))
     quarantined.sort(key=lambda entry: entry.offset)
     return pa.Table.from_arrays(arrays, schema=arrow_schema(stream)), quarantined
+
+
+def _exact_value(data: bytes, starts: Any, ends: Any, name: str, position: int) -> Any:
+    """A field of one record as its text holds it: integers of any size, fractions as Decimal.
+
+    Only for the few numbers a double could not hold exactly (orjson reads every number into a
+    double or a 64-bit integer); a record that does not read back as an object gives None.
+    """
+    raw = data[int(starts[position]) : int(ends[position])]
+    try:
+        record = json.loads(raw, parse_float=Decimal)
+    except ValueError:
+        return None
+    return record.get(name) if isinstance(record, dict) else None
+
+
+def _trailing_blank_errors(array: pa.Array, limits: WarehouseLimits) -> dict[int, str]:
+    """Key and order_by values ending in a blank, where the warehouse compares varchar without trailing blanks.
+
+    Redshift takes 'a1' and 'a1 ' as equal: two keys would merge into one there while the
+    deduplication (and PostgreSQL) keeps them apart, and an order_by would tie. Such a record is
+    quarantined rather than loaded under a changed key.
+    """
+    ends_blank = pc.fill_null(pc.ends_with(array, " "), False)
+    if not ends_blank.true_count:
+        return {}
+    return {
+        position: (
+            f"{array[position].as_py()[-40:]!r} ends in a blank, which {limits.warehouse} ignores when it compares "
+            "text ('a1' = 'a1 '); send it without trailing blanks"
+        )
+        for position in np.flatnonzero(ends_blank.to_numpy(zero_copy_only=False)).tolist()
+    }
 
 
 @lru_cache(maxsize=64)
@@ -174,7 +222,9 @@ def _record_reader(columns: tuple[tuple[str, bool], ...]) -> Callable[[list[byte
     return partial(namespace["read"], loads=orjson.loads, dumps=orjson.dumps)
 
 
-def _validate_plain(stream: Stream, object_key: str, data: bytes) -> tuple[pa.Table, list[QuarantinedRecord], int]:
+def _validate_plain(
+    stream: Stream, object_key: str, data: bytes, limits: WarehouseLimits = POSTGRES_LIMITS
+) -> tuple[pa.Table, list[QuarantinedRecord], int]:
     """Split and validate one object's decompressed bytes: (valid rows, quarantined records, raw record count).
 
     The common layouts go through :func:`_record_reader`; an object where a piece does not parse
@@ -191,12 +241,12 @@ def _validate_plain(stream: Stream, object_key: str, data: bytes) -> tuple[pa.Ta
             starts, ends = uniform.offsets()
             nul_possible = b"\\u0000" in data  # JSON text has no other way to write a NUL character
             table, quarantined = _validate_columns(
-                stream, object_key, columns, starts, ends, data, [], nul_possible, json_as_text=True
+                stream, object_key, columns, starts, ends, data, [], nul_possible, json_as_text=True, limits=limits
             )
             return table, quarantined, len(uniform.pieces)
     decoded = split_records_exact(data, stream.max_record_bytes)
     decoded.data = data
-    table, quarantined = validate_records(stream, object_key, decoded)
+    table, quarantined = validate_records(stream, object_key, decoded, limits)
     return table, quarantined, decoded.raw_count
 
 
@@ -210,7 +260,7 @@ class ObjectRows:
     unreadable: SourceObject | None = None
 
 
-def decode_and_validate(stream: Stream, source: SourceObject) -> ObjectRows:
+def decode_and_validate(stream: Stream, source: SourceObject, limits: WarehouseLimits = POSTGRES_LIMITS) -> ObjectRows:
     """Decompress, decode and validate one object (pure: runs in a decode process as well as here)."""
     stats = ObjectStats(key=source.key, etag=source.etag, size=source.size)
     try:
@@ -221,7 +271,7 @@ def decode_and_validate(stream: Stream, source: SourceObject) -> ObjectRows:
         stats.message = str(exc)
         return ObjectRows(stats, None, [], unreadable=source)
     stats.compression = compression
-    table, quarantined, stats.records_raw = _validate_plain(stream, source.key, plain)
+    table, quarantined, stats.records_raw = _validate_plain(stream, source.key, plain, limits)
     stats.records_valid = table.num_rows
     stats.records_quarantined = len(quarantined)
     stats.message = warning

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from firehose_loader.config import ColumnType
+from firehose_loader.records.coercion import POSTGRES_LIMITS, WarehouseLimits
 from firehose_loader.records.schema import PROVENANCE_COLUMNS
 from firehose_loader.warehouse.protocol import Stage
 from firehose_loader.warehouse.render import render
@@ -21,6 +22,9 @@ from firehose_loader.warehouse.render import render
 class Postgres:
     name: str = "postgres"
     stages_rows: bool = False
+    limits: WarehouseLimits = POSTGRES_LIMITS
+    # The database collation may order text otherwise than the deduplication (by code point).
+    text_collation: str = ' COLLATE "C"'
 
     def column_type(self, column_type: ColumnType) -> str:
         return "jsonb" if column_type.name == "json" else str(column_type)

@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from firehose_loader.config import ColumnType
 from firehose_loader.errors import PermanentError
+from firehose_loader.records.coercion import WarehouseLimits
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,16 @@ class Dialect(Protocol):
 
     @property
     def object_key_type(self) -> str: ...
+
+    @property
+    def limits(self) -> WarehouseLimits:
+        """What the warehouse stores, which validation checks before staging (a value beyond is quarantined)."""
+        ...
+
+    @property
+    def text_collation(self) -> str:
+        """What makes a text comparison go by code point (as Python and Arrow compare), e.g. ' COLLATE "C"'."""
+        ...
 
     @property
     def stages_rows(self) -> bool:
