@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow.sdk import TriggerRule, dag, task
+from airflow.sdk import TriggerRule, dag, get_current_context, task
 
 from firehose_loader.airflow.dag_pieces import HOURLY, RETRY_DEFAULTS, settled_and_ready, table_asset
 from firehose_loader.airflow.doc_md import ingest_doc_md
@@ -50,7 +50,8 @@ def build_ingest_dag(stream: Stream, settings: Settings):
 
         @task(outlets=[table_asset(stream, settings)], multiple_outputs=False)
         def load_and_merge(manifest: Manifest, run_id=None, ti=None) -> dict:
-            return run_load_and_merge(stream, settings, manifest, run_id, ti.try_number)
+            context = get_current_context()
+            return run_load_and_merge(stream, settings, manifest, run_id, ti.try_number, context)
 
         settled, tables_ready = settled_and_ready(stream, settings)
         planned = extract_hour()

@@ -112,3 +112,19 @@ CREATE TABLE IF NOT EXISTS {{ (loader_schema, "sweep_results") | qualified }} (
     message varchar(1024),
     PRIMARY KEY (stream, hour, run_id, try_number)
 );
+
+-- Schema drift: per stream, object and field, how many of the object's records carry a field the
+-- stream does not declare, the JSON types seen and a sample value; written with the object's
+-- ledger row, in the merge's transaction (a rerun replaces the object's rows).
+CREATE TABLE IF NOT EXISTS {{ (loader_schema, "schema_drift") | qualified }} (
+    stream varchar(64) NOT NULL,
+    hour timestamp NOT NULL,
+    object_key varchar(1024) NOT NULL,
+    field varchar(256) NOT NULL,
+    records bigint NOT NULL,
+    json_types varchar(256) NOT NULL,
+    sample varchar(1024),
+    run_id varchar(256) NOT NULL,
+    loaded_at timestamp NOT NULL,
+    PRIMARY KEY (stream, object_key, field)
+);

@@ -163,6 +163,9 @@ class Stream:
     erased_keys_accept_newer: bool = field(default_factory=lambda: default_of("erased_keys_accept_newer"))
     # How many hours back the late sweep compares each hour's folder with the ledger (audit.sweep_hours).
     late_horizon_hours: int = field(default_factory=lambda: default_of("late_horizon_hours"))
+    # What a field the records carry but the columns lack does: "ignore" (counted in schema_drift) or
+    # "report" (counted, and alerted once per field). See load.merge_hour and docs/streams.md.
+    new_fields: str = field(default_factory=lambda: default_of("new_fields"))
 
     @property
     def qualified_table(self) -> str:
@@ -299,6 +302,15 @@ def _start_date(value: Any, where: str) -> datetime:
     return start
 
 
+def _choice(*choices: str) -> Callable[[Any, str], str]:
+    def parse(value: Any, where: str) -> str:
+        if value not in choices:
+            raise ConfigError(f"{where}: must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    return parse
+
+
 def _boolean(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{where}: must be true or false, got {value!r}")
@@ -341,6 +353,9 @@ OPTIONAL_FIELDS = (
     # its retention (1 to 365 days, 24 h by default): the late sweep looks back 7 days unless told.
     OptionalField("late_horizon_hours", 168, _integer(24, 24 * 90), "late_horizon_hours"),
     OptionalField("audit_notifier", None, lambda value, where: parse_notifier(value, where), "audit_notifier"),
+    # Fields the records carry that are not among the columns: counted in schema_drift always;
+    # "report" also alerts (through audit_notifier) the first time the stream sees each one.
+    OptionalField("new_fields", "report", _choice("ignore", "report"), "new_fields"),
 )
 REQUIRED_FIELDS = ("name", "bucket", "table", "key", "order_by", "columns")
 STREAM_FIELDS = {*REQUIRED_FIELDS, *(spec.name for spec in OPTIONAL_FIELDS)}

@@ -9,7 +9,7 @@ step merges. Each shape has one builder here, so every task writes it the same w
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from firehose_loader.s3io import ObjectInfo
 
@@ -31,6 +31,8 @@ class ObjectEntry(TypedDict):
     status: str
     message: str | None
     quarantine_key: str | None
+    # Fields of the object's records that the stream does not declare: {name, records, json_types, sample}.
+    new_fields: NotRequired[list[dict[str, Any]]]
 
 
 class Manifest(TypedDict):
@@ -93,6 +95,10 @@ def make_object_entry(stats: ObjectStats, quarantine_key: str | None) -> ObjectE
         status=stats.status,
         message=stats.message,
         quarantine_key=quarantine_key,
+        new_fields=[
+            {"name": new.name, "records": new.records, "json_types": list(new.json_types), "sample": new.sample}
+            for new in stats.new_fields
+        ],
     )
 
 

@@ -205,8 +205,8 @@ def merge_hour(
     delta: bool = False,
     measured_by: str = "ingest",
     then: Sequence[tuple[str, dict[str, Any]]] = (),
-) -> None:
-    """COPY the stage into a temporary table and merge it, in one transaction.
+) -> list[dict[str, Any]]:
+    """COPY the stage into a temporary table and merge it, in one transaction; return the new fields first seen.
 
     What the temporary table holds and where the winning rows come from is the dialect's
     (``stages_rows``, ``insert_winners``).
@@ -221,6 +221,9 @@ def merge_hour(
     recomputed from the hour's whole ledger.
     ``measured_by`` names the DAG or task whose merge it is (ingest, audit, sweep) in realtime_quality,
     where a key's first merge records what a real-time writer had done to it.
+    With the ledger, each object's schema drift (fields its records carry that the stream does not
+    declare) replaces the object's rows in ``schema_drift``; the fields the stream never had in
+    ``schema_drift`` before are returned (what is alerted once).
     """
     if stage is not None and (misfit := stage_misfit(stage.columns or stream.columns, stream)):
         raise StageSchemaError(f"stage {stage.uri} no longer fits the stream's columns: {misfit}")
@@ -254,6 +257,7 @@ def merge_hour(
                 cursor.execute(statement, parameters)
             if stage is not None:
                 dialect.insert_winners(cursor, context, stage)
+            first_seen = _write_schema_drift(cursor, context, manifest, parameters) if write_ledger else []
             for template, extra in then:
                 for statement in render_statements(template, **context):
                     cursor.execute(statement, {**parameters, **extra})
@@ -262,6 +266,48 @@ def merge_hour(
         except Exception:
             conn.rollback()
             raise
+    return first_seen
+
+
+def new_fields_of_manifest(manifest: Manifest) -> list[dict[str, Any]]:
+    """The hour's schema drift over its objects: per field the records, JSON types and a sample, by name."""
+    fields: dict[str, dict[str, Any]] = {}
+    for entry in manifest["objects"]:
+        for new in entry.get("new_fields") or []:
+            total = fields.setdefault(
+                new["name"], {"name": new["name"], "records": 0, "json_types": [], "sample": None}
+            )
+            total["records"] += new["records"]
+            total["json_types"] += [kind for kind in new["json_types"] if kind not in total["json_types"]]
+            total["sample"] = total["sample"] if total["sample"] is not None else new["sample"]
+    return [fields[name] for name in sorted(fields)]
+
+
+def _write_schema_drift(
+    cursor: Any, context: dict[str, Any], manifest: Manifest, parameters: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Replace the manifest's objects' schema drift rows; return the hour's fields never recorded for the stream before."""
+    cursor.execute(render("schema_drift/known_fields.sql", **context), {"stream": parameters["stream"]})
+    known = {row[0] for row in cursor.fetchall()}
+    common = {name: parameters[name] for name in ("stream", "hour", "run_id", "loaded_at")}
+    objects = [{**common, "object_key": entry["key"]} for entry in manifest["objects"]]
+    if objects:
+        cursor.executemany(render("schema_drift/delete_object.sql", **context), objects)
+    rows = [
+        {
+            **common,
+            "object_key": entry["key"],
+            "field": new["name"][:256],
+            "records": new["records"],
+            "json_types": ",".join(new["json_types"])[:256],
+            "sample": None if new["sample"] is None else new["sample"][:1024],
+        }
+        for entry in manifest["objects"]
+        for new in entry.get("new_fields") or []
+    ]
+    if rows:
+        cursor.executemany(render("schema_drift/insert_field.sql", **context), rows)
+    return [field for field in new_fields_of_manifest(manifest) if field["name"][:256] not in known]
 
 
 def load_and_merge(
@@ -273,8 +319,9 @@ def load_and_merge(
     stage: Stage | None,
     run_id: str,
 ) -> dict[str, Any]:
-    """Merge the hour with its ledger rows and return the hour's load_hours row."""
-    merge_hour(conn, stream, settings, dialect, manifest, stage, run_id)
+    """Merge the hour with its ledger rows and return the hour's load_hours row, with ``new_fields``
+    (the hour's schema drift) and ``first_seen_fields`` (the drift's fields never seen before)."""
+    first_seen = merge_hour(conn, stream, settings, dialect, manifest, stage, run_id)
     failpoint("after_commit")
     summary = query_one(
         conn,
@@ -284,7 +331,7 @@ def load_and_merge(
         naive_utc(handed_hour(manifest)),
     )
     assert summary is not None, "the merge commits a load_hours row"
-    return summary
+    return {**summary, "new_fields": new_fields_of_manifest(manifest), "first_seen_fields": first_seen}
 
 
 def query_one(
@@ -301,7 +348,7 @@ def query_one(
 
 def _object_row(entry: ObjectEntry) -> dict[str, Any]:
     fields = ObjectStats.__dataclass_fields__
-    row: dict[str, Any] = {name: value for name, value in entry.items() if name in fields}
+    row: dict[str, Any] = {name: value for name, value in entry.items() if name in fields and name != "new_fields"}
     row["message"] = (row["message"] or None) and str(row["message"])[:1024]
     row["quarantine_key"] = entry.get("quarantine_key")
     return row

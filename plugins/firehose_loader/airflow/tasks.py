@@ -162,12 +162,14 @@ def log_manifest(manifest: Manifest) -> None:
 
 @fails_at_once_when_permanent
 def run_load_and_merge(
-    stream: Stream, settings: Settings, manifest: Manifest, run_id: str, try_number: int = 1
+    stream: Stream, settings: Settings, manifest: Manifest, run_id: str, try_number: int = 1, context: Any = None
 ) -> dict[str, Any]:
     """Merge the stage the manifest names (a clear of this task alone merges the same stage again).
 
     A stage whose columns no longer fit the stream's (a type changed in the streams file since it
-    was staged) is not merged: the hour is extracted again from S3 and that stage merged.
+    was staged) is not merged: the hour is extracted again from S3 and that stage merged. The
+    hour's schema drift goes to the log; with ``new_fields: report`` a field the stream never had
+    before is alerted through its notifier (``context``: the task's Airflow context).
     """
     from firehose_loader.load import fitting_stage, load_and_merge
 
@@ -185,9 +187,48 @@ def run_load_and_merge(
         stream.name,
         manifest["hour"],
         stream.qualified_table,
-        "\n".join(f"  {name.ljust(width)}  {value}" for name, value in summary.items()),
+        "\n".join(
+            f"  {name.ljust(width)}  {value}"
+            for name, value in summary.items()
+            if name not in ("new_fields", "first_seen_fields")
+        ),
     )
+    report_new_fields(stream, manifest["hour"], summary, context)
     return summary
+
+
+def drift_report(stream: Stream, hour: str, fields: list[dict[str, Any]]) -> str:
+    """The hour's schema drift as the log and the alert show it: one line per field."""
+    lines = [f"{stream.name} hour {hour}: {len(fields)} field(s) not among the columns of {stream.qualified_table}"]
+    lines += [
+        f"  {field['name']!r}: {field['records']} record(s), JSON {'/'.join(field['json_types'])}, "
+        f"e.g. {field['sample']}"
+        for field in fields
+    ]
+    return "\n".join(lines)
+
+
+def report_new_fields(stream: Stream, hour: str, summary: dict[str, Any], context: Any) -> None:
+    """Log the hour's schema drift; alert once per field the stream never had before (new_fields: report)."""
+    if not summary["new_fields"]:
+        return
+    log.warning("%s", drift_report(stream, hour, summary["new_fields"]))
+    first_seen = summary["first_seen_fields"]
+    if stream.new_fields != "report" or not first_seen or context is None:
+        return
+    from firehose_loader.airflow.notify import send_alert
+
+    names = ", ".join(field["name"] for field in first_seen)
+    send_alert(
+        stream.audit_notifier,
+        context,
+        {
+            "stream": stream.name,
+            "summary": f"{stream.name}: new field(s) {names} in hour {hour}, not among the columns",
+            "report": drift_report(stream, hour, first_seen),
+            "hours": [{"hour": hour, "new_fields": first_seen}],
+        },
+    )
 
 
 # A run in one of these states will still commit its hour (a task that waits for a retry keeps its run running).
