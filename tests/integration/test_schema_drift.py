@@ -9,10 +9,15 @@ notifier is called once for it, not again for hour 3 nor for a rerun of hour 2; 
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
 
+from firehose_loader.config import Settings, parse_stream
+from firehose_loader.dashboard.page import render_page
+from firehose_loader.dashboard.queries import query_hour, query_stream
 from tests.integration.conftest import run_hour
 from tests.integration.support import SIMPLE, ndjson, object_key
 
@@ -72,6 +77,17 @@ def test_a_new_field_in_hour_2_of_3_is_counted_per_hour_and_alerted_once(streams
     # The records load as before: the new fields are not in the table.
     rows = warehouse.execute(f"SELECT count(*) FROM {entry['table']}").fetchone()
     assert rows == (18,)
+    # The dashboard's hour shows the drift (its API returns the same HourDetail).
+    stream = parse_stream(entry, 0)
+    with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
+        detail = query_hour(conn, stream, Settings(), HOURS[1])
+        dashboard = query_stream(conn, stream, Settings(), HOURS[0], HOURS[2])
+    assert [(field["field"], field["records"], field["json_types"]) for field in detail.new_fields] == [
+        ("campaign", 2, "object,null"),
+        ("utm_source", 7, "string"),
+    ]
+    page = render_page([dashboard], now=HOURS[2], selected_stream=entry["name"], detail=detail)
+    assert '<table class="drift">' in page and "utm_source" in page and "&#34;google-0&#34;" in page
     sent = [json.loads(line) for line in alerts.read_text().splitlines()] if alerts.exists() else []
     if setting == "ignore":
         assert sent == []
