@@ -128,3 +128,17 @@ CREATE TABLE IF NOT EXISTS {{ (loader_schema, "schema_drift") | qualified }} (
     loaded_at timestamp NOT NULL,
     PRIMARY KEY (stream, object_key, field)
 );
+
+-- Columns the loader added to a stream's table itself (new_fields: add_columns), one row per stream
+-- and column: what it inferred from the JSON types seen, and the load that added it. Every task of
+-- the stream reads it: the added columns are loaded from then on, as if declared.
+CREATE TABLE IF NOT EXISTS {{ (loader_schema, "schema_history") | qualified }} (
+    stream varchar(64) NOT NULL,
+    column_name varchar(128) NOT NULL,
+    column_type varchar(64) NOT NULL,
+    json_types varchar(256) NOT NULL,
+    hour timestamp NOT NULL,
+    run_id varchar(256) NOT NULL,
+    added_at timestamp NOT NULL,
+    PRIMARY KEY (stream, column_name)
+);

@@ -163,8 +163,9 @@ class Stream:
     erased_keys_accept_newer: bool = field(default_factory=lambda: default_of("erased_keys_accept_newer"))
     # How many hours back the late sweep compares each hour's folder with the ledger (audit.sweep_hours).
     late_horizon_hours: int = field(default_factory=lambda: default_of("late_horizon_hours"))
-    # What a field the records carry but the columns lack does: "ignore" (counted in schema_drift) or
-    # "report" (counted, and alerted once per field). See load.merge_hour and docs/streams.md.
+    # What a field the records carry but the columns lack does: "ignore" (counted in schema_drift),
+    # "report" (counted, and alerted once per field) or "add_columns" (a column is added and loaded,
+    # load.add_new_columns). See docs/streams.md.
     new_fields: str = field(default_factory=lambda: default_of("new_fields"))
 
     @property
@@ -354,8 +355,9 @@ OPTIONAL_FIELDS = (
     OptionalField("late_horizon_hours", 168, _integer(24, 24 * 90), "late_horizon_hours"),
     OptionalField("audit_notifier", None, lambda value, where: parse_notifier(value, where), "audit_notifier"),
     # Fields the records carry that are not among the columns: counted in schema_drift always;
-    # "report" also alerts (through audit_notifier) the first time the stream sees each one.
-    OptionalField("new_fields", "report", _choice("ignore", "report"), "new_fields"),
+    # "report" also alerts (through audit_notifier) the first time the stream sees each one;
+    # "add_columns" adds each as a nullable column of an inferred type (schema_history) and loads it.
+    OptionalField("new_fields", "report", _choice("ignore", "report", "add_columns"), "new_fields"),
 )
 REQUIRED_FIELDS = ("name", "bucket", "table", "key", "order_by", "columns")
 STREAM_FIELDS = {*REQUIRED_FIELDS, *(spec.name for spec in OPTIONAL_FIELDS)}

@@ -6,6 +6,7 @@ ledger, in one transaction (see ``warehouse.dialect`` for what each warehouse st
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Iterator, Sequence
@@ -15,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from firehose_loader.config import ColumnType, Settings, Stream
+from firehose_loader.config import IDENTIFIER, ColumnType, Settings, Stream, parse_column_type
 from firehose_loader.extract import extract_chosen, extract_hour
 from firehose_loader.faults import failpoint
 from firehose_loader.handover import Manifest, ObjectEntry, handed_hour, listed_at
@@ -425,3 +426,104 @@ def erase_keys(
             conn.rollback()
             raise
     return len(rows)
+
+
+# --- new_fields: add_columns -----------------------------------------------------------------------------------------
+
+# The column type a new field gets from the JSON types its records had (null aside): one kind of
+# number or a string keeps its type; numbers of both kinds are double precision; anything else
+# (objects, arrays, mixed kinds) is json, which holds any value.
+INFERRED_TYPES = {
+    frozenset({"integer"}): "bigint",
+    frozenset({"number"}): "double precision",
+    frozenset({"integer", "number"}): "double precision",
+    frozenset({"boolean"}): "boolean",
+    frozenset({"string"}): "text",
+}
+
+
+def inferred_type(json_types: Sequence[str]) -> ColumnType | None:
+    """The type of a column added for a field with these JSON types; None when only nulls were seen."""
+    kinds = frozenset(json_types) - {"null"}
+    if not kinds:
+        return None
+    return parse_column_type(INFERRED_TYPES.get(kinds, "json"))
+
+
+def addable(name: str, stream: Stream) -> bool:
+    """Whether a new field can become a column: an accepted identifier, not the loader's, not declared."""
+    return bool(IDENTIFIER.fullmatch(name)) and not name.startswith("_firehose_") and name not in stream.columns
+
+
+def added_columns(conn: Any, stream: Stream, settings: Settings, dialect: Dialect) -> dict[str, ColumnType]:
+    """The columns the loader added to the stream's table (schema_history), none before ensure_tables made it."""
+    context = template_context(stream, settings, dialect)
+    with conn.cursor() as cursor:
+        cursor.execute(render("schema_history/exists.sql", **context), {"schema": settings.loader_schema})
+        (exists,) = cursor.fetchone()
+        rows = []
+        if exists:
+            cursor.execute(render("schema_history/columns.sql", **context), {"stream": stream.name})
+            rows = cursor.fetchall()
+    conn.commit()
+    return {name: parse_column_type(kind) for name, kind in rows}
+
+
+def with_added_columns(stream: Stream, added: dict[str, ColumnType]) -> Stream:
+    """The stream with the columns the loader added after its declared ones (a declared column wins)."""
+    extra = {name: kind for name, kind in added.items() if name not in stream.columns}
+    return dataclasses.replace(stream, columns={**stream.columns, **extra}) if extra else stream
+
+
+@retry_serialization_failures
+def add_new_columns(
+    conn: Any,
+    stream: Stream,
+    settings: Settings,
+    dialect: Dialect,
+    fields: Sequence[dict[str, Any]],
+    hour: datetime,
+    run_id: str,
+) -> dict[str, ColumnType]:
+    """Add a nullable column for each new field that can be one, and record it in schema_history, in one transaction.
+
+    Under the merge's lock, so two loads do not add the same column; a column the table already
+    has (another load added it) is not added again. Returns the columns added now.
+    """
+    wanted = {
+        field["name"]: kind
+        for field in fields
+        if addable(field["name"], stream) and (kind := inferred_type(field["json_types"])) is not None
+    }
+    if not wanted:
+        return {}
+    context = template_context(stream, settings, dialect)
+    types = {field["name"]: ",".join(field["json_types"])[:256] for field in fields}
+    added: dict[str, ColumnType] = {}
+    with conn.cursor() as cursor:
+        try:
+            cursor.execute(dialect.lock_statement(context))
+            cursor.execute(render("target_columns.sql"), {"schema": stream.schema, "table": stream.table})
+            present = {row[0] for row in cursor.fetchall()}
+            for name, kind in wanted.items():
+                if name in present:
+                    continue
+                cursor.execute(dialect.add_column_statement(context["target"], name, dialect.column_type(kind)))
+                cursor.execute(
+                    render("schema_history/record_column.sql", **context),
+                    {
+                        "stream": stream.name,
+                        "column_name": name,
+                        "column_type": str(kind),
+                        "json_types": types[name],
+                        "hour": naive_utc(hour),
+                        "run_id": run_id,
+                        "added_at": naive_utc(datetime.now(UTC)),
+                    },
+                )
+                added[name] = kind
+            conn.commit()
+        except Exception:
+            conn.rollback()
+            raise
+    return added

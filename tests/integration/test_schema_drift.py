@@ -19,7 +19,7 @@ from firehose_loader.config import Settings, parse_stream
 from firehose_loader.dashboard.page import render_page
 from firehose_loader.dashboard.queries import query_hour, query_stream
 from tests.integration.conftest import run_hour
-from tests.integration.support import SIMPLE, ndjson, object_key
+from tests.integration.support import SIMPLE, load_in_process, ndjson, object_key, unlisted_stream
 
 HOURS = [datetime(2026, 7, 1, hour, tzinfo=UTC) for hour in (3, 4, 5)]
 
@@ -98,3 +98,38 @@ def test_a_new_field_in_hour_2_of_3_is_counted_per_hour_and_alerted_once(streams
         == f"{entry['name']}: new field(s) campaign, utm_source in hour {HOURS[1].isoformat()}, not among the columns"
     )
     assert "'utm_source': 7 record(s), JSON string, e.g. \"google-0\"" in alert["report"]
+
+
+def test_add_columns_adds_the_field_as_a_column_from_its_hour_on_and_a_backfill_fills_older_hours(s3, warehouse):
+    """Hour 1 was loaded with new_fields: report; then the stream opted into add_columns.
+
+    Hour 2's load adds plan (text: its records sent strings) and tier (bigint), records them in
+    schema_history, extracts hour 2 again and loads them; hour 3 loads them as declared columns. Hour
+    1's rows keep NULL until a plain rerun of hour 1 (the documented backfill) rewrites them from S3.
+    """
+    entry, _stream = unlisted_stream(s3, "drift_add", **SIMPLE, new_fields="report")
+    for index, hour in enumerate(HOURS):
+        records = [{"id": f"h{index}-{n}", "seq": 1, "plan": f"plan-{index}-{n}", "tier": n} for n in range(4)]
+        s3.put_object(Bucket=entry["bucket"], Key=object_key(hour, "00-a"), Body=ndjson(records))
+    load_in_process(entry, HOURS[0], "drift_add_1")
+    entry = {**entry, "new_fields": "add_columns"}
+    load_in_process(entry, HOURS[1], "drift_add_2")
+    load_in_process(entry, HOURS[2], "drift_add_3")
+
+    history = warehouse.execute(
+        "SELECT column_name, column_type, json_types, hour FROM firehose_loader.schema_history WHERE stream = %s"
+        " ORDER BY column_name",
+        (entry["name"],),
+    ).fetchall()
+    assert history == [
+        ("plan", "text", "string", HOURS[1].replace(tzinfo=None)),
+        ("tier", "bigint", "integer", HOURS[1].replace(tzinfo=None)),
+    ]
+
+    def table() -> list[tuple]:
+        return warehouse.execute(f"SELECT id, plan, tier FROM {entry['table']} ORDER BY id").fetchall()
+
+    expected = {f"h{index}-{n}": (f"h{index}-{n}", f"plan-{index}-{n}", n) for index in range(3) for n in range(4)}
+    assert table() == [(key, None, None) if key.startswith("h0-") else row for key, row in sorted(expected.items())]
+    load_in_process(entry, HOURS[0], "drift_add_backfill")  # the backfill of hour 1: a plain rerun
+    assert table() == [row for _key, row in sorted(expected.items())]

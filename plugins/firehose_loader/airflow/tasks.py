@@ -53,6 +53,19 @@ def fails_at_once_when_permanent(body: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
+def effective_stream(stream: Stream, settings: Settings) -> Stream:
+    """The stream with the columns the loader added to its table (new_fields: add_columns); others as declared."""
+    if stream.new_fields != "add_columns":
+        return stream
+    from firehose_loader.load import added_columns, with_added_columns
+
+    conn, dialect = warehouse_connection(settings)
+    try:
+        return with_added_columns(stream, added_columns(conn, stream, settings, dialect))
+    finally:
+        conn.close()
+
+
 @fails_at_once_when_permanent
 def run_erase(stream: Stream, settings: Settings, keys: list[Any], reason: str, run_id: str) -> int:
     """Erase the keys a manual audit run names (params erase_keys, erase_reason); none: nothing to do."""
@@ -87,6 +100,13 @@ def run_ensure_tables(stream: Stream, settings: Settings) -> None:
         ensure_tables(conn, stream, settings, dialect)
     finally:
         conn.close()
+    # Tables exist now: the target check also covers the columns the loader added (add_columns).
+    if stream.new_fields == "add_columns" and (effective := effective_stream(stream, settings)) is not stream:
+        conn, dialect = warehouse_connection(settings)
+        try:
+            ensure_tables(conn, effective, settings, dialect)
+        finally:
+            conn.close()
 
 
 @fails_at_once_when_permanent
@@ -96,6 +116,7 @@ def run_extract(
     from firehose_loader.extract import extract_listing_again
 
     hour = interval_hour(start, end)
+    stream = effective_stream(stream, settings)
     writer = StageWriter("ingest", run_id, "extract_hour", try_number)
     # Validated against the warehouse's limits: a value it cannot store is quarantined, not staged.
     limits = warehouse_dialect(settings).limits
@@ -118,6 +139,7 @@ def run_extract_part(stream: Stream, settings: Settings, part: Part, run_id: str
     from firehose_loader.extract import extract_part
 
     writer = StageWriter("ingest", run_id, "extract_part", try_number)
+    stream = effective_stream(stream, settings)
     result = extract_part(s3_client(settings), stream, part, writer, warehouse_dialect(settings).limits)
     log.info(
         "hour %s part %d: %d objects, %d rows staged at %s",
@@ -143,6 +165,7 @@ def run_combine_parts(
 
     manifest, planned = extracted["manifest"], extracted["parts"]
     writer = StageWriter("ingest", run_id, "combine_parts", try_number)
+    stream = effective_stream(stream, settings)
     combined = combine_hour_parts(lambda: s3_client(settings), stream, manifest, planned, list(parts), writer)
     if manifest is None:
         log_manifest(combined)
@@ -169,16 +192,46 @@ def run_load_and_merge(
     A stage whose columns no longer fit the stream's (a type changed in the streams file since it
     was staged) is not merged: the hour is extracted again from S3 and that stage merged. The
     hour's schema drift goes to the log; with ``new_fields: report`` a field the stream never had
-    before is alerted through its notifier (``context``: the task's Airflow context).
+    before is alerted through its notifier (``context``: the task's Airflow context). With
+    ``add_columns`` such a field becomes a column (add_new_columns) and the hour is extracted
+    again and merged with it, so the hour where a field first appears loads it.
     """
-    from firehose_loader.load import fitting_stage, load_and_merge
+    from firehose_loader.extract import extract_chosen
+    from firehose_loader.load import add_new_columns, fitting_stage, load_and_merge, staged_batch, with_added_columns
 
     client = s3_client(settings)
+    stream = effective_stream(stream, settings)
     conn, dialect = warehouse_connection(settings)
     try:
         writer = StageWriter("ingest", run_id, "load_and_merge", try_number)
         manifest, stage = fitting_stage(client, stream, manifest, writer, dialect.limits)
         summary = load_and_merge(conn, stream, settings, dialect, manifest, stage, run_id)
+        added = {}
+        if stream.new_fields == "add_columns" and summary["new_fields"]:
+            hour = datetime.fromisoformat(manifest["hour"])
+            added = add_new_columns(conn, stream, settings, dialect, summary["new_fields"], hour, run_id)
+        if added:
+            log.warning(
+                "%s: added column(s) %s to %s (new_fields: add_columns); extracting hour %s again to load them",
+                stream.name,
+                ", ".join(f"{name} {kind}" for name, kind in added.items()),
+                stream.qualified_table,
+                manifest["hour"],
+            )
+            first_seen = summary["first_seen_fields"]
+            stream = with_added_columns(stream, added)
+            again = StageWriter("ingest", run_id, "add_columns", try_number)
+            fresh, _objects = extract_chosen(client, stream, hour, again, lambda objects: objects, dialect.limits)
+            if fresh is not None:
+                manifest = fresh
+                summary = load_and_merge(
+                    conn, stream, settings, dialect, manifest, staged_batch(client, stream, manifest), run_id
+                )
+            summary = {
+                **summary,
+                "first_seen_fields": first_seen,
+                "added_columns": {n: str(k) for n, k in added.items()},
+            }
     finally:
         conn.close()
     width = max(len(name) for name in summary)
@@ -190,7 +243,7 @@ def run_load_and_merge(
         "\n".join(
             f"  {name.ljust(width)}  {value}"
             for name, value in summary.items()
-            if name not in ("new_fields", "first_seen_fields")
+            if name not in ("new_fields", "first_seen_fields", "added_columns")
         ),
     )
     report_new_fields(stream, manifest["hour"], summary, context)
@@ -214,17 +267,23 @@ def report_new_fields(stream: Stream, hour: str, summary: dict[str, Any], contex
         return
     log.warning("%s", drift_report(stream, hour, summary["new_fields"]))
     first_seen = summary["first_seen_fields"]
-    if stream.new_fields != "report" or not first_seen or context is None:
+    if stream.new_fields == "ignore" or not first_seen or context is None:
         return
     from firehose_loader.airflow.notify import send_alert
 
     names = ", ".join(field["name"] for field in first_seen)
+    added = summary.get("added_columns") or {}
+    outcome = (
+        "added as column(s) " + ", ".join(f"{name} {kind}" for name, kind in added.items())
+        if added
+        else "not among the columns"
+    )
     send_alert(
         stream.audit_notifier,
         context,
         {
             "stream": stream.name,
-            "summary": f"{stream.name}: new field(s) {names} in hour {hour}, not among the columns",
+            "summary": f"{stream.name}: new field(s) {names} in hour {hour}, {outcome}",
             "report": drift_report(stream, hour, first_seen),
             "hours": [{"hour": hour, "new_fields": first_seen}],
         },
@@ -263,6 +322,7 @@ def run_audit(
     from firehose_loader.audit import audit_hours, audit_window, format_report, needs_alert
 
     hours = audit_window(data_interval_end, lookback_hours)
+    stream = effective_stream(stream, settings)
     client = s3_client(settings)
     conn, dialect = warehouse_connection(settings)
     try:
@@ -322,6 +382,7 @@ def run_late_sweep(
     from firehose_loader.sweep import format_findings, sweep_hours
 
     hours = audit_window(data_interval_end, stream.late_horizon_hours)
+    stream = effective_stream(stream, settings)
     client = s3_client(settings)
     conn, dialect = warehouse_connection(settings)
     try:
