@@ -46,8 +46,8 @@ CREATE TABLE IF NOT EXISTS {{ (loader_schema, "load_hours") | qualified }} (
     -- when the hour was listed for the manifest this row and the hour's ledger came from
     -- (NULL in rows written before the column was added: older than any listing)
     listed_at timestamp,
-    -- the columns the stage was written with, [[name, declared type], ...] in the file's order
-    -- (NULL without a stage, and in rows written before the column was added)
+    -- the columns the hour's last load was staged with, [[name, declared type], ...] in the file's
+    -- order (NULL without a stage, and in rows written before the column was added)
     stage_columns varchar(65535),
     PRIMARY KEY (stream, hour)
 );

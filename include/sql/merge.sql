@@ -210,7 +210,9 @@ WHERE p.action IN ('insert', 'update');
   A late sweep's delta: the manifest holds only the hour's new or changed objects. Their ledger
   rows are added (replacing only rows of the same object keys), the rest of the hour's ledger
   stays, and load_hours is recomputed from the whole ledger of the hour. Its stage_key is NULL:
-  no one stage holds the hour any more, so an audit of the hour extracts it again.
+  no one stage holds the hour any more, so an audit of the hour extracts it again; its
+  stage_columns are the delta's (the stream's columns now), so that extract refills nothing
+  unless the columns changed since.
 #}
 {% set this_hour %}stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp){% endset %}
 DELETE FROM {{ (loader_schema, "ledger") | qualified }}
@@ -233,7 +235,7 @@ SELECT
     CAST(%(stream)s AS varchar(64)), CAST(%(hour)s AS timestamp),
 {{ hour_totals() }}
     CAST(NULL AS varchar(1024)), CAST(%(run_id)s AS varchar(256)), CAST(%(loaded_at)s AS timestamp),
-    CAST(%(listed_at)s AS timestamp), CAST(NULL AS varchar(65535))
+    CAST(%(listed_at)s AS timestamp), CAST(%(stage_columns)s AS varchar(65535))
 FROM {{ (loader_schema, "ledger") | qualified }}
 WHERE {{ this_hour }};
 {% endif %}
