@@ -22,7 +22,14 @@ from firehose_loader.faults import failpoint
 from firehose_loader.handover import Manifest, ObjectEntry, handed_hour, listed_at
 from firehose_loader.layout import StageWriter, naive_utc
 from firehose_loader.records.coercion import POSTGRES_LIMITS, WarehouseLimits
-from firehose_loader.records.schema import StageColumns, columns_text, parse_columns_text, stage_columns, stage_misfit
+from firehose_loader.records.schema import (
+    StageColumns,
+    columns_text,
+    parse_columns_text,
+    stage_columns,
+    stage_lacks_values,
+    stage_misfit,
+)
 from firehose_loader.records.validate import ObjectStats
 from firehose_loader.s3io import (
     read_object,
@@ -72,10 +79,17 @@ def fitting_stage(
     changed since it was written), a fresh extract of the hour from S3 staged by ``writer``.
 
     A stage that only lacks a column, or has one the stream no longer declares, fits: it loads by
-    name. A big hour is extracted part after part here (``extract_chosen``), never all at once.
+    name, the column it lacks as NULL, unless the manifest's schema drift says the hour's records
+    carry that field (then it is extracted again too). A big hour is extracted part after part
+    here (``extract_chosen``), never all at once.
     """
     stage = staged_batch(client, stream, manifest)
-    if stage is None or (misfit := stage_misfit(stage.columns or stream.columns, stream)) is None:
+    if stage is None:
+        return manifest, stage
+    columns = stage.columns or stream.columns
+    seen = {field["name"] for field in new_fields_of_manifest(manifest)}
+    misfit = stage_misfit(columns, stream) or stage_lacks_values(columns, stream, seen)
+    if misfit is None:
         return manifest, stage
     hour = handed_hour(manifest)
     log.warning("%s hour %s: %s; extracting the hour again from S3", stream.name, hour.isoformat(), misfit)

@@ -50,12 +50,17 @@ AFTER_SCALE = {**AFTER, "amount": "numeric(12,4)"}
 NAMES = ("id", "seq", "city", "country", "amount", "plan")
 
 
-def hour_a_records() -> list[dict[str, Any]]:
-    # No plan yet: the producer starts sending it in hour B. amount has 4 decimals; numeric(10,2) rounds them.
-    return [
+def hour_a_records(plan_sent: bool = False) -> list[dict[str, Any]]:
+    """No plan yet (the producer starts sending it in hour B), unless ``plan_sent``: then every third record
+    has one before the column is declared. amount has 4 decimals; numeric(10,2) rounds them."""
+    records = [
         {"id": f"a{n:02d}", "seq": 1, "city": f"Lyon-{n}", "country": f"France-{n}", "amount": f"{n}.1234"}
         for n in range(20)
     ]
+    if plan_sent:
+        for record in records[::3]:
+            record["plan"] = "early"
+    return records
 
 
 def hour_b_records() -> list[dict[str, Any]]:
@@ -73,11 +78,11 @@ def hour_b_records() -> list[dict[str, Any]]:
     ] + [{"id": "a00", "seq": 2, "city": "Paris", "country": "France", "amount": "1.0009", "plan": "free"}]
 
 
-def expected_rows(amount_scale: int) -> list[tuple]:
+def expected_rows(amount_scale: int, plan_sent: bool = False) -> list[tuple]:
     """The S3 truth: per key its greatest seq, each field in its own column (a missing field is NULL)."""
     quantum = Decimal(1).scaleb(-amount_scale)
     winners: dict[str, dict[str, Any]] = {}
-    for record in hour_a_records() + hour_b_records():
+    for record in hour_a_records(plan_sent) + hour_b_records():
         if record["id"] not in winners or record["seq"] > winners[record["id"]]["seq"]:
             winners[record["id"]] = record
     return [
@@ -113,13 +118,15 @@ def load(entry: dict[str, Any], hour: datetime, run_id: str) -> dict[str, Any]:
     return manifest
 
 
-def changed_stream(s3, name: str, after: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+def changed_stream(
+    s3, name: str, after: dict[str, str], plan_sent: bool = False
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Hour A loaded with BEFORE; the streams file edited to ``after``, its ALTERs run; hour B loaded.
 
     Returns the edited entry and hour A's manifest (what a clear of load_and_merge merges again).
     """
     entry, _stream = unlisted_stream(s3, name, key=["id"], order_by="seq", columns=BEFORE)
-    s3.put_object(Bucket=entry["bucket"], Key=object_key(HOUR_A, "00-a"), Body=ndjson(hour_a_records()))
+    s3.put_object(Bucket=entry["bucket"], Key=object_key(HOUR_A, "00-a"), Body=ndjson(hour_a_records(plan_sent)))
     s3.put_object(Bucket=entry["bucket"], Key=object_key(HOUR_B, "00-b"), Body=ndjson(hour_b_records()))
     manifest_a = load(entry, HOUR_A, "scheduled__a")
     entry = {**entry, "columns": after}
@@ -199,3 +206,22 @@ def test_a_changed_scale_extracts_the_pre_change_hour_again(s3, path: str) -> No
             result = audit_hour(conn, s3, stream, settings, Postgres(), HOUR_A, "scheduled__audit", try_number=1)
         assert result["status"] == "ok"  # rewritten values are no damage: the keys were all there
     assert table_rows(entry) == expected_rows(amount_scale=4)
+
+
+@pytest.mark.parametrize("path", ["clear", "rerun", "audit"])
+def test_a_column_declared_after_its_field_arrived_is_filled_from_s3_for_the_pre_change_hour(s3, path: str) -> None:
+    """Hour A's records already carried plan (counted as schema drift) before the column was declared.
+
+    Its old stage lacks the column, so loading it by name would leave NULL where S3 holds "early":
+    every path extracts hour A again instead, and the table ends with S3's values.
+    """
+    entry, manifest_a = changed_stream(s3, f"schema_early_{path}", AFTER, plan_sent=True)
+    stream, settings = parse_stream(entry, 0), Settings()
+    if path == "clear":
+        run_load_and_merge(stream, settings, manifest_a, "scheduled__a", 2)
+    elif path == "rerun":
+        load(entry, HOUR_A, "scheduled__a")
+    else:
+        with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
+            audit_hour(conn, s3, stream, settings, Postgres(), HOUR_A, "scheduled__audit", try_number=1)
+    assert table_rows(entry) == expected_rows(amount_scale=2, plan_sent=True)

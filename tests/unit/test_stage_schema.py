@@ -12,6 +12,7 @@ from firehose_loader.records.schema import (
     columns_text,
     parse_columns_text,
     stage_columns,
+    stage_lacks_values,
     stage_misfit,
     value_fits,
 )
@@ -123,3 +124,12 @@ def test_each_dialect_names_the_exact_statement_that_fixes_the_column() -> None:
     (missing,) = type_problems(target, {"note": "text"}, {}, Postgres())
     assert missing.startswith("table sales.order_lines has no column 'note'")
     assert 'ALTER TABLE "sales"."order_lines" ADD COLUMN "note" text' in missing
+
+
+def test_a_stage_without_a_column_whose_field_the_hour_carried_must_be_extracted_again() -> None:
+    without_note = {name: kind for name, kind in STREAM.columns.items() if name != "note"}
+    assert stage_lacks_values(without_note, STREAM, {"utm_source"}) is None
+    assert stage_lacks_values(without_note, STREAM, {"note"}) == (
+        "the stage lacks column(s) note, which the hour's records carry"
+    )
+    assert stage_lacks_values(STREAM.columns, STREAM, {"note"}) is None

@@ -8,7 +8,7 @@ columns by name, and a stage whose columns no longer fit the stream's is extract
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import pyarrow as pa
 
@@ -97,6 +97,19 @@ def value_fits(stage_type: ColumnType, column_type: ColumnType) -> bool:
         assert stage_type.length is not None and column_type.length is not None
         return stage_type.length <= column_type.length
     return stage_type.name == "varchar" and column_type.name == "text"
+
+
+def stage_lacks_values(columns: StageColumns, stream: Stream, fields_seen: Collection[str]) -> str | None:
+    """Why a stage that fits would still load NULL where S3 holds values (None: it would not).
+
+    A column declared after the stage was written loads as NULL from it, which is right unless
+    the hour's records carried that field all along (its schema drift, ``fields_seen``, says so):
+    then the hour must be extracted again.
+    """
+    carried = sorted(name for name in stream.columns if name not in columns and name in fields_seen)
+    if carried:
+        return f"the stage lacks column(s) {', '.join(carried)}, which the hour's records carry"
+    return None
 
 
 def stage_misfit(columns: StageColumns, stream: Stream) -> str | None:
