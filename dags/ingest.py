@@ -56,12 +56,13 @@ def build_ingest_dag(stream: Stream, settings: Settings):
             return run_combine_parts(stream, settings, extracted, parts, run_id, ti.try_number)
 
         @task(outlets=[table_asset(stream, settings)], pool=stream.merge_pool, multiple_outputs=False)
-        def load_and_merge(manifest: Manifest, params=None, run_id=None) -> dict:
+        def load_and_merge(manifest: Manifest, params=None, run_id=None, ti=None) -> dict:
             return run_load_and_merge(
                 stream,
                 settings,
                 manifest,
                 run_id,
+                ti.try_number,
                 get_current_context(),
                 force_relisting=bool(params["force_relisting"]),
             )

@@ -48,6 +48,9 @@ CREATE TABLE IF NOT EXISTS {{ (loader_schema, "load_hours") | qualified }} (
     -- when the hour was listed for the manifest this row and the hour's ledger came from
     -- (NULL in rows written before the column was added: older than any listing)
     listed_at timestamp,
+    -- the columns the hour's last load was staged with, [[name, declared type], ...] in the file's
+    -- order (NULL without a stage, and in rows written before the column was added)
+    stage_columns varchar(65535),
     PRIMARY KEY (stream, hour)
 );
 
@@ -123,4 +126,34 @@ CREATE TABLE IF NOT EXISTS {{ (loader_schema, "sweep_results") | qualified }} (
     records_loaded bigint,
     message varchar(1024),
     PRIMARY KEY (stream, hour, run_id, try_number)
+);
+
+-- Schema drift: per stream, object and field, how many of the object's records carry a field the
+-- stream does not declare, the JSON types seen and a sample value; written with the object's
+-- ledger row, in the merge's transaction (a rerun replaces the object's rows).
+CREATE TABLE IF NOT EXISTS {{ (loader_schema, "schema_drift") | qualified }} (
+    stream varchar(64) NOT NULL,
+    hour timestamp NOT NULL,
+    object_key varchar(1024) NOT NULL,
+    field varchar(256) NOT NULL,
+    records bigint NOT NULL,
+    json_types varchar(256) NOT NULL,
+    sample varchar(1024),
+    run_id varchar(256) NOT NULL,
+    loaded_at timestamp NOT NULL,
+    PRIMARY KEY (stream, object_key, field)
+);
+
+-- Columns the loader added to a stream's table itself (new_fields: add_columns), one row per stream
+-- and column: what it inferred from the JSON types seen, and the load that added it. Every task of
+-- the stream reads it: the added columns are loaded from then on, as if declared.
+CREATE TABLE IF NOT EXISTS {{ (loader_schema, "schema_history") | qualified }} (
+    stream varchar(64) NOT NULL,
+    column_name varchar(128) NOT NULL,
+    column_type varchar(64) NOT NULL,
+    json_types varchar(256) NOT NULL,
+    hour timestamp NOT NULL,
+    run_id varchar(256) NOT NULL,
+    added_at timestamp NOT NULL,
+    PRIMARY KEY (stream, column_name)
 );

@@ -87,7 +87,21 @@ LEFT JOIN (
 {# Qualified where a joined table could have a column of the same name (the ledger's object_key). #}
 {% set target_key_list %}{% for column in key %}t.{{ column | ident }}{{ ", " if not loop.last }}{% endfor %}{% endset %}
 {% set order = order_by | ident %}
+{# A text order_by compares as the deduplication compares it (by code point): order_collation is the dialect's (PostgreSQL: COLLATE "C"). #}
 {% set hour_ledger_objects %}SELECT object_key FROM {{ (loader_schema, "ledger") | qualified }} WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp){% endset %}
+
+{#
+  refill: the hour was last loaded from a stage with other columns or types than this one (a
+  column added, a scale changed), or before load_hours recorded them (a fresh extract only).
+  Its rows then hold other values than the stage even where the version is the same, so the
+  same version is rewritten ('update') instead of left 'unchanged': a rerun or backfill fills
+  a new column over older hours. An audit that reuses the loaded stage never refills.
+#}
+{% set refill_hour %}
+SELECT COUNT(*) AS refill FROM {{ (loader_schema, "load_hours") | qualified }} h
+WHERE h.stream = CAST(%(stream)s AS varchar(64)) AND h.hour = CAST(%(hour)s AS timestamp)
+  AND ({% if write_ledger %}h.stage_columns IS NULL OR {% endif %}h.stage_columns <> CAST(%(stage_columns)s AS varchar(65535)))
+{% endset %}
 
 {#
   With plan_only (an audit's first look at an hour whose ledger matches S3) the plan alone is
@@ -106,11 +120,11 @@ SELECT
     s."_firehose_object",
     s."_firehose_offset",
     CASE
-        WHEN e.{{ key[0] | ident }} IS NOT NULL{% if erased_keys_accept_newer %} AND (e."_firehose_erased_version" IS NULL OR s.{{ order }} <= e."_firehose_erased_version"){% endif %} THEN 'erased'
+        WHEN e.{{ key[0] | ident }} IS NOT NULL{% if erased_keys_accept_newer %} AND (e."_firehose_erased_version" IS NULL OR s.{{ order }}{{ order_collation }} <= e."_firehose_erased_version"){% endif %} THEN 'erased'
         WHEN c.copies IS NULL THEN 'insert'
         WHEN c.copies = 1 AND c."_firehose_object" = s."_firehose_object" AND c."_firehose_offset" = s."_firehose_offset"
-            AND c.{{ order }} = s.{{ order }} THEN 'unchanged'
-        WHEN c.{{ order }} IS NULL OR s.{{ order }} > c.{{ order }} THEN 'update'
+            AND c.{{ order }} = s.{{ order }} AND r.refill = 0 THEN 'unchanged'
+        WHEN c.{{ order }} IS NULL OR s.{{ order }}{{ order_collation }} > c.{{ order }} THEN 'update'
         WHEN s.{{ order }} = c.{{ order }} AND (
             c."_firehose_object" IS NULL
             OR s."_firehose_object" > c."_firehose_object"
@@ -119,10 +133,11 @@ SELECT
         ELSE 'superseded'
     END AS action,
     COALESCE(c.copies, 0) AS copies,
-    CASE WHEN c.copies IS NOT NULL AND (c.{{ order }} IS NULL OR s.{{ order }} > c.{{ order }}) THEN 1 ELSE 0 END AS stale,
+    CASE WHEN c.copies IS NOT NULL AND (c.{{ order }} IS NULL OR s.{{ order }}{{ order_collation }} > c.{{ order }}) THEN 1 ELSE 0 END AS stale,
     CASE WHEN l.object_key IS NULL AND COALESCE(c.reconciled, 0) = 0 THEN 1 ELSE 0 END AS first_seen,
     CASE WHEN l.object_key IS NULL THEN 0 ELSE 1 END AS winner_loaded
 FROM {{ staging | ident }} s
+CROSS JOIN ({{ refill_hour }}) r
 LEFT JOIN {{ tombstones | qualified }} e ON {{ same_key("e", "s") }}
 LEFT JOIN ({{ hour_ledger_objects }}) l ON l.object_key = s."_firehose_object"
 LEFT JOIN (
@@ -139,7 +154,7 @@ LEFT JOIN (
             MAX(CASE WHEN tl.object_key IS NULL THEN 0 ELSE 1 END) OVER (PARTITION BY {{ target_key_list }}) AS reconciled,
             ROW_NUMBER() OVER (
                 PARTITION BY {{ target_key_list }}
-                ORDER BY t.{{ order }} DESC NULLS LAST, t."_firehose_object" DESC NULLS LAST, t."_firehose_offset" DESC NULLS LAST
+                ORDER BY t.{{ order }}{{ order_collation }} DESC NULLS LAST, t."_firehose_object" DESC NULLS LAST, t."_firehose_offset" DESC NULLS LAST
             ) AS position
         FROM {{ target | qualified }} t
         LEFT JOIN ({{ hour_ledger_objects }}) tl ON tl.object_key = t."_firehose_object"
@@ -190,8 +205,9 @@ USING {{ plan | ident }} p
 WHERE {{ same_key(target | qualified, "p") }} AND p.action = 'update';
 
 {% if stages_rows %}
-INSERT INTO {{ target | qualified }} ({% for column in columns %}{{ column.name | ident }}, {% endfor %}"_firehose_object", "_firehose_offset")
-SELECT {% for column in columns %}{{ column.insert_expression }}, {% endfor %}s."_firehose_object", s."_firehose_offset"
+{# By name: the columns the stage has (a column it lacks is NULL, one the stream no longer declares stays out). #}
+INSERT INTO {{ target | qualified }} ({% for column in insert_columns %}{{ column.name | ident }}, {% endfor %}"_firehose_object", "_firehose_offset")
+SELECT {% for column in insert_columns %}{{ column.insert_expression }}, {% endfor %}s."_firehose_object", s."_firehose_offset"
 FROM {{ staging | ident }} s
 JOIN {{ plan | ident }} p ON {{ same_key("p", "s") }}
 WHERE p.action IN ('insert', 'update');
@@ -203,7 +219,9 @@ WHERE p.action IN ('insert', 'update');
   A late sweep's delta: the manifest holds only the hour's new or changed objects. Their ledger
   rows are added (replacing only rows of the same object keys), the rest of the hour's ledger
   stays, and load_hours is recomputed from the whole ledger of the hour. Its stage_key is NULL:
-  no one stage holds the hour any more, so an audit of the hour extracts it again.
+  no one stage holds the hour any more, so an audit of the hour extracts it again; its
+  stage_columns are the delta's (the stream's columns now), so that extract refills nothing
+  unless the columns changed since.
 #}
 {% set this_hour %}stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp){% endset %}
 DELETE FROM {{ (loader_schema, "ledger") | qualified }}
@@ -220,13 +238,13 @@ INSERT INTO {{ (loader_schema, "load_hours") | qualified }} (
     stream, hour, status, objects, objects_unreadable, objects_gone, error_objects,
     records_raw, records_valid, records_quarantined, records_duplicate,
     records_inserted, records_updated, records_unchanged, records_superseded,
-    stage_key, run_id, loaded_at, listed_at
+    stage_key, run_id, loaded_at, listed_at, stage_columns
 )
 SELECT
     CAST(%(stream)s AS varchar(64)), CAST(%(hour)s AS timestamp),
 {{ hour_totals() }}
     CAST(NULL AS varchar(1024)), CAST(%(run_id)s AS varchar(256)), CAST(%(loaded_at)s AS timestamp),
-    CAST(%(listed_at)s AS timestamp)
+    CAST(%(listed_at)s AS timestamp), CAST(%(stage_columns)s AS varchar(65535))
 FROM {{ (loader_schema, "ledger") | qualified }}
 WHERE {{ this_hour }};
 {% endif %}
@@ -300,14 +318,14 @@ INSERT INTO {{ (loader_schema, "load_hours") | qualified }} (
     stream, hour, status, objects, objects_unreadable, objects_gone, error_objects,
     records_raw, records_valid, records_quarantined, records_duplicate,
     records_inserted, records_updated, records_unchanged, records_superseded,
-    stage_key, run_id, loaded_at, listed_at
+    stage_key, run_id, loaded_at, listed_at, stage_columns
 )
 SELECT * FROM (
 SELECT
     CAST(%(stream)s AS varchar(64)), CAST(%(hour)s AS timestamp),
 {{ hour_totals() }}
     CAST(%(stage_key)s AS varchar(1024)), CAST(%(run_id)s AS varchar(256)), CAST(%(loaded_at)s AS timestamp),
-    {{ manifest_listed_at }}
+    {{ manifest_listed_at }}, CAST(%(stage_columns)s AS varchar(65535))
 FROM {{ (loader_schema, "ledger") | qualified }}
 WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp)
 ) summary

@@ -22,6 +22,7 @@ from firehose_loader.extract import extract_hour
 from firehose_loader.handover import Manifest, handed_hour, make_manifest
 from firehose_loader.layout import HOUR, StageWriter, hour_start, naive_utc, stream_layout
 from firehose_loader.load import audit_unchanged_without_lock, merge_hour, query_one, staged_batch, template_context
+from firehose_loader.records.schema import stage_lacks_values, stage_misfit
 from firehose_loader.s3io import ObjectInfo, count_error_objects, list_hour_objects, object_exists
 from firehose_loader.text_table import format_table
 from firehose_loader.warehouse.protocol import Dialect
@@ -115,9 +116,27 @@ def hour_truth(
             [],
             error_objects,
             listed_at=None if listed is None else listed.replace(tzinfo=UTC),
+            stage_columns=loaded_hour["stage_columns"],
         )
-        return HourTruth(manifest, reloaded=False, late=0)
-    extracted = extract_hour(client, stream, hour, audit_writer(run_id, try_number))
+        stage = staged_batch(client, stream, manifest)
+        misfit = None
+        if stage is not None:
+            columns = stage.columns or stream.columns
+            misfit = stage_misfit(columns, stream)
+            if misfit is None and any(name not in columns for name in stream.columns):
+                with conn.cursor() as cursor:
+                    cursor.execute(
+                        render("schema_drift/hour_fields.sql", **context), {"stream": stream.name, "hour": naive_hour}
+                    )
+                    seen = {row[0] for row in cursor.fetchall()}
+                conn.commit()
+                misfit = stage_lacks_values(columns, stream, seen)
+        if misfit is None:
+            return HourTruth(manifest, reloaded=False, late=0)
+        # A type changed since the hour was staged, or a column declared since then was in its
+        # records all along: its rows are validated again from S3.
+        log.warning("%s hour %s: %s; extracting the hour again", stream.name, hour.isoformat(), misfit)
+    extracted = extract_hour(client, stream, hour, audit_writer(run_id, try_number), dialect.limits)
     return HourTruth(extracted, reloaded=True, late=len(late))
 
 

@@ -180,6 +180,10 @@ class Stream:
     # The delivery stream's compression as Firehose names it; only needed where an object has no
     # magic bytes to tell (HADOOP_SNAPPY). See records.decoding.decompress.
     compression: str = field(default_factory=lambda: default_of("compression"))
+    # What a field the records carry but the columns lack does: "ignore" (counted in schema_drift),
+    # "report" (counted, and alerted once per field) or "add_columns" (a column is added and loaded,
+    # load.add_new_columns). See docs/streams.md.
+    new_fields: str = field(default_factory=lambda: default_of("new_fields"))
 
     @property
     def qualified_table(self) -> str:
@@ -364,6 +368,15 @@ def _start_date(value: Any, where: str) -> datetime:
     return start
 
 
+def _choice(*choices: str) -> Callable[[Any, str], str]:
+    def parse(value: Any, where: str) -> str:
+        if value not in choices:
+            raise ConfigError(f"{where}: must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    return parse
+
+
 def _boolean(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{where}: must be true or false, got {value!r}")
@@ -419,6 +432,10 @@ OPTIONAL_FIELDS = (
     OptionalField("audit_notifier", None, lambda value, where: parse_notifier(value, where), "audit_notifier"),
     OptionalField("prefix_timezone", "UTC", _timezone, "prefix_timezone"),
     OptionalField("compression", "auto", _compression, "compression"),
+    # Fields the records carry that are not among the columns: counted in schema_drift always;
+    # "report" also alerts (through audit_notifier) the first time the stream sees each one;
+    # "add_columns" adds each as a nullable column of an inferred type (schema_history) and loads it.
+    OptionalField("new_fields", "report", _choice("ignore", "report", "add_columns"), "new_fields"),
 )
 REQUIRED_FIELDS = ("name", "bucket", "table", "key", "order_by", "columns")
 STREAM_FIELDS = {*REQUIRED_FIELDS, *(spec.name for spec in OPTIONAL_FIELDS)}

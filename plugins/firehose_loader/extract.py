@@ -35,8 +35,10 @@ from firehose_loader.handover import (
     make_part_result,
 )
 from firehose_loader.layout import StageWriter, hour_start, part_stage_key, quarantine_key, stage_key, stream_layout
+from firehose_loader.records.coercion import POSTGRES_LIMITS, WarehouseLimits
 from firehose_loader.records.decoding import UnreadableObject, decompress
 from firehose_loader.records.pool import usable_cpus
+from firehose_loader.records.schema import columns_text
 from firehose_loader.records.stage import StagedHour, combine_parts, stage_hour
 from firehose_loader.records.timing import timed
 from firehose_loader.records.validate import QuarantinedRecord, SourceObject
@@ -110,7 +112,9 @@ def _write_quarantine(client: Any, stream: Stream, hour: datetime, batch: Staged
     return written
 
 
-def extract_hour(client: Any, stream: Stream, hour: datetime, writer: StageWriter) -> Manifest:
+def extract_hour(
+    client: Any, stream: Stream, hour: datetime, writer: StageWriter, limits: WarehouseLimits = POSTGRES_LIMITS
+) -> Manifest:
     """Read, validate, dedupe and stage one hour in this process; return the manifest the load step needs.
 
     Objects are read one ahead and decoded one at a time; the rows wait in a local temporary
@@ -120,10 +124,12 @@ def extract_hour(client: Any, stream: Stream, hour: datetime, writer: StageWrite
     listed = datetime.now(UTC)
     with timed("list+read"):
         objects = list_hour_objects(client, stream.bucket, stream_layout(stream), hour)
-    return _extract_objects(client, stream, hour, writer, objects, listed)
+    return _extract_objects(client, stream, hour, writer, objects, listed, limits)
 
 
-def extract_listing_again(client: Any, stream: Stream, hour: datetime, writer: StageWriter) -> Extracted:
+def extract_listing_again(
+    client: Any, stream: Stream, hour: datetime, writer: StageWriter, limits: WarehouseLimits = POSTGRES_LIMITS
+) -> Extracted:
     """Extract the hour; when a listed object vanished or changed before it was read, list the hour again.
 
     Nothing is staged before every listed object was read, so starting over is safe. After
@@ -132,7 +138,7 @@ def extract_listing_again(client: Any, stream: Stream, hour: datetime, writer: S
     """
     for attempt in range(1, LIST_ATTEMPTS + 1):
         try:
-            return extract_or_split(client, stream, hour, writer)
+            return extract_or_split(client, stream, hour, writer, limits)
         except ObjectChangedError as exc:
             if attempt == LIST_ATTEMPTS:
                 raise
@@ -153,6 +159,7 @@ def extract_chosen(
     hour: datetime,
     writer: StageWriter,
     choose: Callable[[list[ObjectInfo]], list[ObjectInfo]],
+    limits: WarehouseLimits = POSTGRES_LIMITS,
 ) -> tuple[Manifest | None, list[ObjectInfo]]:
     """Extract only the objects ``choose`` picks from the hour's listing: (their manifest, the objects).
 
@@ -171,10 +178,10 @@ def extract_chosen(
             return None, []
         try:
             if sum(item.size for item in objects) <= stream.split_above_bytes:
-                return _extract_objects(client, stream, hour, writer, objects, listed), objects
+                return _extract_objects(client, stream, hour, writer, objects, listed, limits), objects
             groups = split_into_parts(objects, stream.split_above_bytes)
             planned = [make_part(index, hour, group, listed) for index, group in enumerate(groups)]
-            results = [extract_part(client, stream, part, writer) for part in planned]
+            results = [extract_part(client, stream, part, writer, limits) for part in planned]
             return combine_hour_parts(lambda: client, stream, None, planned, results, writer), objects
         except ObjectChangedError as exc:
             if attempt == LIST_ATTEMPTS:
@@ -183,7 +190,9 @@ def extract_chosen(
     raise AssertionError("unreachable")
 
 
-def extract_or_split(client: Any, stream: Stream, hour: datetime, writer: StageWriter) -> Extracted:
+def extract_or_split(
+    client: Any, stream: Stream, hour: datetime, writer: StageWriter, limits: WarehouseLimits = POSTGRES_LIMITS
+) -> Extracted:
     """The ingest DAG's extract step: the hour's manifest, or for a big hour the parts to extract apart.
 
     An hour whose objects total at most ``stream.split_above_bytes`` is extracted here, as
@@ -197,7 +206,7 @@ def extract_or_split(client: Any, stream: Stream, hour: datetime, writer: StageW
     with timed("list+read"):
         objects = list_hour_objects(client, stream.bucket, stream_layout(stream), hour)
     if sum(item.size for item in objects) <= stream.split_above_bytes:
-        return Extracted(manifest=_extract_objects(client, stream, hour, writer, objects, listed), parts=[])
+        return Extracted(manifest=_extract_objects(client, stream, hour, writer, objects, listed, limits), parts=[])
     groups = split_into_parts(objects, stream.split_above_bytes)
     parts = [make_part(index, hour, group, listed) for index, group in enumerate(groups)]
     return Extracted(manifest=None, parts=parts)
@@ -216,7 +225,9 @@ def split_into_parts(objects: Sequence[ObjectInfo], part_bytes: int) -> list[lis
     return parts
 
 
-def extract_part(client: Any, stream: Stream, planned: Part, writer: StageWriter) -> PartResult:
+def extract_part(
+    client: Any, stream: Stream, planned: Part, writer: StageWriter, limits: WarehouseLimits = POSTGRES_LIMITS
+) -> PartResult:
     """Read, validate, dedupe and stage one part of a split hour; its stage holds the part's winners.
 
     An object rewritten or deleted since the hour was listed is taken as it is now (its new
@@ -227,7 +238,7 @@ def extract_part(client: Any, stream: Stream, planned: Part, writer: StageWriter
     key = part_stage_key(stream, hour, writer, planned["index"])
     for attempt in range(1, PART_READ_ATTEMPTS + 1):
         try:
-            rows, staged_key, objects_out = _stage_objects(client, stream, hour, objects, key)
+            rows, staged_key, objects_out = _stage_objects(client, stream, hour, objects, key, limits)
             break
         except ObjectChangedError:
             if attempt == PART_READ_ATTEMPTS:
@@ -283,15 +294,32 @@ def combine_hour_parts(
         count_error_objects(client, stream.bucket, stream_layout(stream), hour),
         [result["stage_key"] for result in parts],
         listed_at=listed_at(planned[0]),
+        stage_columns=None if staged_key is None else columns_text(stream.columns),
     )
 
 
 def _extract_objects(
-    client: Any, stream: Stream, hour: datetime, writer: StageWriter, objects: list[ObjectInfo], listed: datetime
+    client: Any,
+    stream: Stream,
+    hour: datetime,
+    writer: StageWriter,
+    objects: list[ObjectInfo],
+    listed: datetime,
+    limits: WarehouseLimits = POSTGRES_LIMITS,
 ) -> Manifest:
-    rows, staged_key, objects_out = _stage_objects(client, stream, hour, objects, stage_key(stream, hour, writer))
+    key = stage_key(stream, hour, writer)
+    rows, staged_key, objects_out = _stage_objects(client, stream, hour, objects, key, limits)
     error_objects = count_error_objects(client, stream.bucket, stream_layout(stream), hour)
-    return make_manifest(stream.name, hour, staged_key, rows, objects_out, error_objects, listed_at=listed)
+    return make_manifest(
+        stream.name,
+        hour,
+        staged_key,
+        rows,
+        objects_out,
+        error_objects,
+        listed_at=listed,
+        stage_columns=None if staged_key is None else columns_text(stream.columns),
+    )
 
 
 def decode_processes(stream: Stream, objects: Sequence[ObjectInfo]) -> int:
@@ -305,13 +333,18 @@ def decode_processes(stream: Stream, objects: Sequence[ObjectInfo]) -> int:
 
 
 def _stage_objects(
-    client: Any, stream: Stream, hour: datetime, objects: list[ObjectInfo], key: str
+    client: Any,
+    stream: Stream,
+    hour: datetime,
+    objects: list[ObjectInfo],
+    key: str,
+    limits: WarehouseLimits = POSTGRES_LIMITS,
 ) -> tuple[int, str | None, list[ObjectEntry]]:
     """Stage the objects' deduplicated rows at ``key`` and quarantine their bad records: (rows, stage key or None, object entries)."""
     with tempfile.TemporaryDirectory(prefix="firehose-loader-") as workdir:
         processes = decode_processes(stream, objects)
         sources = _read_sources(client, stream, objects, decompress_here=processes == 1)
-        batch = stage_hour(stream, sources, workdir, decode_processes=processes)
+        batch = stage_hour(stream, sources, workdir, decode_processes=processes, limits=limits)
         with timed("quarantine write"):
             quarantine_keys = _write_quarantine(client, stream, hour, batch)
         staged_key = None

@@ -9,7 +9,7 @@ step merges. Each shape has one builder here, so every task writes it the same w
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from firehose_loader.s3io import ObjectInfo
 
@@ -31,6 +31,8 @@ class ObjectEntry(TypedDict):
     status: str
     message: str | None
     quarantine_key: str | None
+    # Fields of the object's records that the stream does not declare: {name, records, json_types, sample}.
+    new_fields: NotRequired[list[dict[str, Any]]]
 
 
 class Manifest(TypedDict):
@@ -46,6 +48,9 @@ class Manifest(TypedDict):
     # When the hour's objects were listed (ISO 8601, UTC): a merge leaves a ledger from a later
     # listing as it is. None only for a manifest that writes no ledger and knows no listing.
     listed_at: str | None
+    # The stage's columns and their declared types (records.schema.columns_text); absent in a
+    # manifest from before they were recorded, when the stage file's metadata says.
+    stage_columns: NotRequired[str | None]
 
 
 class ListedObject(TypedDict):
@@ -90,6 +95,10 @@ def make_object_entry(stats: ObjectStats, quarantine_key: str | None) -> ObjectE
         status=stats.status,
         message=stats.message,
         quarantine_key=quarantine_key,
+        new_fields=[
+            {"name": new.name, "records": new.records, "json_types": list(new.json_types), "sample": new.sample}
+            for new in stats.new_fields
+        ],
     )
 
 
@@ -103,6 +112,7 @@ def make_manifest(
     part_stage_keys: list[str | None] | None = None,
     *,
     listed_at: datetime | None,
+    stage_columns: str | None = None,
 ) -> Manifest:
     return Manifest(
         stream=stream,
@@ -113,6 +123,7 @@ def make_manifest(
         error_objects=error_objects,
         part_stage_keys=part_stage_keys or [],
         listed_at=None if listed_at is None else utc_text(listed_at),
+        stage_columns=stage_columns,
     )
 
 

@@ -6,7 +6,9 @@ ledger, in one transaction (see ``warehouse.dialect`` for what each warehouse st
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import logging
 import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -15,18 +17,31 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from firehose_loader.config import Settings, Stream
+from firehose_loader.config import IDENTIFIER, ColumnType, Settings, Stream, parse_column_type
 from firehose_loader.errors import PermanentError
+from firehose_loader.extract import extract_chosen, extract_hour
 from firehose_loader.faults import failpoint
 from firehose_loader.handover import Manifest, ObjectEntry, handed_hour, listed_at
-from firehose_loader.layout import naive_utc
+from firehose_loader.layout import StageWriter, naive_utc
+from firehose_loader.records.coercion import POSTGRES_LIMITS, WarehouseLimits
+from firehose_loader.records.schema import (
+    StageColumns,
+    columns_text,
+    parse_columns_text,
+    stage_columns,
+    stage_lacks_values,
+    stage_misfit,
+)
 from firehose_loader.records.validate import ObjectStats
 from firehose_loader.s3io import (
     read_object,
 )
-from firehose_loader.warehouse.protocol import Dialect, Stage
+from firehose_loader.warehouse.protocol import Dialect, Stage, StageSchemaError
 from firehose_loader.warehouse.render import render, render_statements
+from firehose_loader.warehouse.target_types import check_target_types
 from firehose_loader.warehouse.transactions import retry_serialization_failures
+
+log = logging.getLogger(__name__)
 
 STAGING_TABLE = "firehose_staging"
 OBJECTS_TABLE = "firehose_objects"
@@ -49,10 +64,53 @@ def staged_batch(client: Any, stream: Stream, manifest: Manifest) -> Stage | Non
         stage_file = pq.ParquetFile(pa.BufferReader(stage_bytes()))
         yield from stage_file.iter_batches(batch_size=STAGE_READ_BATCH_ROWS, columns=columns)
 
-    return Stage(stream.bucket, key, batches, rows=manifest["rows"])
+    # The columns the stage was written with: from the manifest (or load_hours), else from the
+    # file's own metadata (a manifest from before they were recorded).
+    recorded = manifest.get("stage_columns")
+    if recorded:
+        columns = parse_columns_text(recorded)
+    else:
+        columns = stage_columns(pq.ParquetFile(pa.BufferReader(stage_bytes())).schema_arrow, stream)
+    return Stage(stream.bucket, key, batches, rows=manifest["rows"], columns=columns)
 
 
-def template_context(stream: Stream, settings: Settings, dialect: Dialect) -> dict[str, Any]:
+def fitting_stage(
+    client: Any, stream: Stream, manifest: Manifest, writer: StageWriter, limits: WarehouseLimits = POSTGRES_LIMITS
+) -> tuple[Manifest, Stage | None]:
+    """The manifest and its stage, or, when the stage's columns no longer fit the stream's (a type
+    changed since it was written), a fresh extract of the hour from S3 staged by ``writer``.
+
+    A stage that only lacks a column, or has one the stream no longer declares, fits: it loads by
+    name, the column it lacks as NULL, unless the manifest's schema drift says the hour's records
+    carry that field (then it is extracted again too). A big hour is extracted part after part
+    here (``extract_chosen``), never all at once.
+    """
+    stage = staged_batch(client, stream, manifest)
+    if stage is None:
+        return manifest, stage
+    columns = stage.columns or stream.columns
+    seen = {field["name"] for field in new_fields_of_manifest(manifest)}
+    misfit = stage_misfit(columns, stream) or stage_lacks_values(columns, stream, seen)
+    if misfit is None:
+        return manifest, stage
+    hour = handed_hour(manifest)
+    log.warning("%s hour %s: %s; extracting the hour again from S3", stream.name, hour.isoformat(), misfit)
+    extracted, _objects = extract_chosen(client, stream, hour, writer, lambda objects: objects, limits)
+    fresh = extracted if extracted is not None else extract_hour(client, stream, hour, writer, limits)
+    return fresh, staged_batch(client, stream, fresh)
+
+
+def template_context(
+    stream: Stream, settings: Settings, dialect: Dialect, staged: StageColumns | None = None
+) -> dict[str, Any]:
+    """What the templates render with; ``staged``: the columns of the stage being loaded (default: the stream's).
+
+    ``columns`` are the target's (the stream's as declared now); ``insert_columns`` those of them
+    the stage has, which the merge writes by name (the others stay NULL); ``staging_columns`` the
+    staging table's: on a dialect that stages whole rows, every column of the stage in the
+    file's order (a Parquet COPY fills columns by position), else only the merge plan's.
+    """
+    staged = stream.columns if staged is None else staged
     columns = [
         {
             "name": name,
@@ -64,10 +122,18 @@ def template_context(stream: Stream, settings: Settings, dialect: Dialect) -> di
     ]
     plan_columns = {*stream.key, stream.order_by}
     by_name = {column["name"]: column for column in columns}
+    if dialect.stages_rows:
+        staging_columns = [
+            {"name": name, "staging_type": dialect.staging_type(stream.columns.get(name, kind))}
+            for name, kind in staged.items()
+        ]
+    else:
+        staging_columns = [column for column in columns if column["name"] in plan_columns]
     return {
         "target": (stream.schema, stream.table),
         "columns": columns,
-        "staging_columns": [c for c in columns if dialect.stages_rows or c["name"] in plan_columns],
+        "insert_columns": [column for column in columns if column["name"] in staged],
+        "staging_columns": staging_columns,
         "stages_rows": dialect.stages_rows,
         "key": list(stream.key),
         "order_by": stream.order_by,
@@ -86,6 +152,10 @@ def template_context(stream: Stream, settings: Settings, dialect: Dialect) -> di
         # A name the streams file did not declare is refused where a template renders it (ident).
         "key_columns": [by_name.get(name, {"name": name, "type": "text"}) for name in stream.key],
         "order_type": by_name.get(stream.order_by, {"type": "text"})["type"],
+        # A text order_by is compared by code point, as the deduplication compares it (Dialect.text_collation).
+        "order_collation": dialect.text_collation
+        if stream.columns.get(stream.order_by, ColumnType("text")).name in ("varchar", "text")
+        else "",
         "erased_keys_accept_newer": stream.erased_keys_accept_newer,
         "lock_timeout_ms": stream.lock_timeout_seconds * 1000,
         "statement_timeout_ms": stream.statement_timeout_minutes * 60_000,
@@ -116,6 +186,9 @@ def ensure_tables(conn: Any, stream: Stream, settings: Settings, dialect: Dialec
                 for statement in statements:
                     cursor.execute(statement)
             _add_missing_columns(cursor, context)
+            # A table made by an earlier release, or by hand, whose columns differ from the
+            # declared ones fails here, before any extract, with the ALTER to run.
+            check_target_types(cursor, context, dialect)
             conn.commit()
         except Exception:
             conn.rollback()
@@ -165,6 +238,7 @@ ADDED_COLUMNS = (
     ("load_hours", "listed_at", "add_listed_at.sql"),
     ("audit_results", "try_number", "add_audit_try_number.sql"),
     ("load_hours", "objects_gone", "add_objects_gone.sql"),
+    ("load_hours", "stage_columns", "add_stage_columns.sql"),
 )
 
 
@@ -247,8 +321,8 @@ def merge_hour(
     measured_by: str = "ingest",
     force_relisting: bool = False,
     then: Sequence[tuple[str, dict[str, Any]]] = (),
-) -> None:
-    """COPY the stage into a temporary table and merge it, in one transaction.
+) -> list[dict[str, Any]]:
+    """COPY the stage into a temporary table and merge it, in one transaction; return the new fields first seen.
 
     What the temporary table holds and where the winning rows come from is the dialect's
     (``stages_rows``, ``insert_winners``).
@@ -263,13 +337,19 @@ def merge_hour(
     recomputed from the hour's whole ledger.
     ``measured_by`` names the DAG or task whose merge it is (ingest, audit, sweep) in realtime_quality,
     where a key's first merge records what a real-time writer had done to it.
+    With the ledger, each object's schema drift (fields its records carry that the stream does not
+    declare) replaces the object's rows in ``schema_drift``; the fields the stream never had in
+    ``schema_drift`` before are returned (what is alerted once).
 
     A whole-hour ledger write whose listing lacks objects the hour's ledger loaded (deleted,
     expired, or a changed prefix) is refused with ShrinkingListingError before any row changes;
     with ``force_relisting`` it goes ahead and those objects stay in the ledger marked ``gone``,
     so the hour's account keeps them (merge.sql).
     """
-    context = {**template_context(stream, settings, dialect), "write_ledger": write_ledger, "delta": delta}
+    if stage is not None and (misfit := stage_misfit(stage.columns or stream.columns, stream)):
+        raise StageSchemaError(f"stage {stage.uri} no longer fits the stream's columns: {misfit}")
+    staged = None if stage is None else stage.columns
+    context = {**template_context(stream, settings, dialect, staged), "write_ledger": write_ledger, "delta": delta}
     parameters = {
         "stream": stream.name,
         "hour": naive_utc(handed_hour(manifest)),
@@ -280,13 +360,16 @@ def merge_hour(
         "measured_by": measured_by,
         "listed_at": None if (listed := listed_at(manifest)) is None else naive_utc(listed),
         "gone_message": f"gone: not in the listing of the hour by run {run_id}; its rows stay in the table"[:1024],
+        "stage_columns": None if stage is None else columns_text(stage.columns or stream.columns),
     }
+    merge_statements = render_statements("merge.sql", **context, lock_statement=dialect.lock_statement(context))
     with conn.cursor() as cursor:
         try:
+            # Before any row changes: a target column that cannot hold its declared type fails here.
+            check_target_types(cursor, context, dialect)
             _stage_in_session(cursor, context, dialect, manifest, stage)
             failpoint("after_copy")
-            merge_context = {**context, "lock_statement": dialect.lock_statement(context)}
-            lock, *merge = render_statements("merge.sql", **merge_context)
+            lock, *merge = merge_statements
             cursor.execute(lock, parameters)
             # Under the lock: no other merge of the hour changes its ledger between the check and the merge.
             if write_ledger and not delta:
@@ -295,6 +378,7 @@ def merge_hour(
                 cursor.execute(statement, parameters)
             if stage is not None:
                 dialect.insert_winners(cursor, context, stage)
+            first_seen = _write_schema_drift(cursor, context, manifest, parameters) if write_ledger else []
             for template, extra in then:
                 for statement in render_statements(template, **context):
                     cursor.execute(statement, {**parameters, **extra})
@@ -303,6 +387,48 @@ def merge_hour(
         except Exception:
             conn.rollback()
             raise
+    return first_seen
+
+
+def new_fields_of_manifest(manifest: Manifest) -> list[dict[str, Any]]:
+    """The hour's schema drift over its objects: per field the records, JSON types and a sample, by name."""
+    fields: dict[str, dict[str, Any]] = {}
+    for entry in manifest["objects"]:
+        for new in entry.get("new_fields") or []:
+            total = fields.setdefault(
+                new["name"], {"name": new["name"], "records": 0, "json_types": [], "sample": None}
+            )
+            total["records"] += new["records"]
+            total["json_types"] += [kind for kind in new["json_types"] if kind not in total["json_types"]]
+            total["sample"] = total["sample"] if total["sample"] is not None else new["sample"]
+    return [fields[name] for name in sorted(fields)]
+
+
+def _write_schema_drift(
+    cursor: Any, context: dict[str, Any], manifest: Manifest, parameters: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Replace the manifest's objects' schema drift rows; return the hour's fields never recorded for the stream before."""
+    cursor.execute(render("schema_drift/known_fields.sql", **context), {"stream": parameters["stream"]})
+    known = {row[0] for row in cursor.fetchall()}
+    common = {name: parameters[name] for name in ("stream", "hour", "run_id", "loaded_at")}
+    objects = [{**common, "object_key": entry["key"]} for entry in manifest["objects"]]
+    if objects:
+        cursor.executemany(render("schema_drift/delete_object.sql", **context), objects)
+    rows = [
+        {
+            **common,
+            "object_key": entry["key"],
+            "field": new["name"][:256],
+            "records": new["records"],
+            "json_types": ",".join(new["json_types"])[:256],
+            "sample": None if new["sample"] is None else new["sample"][:1024],
+        }
+        for entry in manifest["objects"]
+        for new in entry.get("new_fields") or []
+    ]
+    if rows:
+        cursor.executemany(render("schema_drift/insert_field.sql", **context), rows)
+    return [field for field in new_fields_of_manifest(manifest) if field["name"][:256] not in known]
 
 
 def _stage_in_session(
@@ -338,8 +464,16 @@ def audit_unchanged_without_lock(
     the loader tables' lock). Otherwise nothing is written and the caller merges under the lock.
     A writer that damages the hour after this read is the next audit's finding.
     """
-    context = {**template_context(stream, settings, dialect), "write_ledger": False, "plan_only": True}
-    parameters = {"stream": stream.name, "hour": naive_utc(handed_hour(manifest)), "run_id": run_id}
+    if stage is not None and stage_misfit(stage.columns or stream.columns, stream):
+        return False  # the locked merge refuses it with the reason
+    staged = None if stage is None else stage.columns
+    context = {**template_context(stream, settings, dialect, staged), "write_ledger": False, "plan_only": True}
+    parameters = {
+        "stream": stream.name,
+        "hour": naive_utc(handed_hour(manifest)),
+        "run_id": run_id,
+        "stage_columns": None if stage is None else columns_text(stage.columns or stream.columns),
+    }
     with conn.cursor() as cursor:
         try:
             _stage_in_session(cursor, context, dialect, manifest, stage)
@@ -371,8 +505,9 @@ def load_and_merge(
     *,
     force_relisting: bool = False,
 ) -> dict[str, Any]:
-    """Merge the hour with its ledger rows and return the hour's load_hours row."""
-    merge_hour(conn, stream, settings, dialect, manifest, stage, run_id, force_relisting=force_relisting)
+    """Merge the hour with its ledger rows and return the hour's load_hours row, with ``new_fields``
+    (the hour's schema drift) and ``first_seen_fields`` (the drift's fields never seen before)."""
+    first_seen = merge_hour(conn, stream, settings, dialect, manifest, stage, run_id, force_relisting=force_relisting)
     failpoint("after_commit")
     summary = query_one(
         conn,
@@ -382,7 +517,7 @@ def load_and_merge(
         naive_utc(handed_hour(manifest)),
     )
     assert summary is not None, "the merge commits a load_hours row"
-    return summary
+    return {**summary, "new_fields": new_fields_of_manifest(manifest), "first_seen_fields": first_seen}
 
 
 def query_one(
@@ -399,7 +534,7 @@ def query_one(
 
 def _object_row(entry: ObjectEntry) -> dict[str, Any]:
     fields = ObjectStats.__dataclass_fields__
-    row: dict[str, Any] = {name: value for name, value in entry.items() if name in fields}
+    row: dict[str, Any] = {name: value for name, value in entry.items() if name in fields and name != "new_fields"}
     row["message"] = (row["message"] or None) and str(row["message"])[:1024]
     row["quarantine_key"] = entry.get("quarantine_key")
     return row
@@ -476,3 +611,104 @@ def erase_keys(
             conn.rollback()
             raise
     return len(rows)
+
+
+# --- new_fields: add_columns -----------------------------------------------------------------------------------------
+
+# The column type a new field gets from the JSON types its records had (null aside): one kind of
+# number or a string keeps its type; numbers of both kinds are double precision; anything else
+# (objects, arrays, mixed kinds) is json, which holds any value.
+INFERRED_TYPES = {
+    frozenset({"integer"}): "bigint",
+    frozenset({"number"}): "double precision",
+    frozenset({"integer", "number"}): "double precision",
+    frozenset({"boolean"}): "boolean",
+    frozenset({"string"}): "text",
+}
+
+
+def inferred_type(json_types: Sequence[str]) -> ColumnType | None:
+    """The type of a column added for a field with these JSON types; None when only nulls were seen."""
+    kinds = frozenset(json_types) - {"null"}
+    if not kinds:
+        return None
+    return parse_column_type(INFERRED_TYPES.get(kinds, "json"))
+
+
+def addable(name: str, stream: Stream) -> bool:
+    """Whether a new field can become a column: an accepted identifier, not the loader's, not declared."""
+    return bool(IDENTIFIER.fullmatch(name)) and not name.startswith("_firehose_") and name not in stream.columns
+
+
+def added_columns(conn: Any, stream: Stream, settings: Settings, dialect: Dialect) -> dict[str, ColumnType]:
+    """The columns the loader added to the stream's table (schema_history), none before ensure_tables made it."""
+    context = template_context(stream, settings, dialect)
+    with conn.cursor() as cursor:
+        cursor.execute(render("schema_history/exists.sql", **context), {"schema": settings.loader_schema})
+        (exists,) = cursor.fetchone()
+        rows = []
+        if exists:
+            cursor.execute(render("schema_history/columns.sql", **context), {"stream": stream.name})
+            rows = cursor.fetchall()
+    conn.commit()
+    return {name: parse_column_type(kind) for name, kind in rows}
+
+
+def with_added_columns(stream: Stream, added: dict[str, ColumnType]) -> Stream:
+    """The stream with the columns the loader added after its declared ones (a declared column wins)."""
+    extra = {name: kind for name, kind in added.items() if name not in stream.columns}
+    return dataclasses.replace(stream, columns={**stream.columns, **extra}) if extra else stream
+
+
+@retry_serialization_failures
+def add_new_columns(
+    conn: Any,
+    stream: Stream,
+    settings: Settings,
+    dialect: Dialect,
+    fields: Sequence[dict[str, Any]],
+    hour: datetime,
+    run_id: str,
+) -> dict[str, ColumnType]:
+    """Add a nullable column for each new field that can be one, and record it in schema_history, in one transaction.
+
+    Under the merge's lock, so two loads do not add the same column; a column the table already
+    has (another load added it) is not added again. Returns the columns added now.
+    """
+    wanted = {
+        field["name"]: kind
+        for field in fields
+        if addable(field["name"], stream) and (kind := inferred_type(field["json_types"])) is not None
+    }
+    if not wanted:
+        return {}
+    context = template_context(stream, settings, dialect)
+    types = {field["name"]: ",".join(field["json_types"])[:256] for field in fields}
+    added: dict[str, ColumnType] = {}
+    with conn.cursor() as cursor:
+        try:
+            cursor.execute(dialect.lock_statement(context))
+            cursor.execute(render("target_columns.sql"), {"schema": stream.schema, "table": stream.table})
+            present = {row[0] for row in cursor.fetchall()}
+            for name, kind in wanted.items():
+                if name in present:
+                    continue
+                cursor.execute(dialect.add_column_statement(context["target"], name, dialect.column_type(kind)))
+                cursor.execute(
+                    render("schema_history/record_column.sql", **context),
+                    {
+                        "stream": stream.name,
+                        "column_name": name,
+                        "column_type": str(kind),
+                        "json_types": types[name],
+                        "hour": naive_utc(hour),
+                        "run_id": run_id,
+                        "added_at": naive_utc(datetime.now(UTC)),
+                    },
+                )
+                added[name] = kind
+            conn.commit()
+        except Exception:
+            conn.rollback()
+            raise
+    return added

@@ -106,7 +106,12 @@ def sweep_hour(
     if not late_objects(listed, ledger.loaded):
         return None
     manifest, chosen = extract_chosen(
-        client, stream, hour, sweep_writer(run_id, try_number), lambda now: late_objects(now, ledger.loaded)
+        client,
+        stream,
+        hour,
+        sweep_writer(run_id, try_number),
+        lambda now: late_objects(now, ledger.loaded),
+        dialect.limits,
     )
     if manifest is None:
         return None  # what was late is gone again

@@ -24,6 +24,7 @@ from firehose_loader.config import parse_column_type
 from firehose_loader.records.coercion import arrow_type
 from firehose_loader.warehouse.postgres import Postgres
 from firehose_loader.warehouse.protocol import Stage, TargetTypeError
+from firehose_loader.warehouse.target_types import check_target_types
 
 # One column of each type the streams file accepts.
 COLUMNS = {
@@ -113,7 +114,7 @@ def context() -> dict:
         }
         for name, kind in COLUMNS.items()
     ]
-    return {"target": TARGET, "plan": "firehose_plan", "columns": columns}
+    return {"target": TARGET, "plan": "firehose_plan", "columns": columns, "insert_columns": columns}
 
 
 def create_target(cursor, types: dict[str, str] | None = None) -> None:
@@ -242,26 +243,62 @@ def test_a_rerun_that_inserts_nothing_does_not_read_the_stage(stack_up) -> None:
     assert handed_out == []
 
 
+def check_types(types: dict[str, str], alter: str | None = None) -> None:
+    """The target check against a fresh target with these column types (after ``alter``, if given); rolled back."""
+    conn = psycopg.connect(os.environ["WAREHOUSE_URL"])
+    try:
+        with conn.cursor() as cursor:
+            create_target(cursor, types)
+            if alter is not None:
+                for statement in alter.split("; "):
+                    cursor.execute(statement)
+            check_target_types(cursor, context(), Postgres())
+    finally:
+        conn.rollback()
+        conn.close()
+
+
 @pytest.mark.parametrize(
     ("types", "message"),
     [
         ({"medium": "bigint"}, "column 'medium' of copy_test.events is bigint but the streams file declares integer"),
-        (
-            {"at": "timestamp"},
-            "column 'at' of copy_test.events is timestamp without time zone but the streams file declares timestamptz",
-        ),
+        ({"at": "timestamp"}, "column 'at' of copy_test.events is timestamp but the streams file declares timestamptz"),
         ({"body": "json"}, "column 'body' of copy_test.events is json but the streams file declares jsonb"),
+        # Modifiers: a shorter varchar fails the COPY once a long value arrives; another scale rounds.
+        (
+            {"event_id": "varchar(32)"},
+            "column 'event_id' of copy_test.events is varchar(32) but the streams file declares varchar(64)",
+        ),
+        (
+            {"amount": "numeric(14,4)"},
+            "column 'amount' of copy_test.events is numeric(14,4) but the streams file declares numeric(12,2)",
+        ),
+        (
+            {"ratio": "numeric(30,10)"},
+            "column 'ratio' of copy_test.events is numeric(30,10) but the streams file declares numeric(38,10)",
+        ),
+        (
+            {"note": "varchar(6000)"},
+            "column 'note' of copy_test.events is varchar(6000) but the streams file declares text",
+        ),
     ],
 )
-def test_a_target_column_of_another_type_is_named(stack_up, types: dict, message: str) -> None:
-    table = stage_rows(10)
-    with pytest.raises(TargetTypeError, match=re.escape(message)):
-        insert_winners("psycopg", table, types=types)
+def test_a_target_column_of_another_type_or_size_is_named_with_the_alter_that_fixes_it(
+    stack_up, types: dict, message: str
+) -> None:
+    with pytest.raises(TargetTypeError, match=re.escape(message)) as caught:
+        check_types(types)
+    # The message carries the exact statement; run as it is, it makes the target hold the declared type.
+    alter = re.search(r"change the column \((ALTER TABLE .*)\) or the streams file", str(caught.value))
+    assert alter is not None, str(caught.value)
+    check_types(types, alter.group(1))
 
 
-def test_text_and_varchar_stand_for_each_other(stack_up) -> None:
+def test_a_wider_target_column_holds_every_declared_value(stack_up) -> None:
+    """text and varchar take one binary form; a column wider than declared (the ALTER came first) is accepted."""
+    check_types({"note": "varchar(65535)", "event_id": "text", "amount": "numeric(20,2)"})
     table = stage_rows(50)
-    loaded = insert_winners("psycopg", table, types={"note": "varchar(6000)", "event_id": "text"})
+    loaded = insert_winners("psycopg", table, types={"note": "varchar(65535)", "event_id": "varchar(128)"})
     assert loaded == expected_rows(table)
 
 
@@ -271,9 +308,8 @@ def test_a_target_without_a_declared_column_is_named(stack_up) -> None:
         with conn.cursor() as cursor:
             create_target(cursor)
             cursor.execute('ALTER TABLE "copy_test"."events" DROP COLUMN "flag"')
-            stage = Stage("bucket", "stage.parquet", lambda columns=None: iter(stage_rows(10).to_batches()))
             with pytest.raises(TargetTypeError, match=re.escape("table copy_test.events has no column 'flag'")):
-                Postgres().insert_winners(cursor, context(), stage)
+                check_target_types(cursor, context(), Postgres())
     finally:
         conn.rollback()
         conn.close()

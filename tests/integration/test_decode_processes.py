@@ -25,10 +25,10 @@ from tests.integration.test_split_hours import ledger, load_hours, quarantine_of
 PROCESS_NOTES = Path(os.environ.get("TMPDIR", "/tmp")) / f"firehose-decode-processes-{os.getpid()}"
 
 
-def decode_in_worker(stream: Any, source: Any) -> Any:
+def decode_in_worker(stream: Any, source: Any, limits: Any) -> Any:
     with open(PROCESS_NOTES, "a") as notes:
         notes.write(f"{stream.name} {os.getpid()}\n")
-    return decode_and_validate(stream, source)
+    return decode_and_validate(stream, source, limits)
 
 
 @pytest.fixture(scope="module")

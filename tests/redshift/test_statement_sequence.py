@@ -18,10 +18,13 @@ from redshift_connector import ProgrammingError
 from redshift_connector.core import convert_paramstyle
 
 from firehose_loader.audit import audit_writer
+from firehose_loader.config import parse_column_type
 from firehose_loader.layout import StageWriter, stage_key
 from firehose_loader.load import ensure_tables, erase_keys, load_and_merge, merge_hour, staged_batch
+from firehose_loader.records.schema import columns_text
 from firehose_loader.records.validate import ObjectStats
 from firehose_loader.warehouse import transactions
+from firehose_loader.warehouse.protocol import StageSchemaError
 from firehose_loader.warehouse.redshift import StageMismatchError
 from tests.redshift.recording import Event, RecordingConnection, serialization_error
 from tests.redshift.redshift_setup import COPY_ROLE, DIALECT, SETTINGS, STREAMS
@@ -38,6 +41,7 @@ LEDGER = '"firehose_loader"."ledger"'
 LOAD_HOURS = '"firehose_loader"."load_hours"'
 REALTIME_QUALITY = '"firehose_loader"."realtime_quality"'
 AUDIT_RESULTS = '"firehose_loader"."audit_results"'
+SCHEMA_DRIFT = '"firehose_loader"."schema_drift"'
 STAGED_ROWS = 5
 SECRETS = re.compile(
     r"aws_access_key_id|aws_secret_access_key|secret|password|access_key|session_token|credentials|"
@@ -48,6 +52,8 @@ SECRETS = re.compile(
 # The merge transaction, statement by statement: session-local tables, the ledger rows of the
 # hour's objects, the COPY and its row count, the lock, the plan, the target, the ledger.
 MERGE_SEQUENCE = [
+    # The target's column types from the catalog, checked before anything else (target_types).
+    r"SELECT column_name, data_type, character_maximum_length, numeric_precision, numeric_scale\n",
     r'DROP TABLE IF EXISTS "firehose_staging"',
     r'DROP TABLE IF EXISTS "firehose_objects"',
     r'DROP TABLE IF EXISTS "firehose_plan"',
@@ -57,7 +63,7 @@ MERGE_SEQUENCE = [
     r'COPY "firehose_staging"\n',
     r'SELECT COUNT\(\*\) FROM "firehose_staging"',
     # The loader's tables, not the target: Redshift's LOCK would block the target's readers.
-    rf"LOCK {LEDGER}, {LOAD_HOURS}, {REALTIME_QUALITY}$",
+    rf"LOCK {LEDGER}, {LOAD_HOURS}, {SCHEMA_DRIFT}, {REALTIME_QUALITY}$",
     # Under the lock, the hour's ledger objects: a listing that lacks one is refused (load.ShrinkingListingError).
     rf"SELECT l\.object_key\nFROM {LEDGER} l\n",
     r'CREATE TEMPORARY TABLE "firehose_plan" AS\n',
@@ -71,6 +77,9 @@ MERGE_SEQUENCE = [
     rf"INSERT INTO {LEDGER} \(",
     rf"DELETE FROM {LOAD_HOURS}\n",
     rf"INSERT INTO {LOAD_HOURS} \(",
+    # The objects' schema drift rows replaced with their ledger rows (the hour has no new field).
+    r"SELECT DISTINCT field\n",
+    rf"DELETE FROM {SCHEMA_DRIFT}\n",
 ]
 
 
@@ -88,6 +97,7 @@ def manifest() -> dict[str, Any]:
         "objects": objects,
         "error_objects": 0,
         "listed_at": "2026-03-01T11:05:00+00:00",
+        "stage_columns": columns_text(STREAM.columns),
     }
 
 
@@ -124,7 +134,7 @@ def test_one_hour_is_ddl_then_one_merge_transaction_then_a_read(no_sleep: list[f
 
     assert [event.kind for event in ddl][-1] == "commit"
     assert all(event.kind == "execute" for event in ddl[:-1])
-    catalog_read, creates, upgrade = ddl[0], ddl[1:-9], ddl[-9:-1]
+    catalog_read, creates, upgrade, target_check = ddl[0], ddl[1:-12], ddl[-12:-2], ddl[-2]
     # The catalog first (the recording has no tables): the DDL runs only because something is missing.
     assert re.match(r"SELECT table_schema, table_name\nFROM information_schema\.tables\n", catalog_read.statement)
     assert all(re.match(r"CREATE (SCHEMA|TABLE) IF NOT EXISTS ", event.statement) for event in creates)
@@ -141,6 +151,11 @@ def test_one_hour_is_ddl_then_one_merge_transaction_then_a_read(no_sleep: list[f
     ]
     assert re.match(catalog, upgrade[6].statement)
     assert upgrade[7].statement == f"ALTER TABLE {LOAD_HOURS} ADD COLUMN objects_gone bigint DEFAULT 0 NOT NULL"
+    assert re.match(catalog, upgrade[8].statement)
+    assert upgrade[9].statement == f"ALTER TABLE {LOAD_HOURS} ADD COLUMN stage_columns varchar(65535)"
+    # Last, the target's column types against the declared ones (target_types): ensure_tables never alters one.
+    assert target_check.parameters == {"schema": "sales", "table": "order_lines"}
+    assert re.match(r"SELECT column_name, data_type, ", target_check.statement)
     (create_target,) = [
         event.statement for event in ddl if event.statement.startswith(f"CREATE TABLE IF NOT EXISTS {TARGET}")
     ]
@@ -220,7 +235,9 @@ def test_the_objects_ledger_rows_are_bound_per_object() -> None:
     """Stands in for Redshift: one parameter set per object, values never in the text."""
     connection = RecordingConnection(staged_rows=STAGED_ROWS)
     run_hour(connection)
-    (insert_objects,) = [event for event in connection.events if event.kind == "executemany"]
+    (insert_objects,) = [
+        event for event in connection.events if event.kind == "executemany" and "firehose_objects" in event.statement
+    ]
     assert [row["key"] for row in insert_objects.parameters] == [entry["key"] for entry in manifest()["objects"]]
     assert all(row["key"] not in insert_objects.statement for row in insert_objects.parameters)
 
@@ -308,7 +325,9 @@ def test_a_copy_that_loads_other_objects_too_is_refused(no_sleep: list[float]) -
 def test_ensure_tables_adds_no_column_the_catalog_already_has() -> None:
     """Stands in for Redshift: when information_schema.columns has the added columns, no ALTER is sent."""
     connection = RecordingConnection(
-        answer=lambda statement: (1,) if "information_schema.columns" in statement else None
+        answer=lambda statement: (
+            (1,) if statement.startswith("SELECT COUNT(*)\nFROM information_schema.columns") else None
+        )
     )
     ensure_tables(connection, STREAM, SETTINGS, DIALECT)
     (ddl,) = connection.transactions()
@@ -317,6 +336,8 @@ def test_ensure_tables_adds_no_column_the_catalog_already_has() -> None:
         {"schema": "firehose_loader", "table": "load_hours", "column": "listed_at"},
         {"schema": "firehose_loader", "table": "audit_results", "column": "try_number"},
         {"schema": "firehose_loader", "table": "load_hours", "column": "objects_gone"},
+        {"schema": "firehose_loader", "table": "load_hours", "column": "stage_columns"},
+        {"schema": "sales", "table": "order_lines"},
     ]
     assert not any(event.statement.startswith("ALTER") for event in ddl)
     assert ddl[-1].kind == "commit"
@@ -338,7 +359,10 @@ def test_ensure_tables_sends_no_ddl_when_the_catalog_has_every_table() -> None:
         return created if "information_schema.tables" in statement else None
 
     existing = RecordingConnection(
-        answer=lambda statement: (1,) if "information_schema.columns" in statement else None, answer_rows=catalog
+        answer=lambda statement: (
+            (1,) if statement.startswith("SELECT COUNT(*)\nFROM information_schema.columns") else None
+        ),
+        answer_rows=catalog,
     )
     ensure_tables(existing, STREAM, SETTINGS, DIALECT)
     assert [statement.split("\n")[0] for statement in existing.statements() if not statement.startswith("SELECT")] == []
@@ -467,3 +491,46 @@ def test_an_erasure_is_one_transaction_under_the_merges_lock_and_binds_with_reds
         assert [row["key_1"] for row in event.parameters] == ["1", "2"]
         for parameters in event.parameters:
             make_args(parameters)
+
+
+def test_an_older_stage_is_copied_into_a_staging_table_of_its_own_columns_and_merged_by_name() -> None:
+    """Stands in for Redshift: a Parquet COPY fills columns by position, so the staging table follows the stage.
+
+    The stage was written before the streams file moved sku ahead of qty, widened sku and added
+    note: the staging table lists the stage's columns in the file's order (sku staged at its new
+    width), and the INSERT into the target names only the stage's columns, so note stays NULL.
+    """
+    older = {name: kind for name, kind in STREAM.columns.items() if name not in ("note", "sku")}
+    older = (
+        {"order_id": older.pop("order_id"), "line_no": older.pop("line_no")}
+        | {"sku": parse_column_type("varchar(16)")}
+        | older
+    )
+    stage_manifest = {**manifest(), "stage_columns": columns_text(older)}
+    connection = RecordingConnection(staged_rows=STAGED_ROWS)
+    ensure_tables(connection, STREAM, SETTINGS, DIALECT)
+    load_and_merge(
+        connection, STREAM, SETTINGS, DIALECT, stage_manifest, staged_batch(None, STREAM, stage_manifest), RUN_ID
+    )
+    (create,) = [s for s in connection.statements() if s.startswith('CREATE TEMPORARY TABLE "firehose_staging"')]
+    staged = re.findall(r'^\s+"([a-z_]+)" (\S+(?: precision)?)', create, re.MULTILINE)
+    assert [name for name, _type in staged] == [*older, "_firehose_object", "_firehose_offset"]
+    assert dict(staged)["sku"] == "varchar(128),"  # declared varchar(32) now: 4 bytes a character
+    (insert,) = [s for s in connection.statements() if s.startswith(f"INSERT INTO {TARGET} (")]
+    listed = re.findall(r'"([a-z_]+)"', insert.split(" (", 1)[1].split(")", 1)[0])
+    assert listed == [name for name in STREAM.columns if name in older] + ["_firehose_object", "_firehose_offset"]
+    assert "note" not in insert
+
+
+def test_a_stage_whose_type_changed_is_never_copied() -> None:
+    """Stands in for Redshift: a stage with price at another scale is refused before any statement of the merge."""
+    changed = {**STREAM.columns, "price": parse_column_type("numeric(12,4)")}
+    stage_manifest = {**manifest(), "stage_columns": columns_text(changed)}
+    connection = RecordingConnection(staged_rows=STAGED_ROWS)
+    with pytest.raises(
+        StageSchemaError, match="column 'price' is staged as numeric\\(12,4\\) but is declared numeric\\(12,2\\)"
+    ):
+        merge_hour(
+            connection, STREAM, SETTINGS, DIALECT, stage_manifest, staged_batch(None, STREAM, stage_manifest), RUN_ID
+        )
+    assert connection.events == []

@@ -48,6 +48,11 @@ def redshift_context(stream_name: str) -> dict[str, Any]:
         "lock_statement": DIALECT.lock_statement(context),
         "stage_uri": STAGE_URI,
         "iam_role": COPY_ROLE,
+        # What the column templates (add_column.sql, redshift/alter_column_type.sql) take: the
+        # first column, and the change Redshift cannot make in place (the longer form).
+        "name": context["columns"][0]["name"],
+        "type": context["columns"][0]["type"],
+        "widen": False,
     }
 
 
@@ -156,15 +161,16 @@ def test_copy_uses_the_iam_role_the_stage_and_parquet() -> None:
 
 
 def test_lock_takes_the_loader_tables_in_a_fixed_order_and_never_the_target() -> None:
-    """Stands in for Redshift: one LOCK statement, of the ledger and load_hours (and realtime_quality,
+    """Stands in for Redshift: one LOCK statement, of the ledger, load_hours and schema_drift (and realtime_quality,
     which a stream with a real-time writer writes in the same transaction). Redshift's LOCK is
     ACCESS EXCLUSIVE, so the target that readers use is not in it: a reader is never blocked."""
     (lock, *_) = RENDERED[("merge.sql", "rich")]
     assert (
-        lock == 'LOCK "firehose_loader"."ledger", "firehose_loader"."load_hours", "firehose_loader"."realtime_quality"'
+        lock
+        == 'LOCK "firehose_loader"."ledger", "firehose_loader"."load_hours", "firehose_loader"."schema_drift", "firehose_loader"."realtime_quality"'
     )
     (lock, *_) = RENDERED[("merge.sql", "keywords")]
-    assert lock == 'LOCK "firehose_loader"."ledger", "firehose_loader"."load_hours"'
+    assert lock == 'LOCK "firehose_loader"."ledger", "firehose_loader"."load_hours", "firehose_loader"."schema_drift"'
     assert '"select"."from"' not in lock
 
 

@@ -371,6 +371,7 @@ TEMPLATES = [
     "dashboard/hour_audits.sql",
     "dashboard/realtime_quality.sql",
     "dashboard/hour_realtime.sql",
+    "dashboard/hour_drift.sql",
 ]
 
 

@@ -14,11 +14,11 @@ from tests.unit.order_records import DEDUPE_OBJECTS, STREAM, rec, source
 # --- decode worker processes ----------------------------------------------------------------------------------------
 
 
-def decode_in_worker(stream: Stream, source: SourceObject) -> Any:
+def decode_in_worker(stream: Stream, source: SourceObject, limits: Any) -> Any:
     """decode_and_validate, noting in the object's message which process ran it."""
     import os
 
-    decoded = decode_and_validate(stream, source)
+    decoded = decode_and_validate(stream, source, limits)
     decoded.stats.message = f"{decoded.stats.message}|pid={os.getpid()}"
     return decoded
 
@@ -67,7 +67,7 @@ def test_a_failure_in_a_decode_process_fails_the_stage(tmp_path: Any, monkeypatc
         stage_hour(STREAM, objects, tmp_path, decode_processes=2)
 
 
-def fail_on_object_3(stream: Stream, source: SourceObject) -> Any:
+def fail_on_object_3(stream: Stream, source: SourceObject, limits: Any) -> Any:
     if source.key == "h/obj-3":
         raise RuntimeError(f"cannot decode {source.key}")
-    return decode_and_validate(stream, source)
+    return decode_and_validate(stream, source, limits)

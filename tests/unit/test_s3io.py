@@ -93,7 +93,7 @@ def test_extract_lists_the_hour_again_when_an_object_vanished(
     outcomes: list[Any] = [gone(), gone(), {"hour": "ok"}]
     calls: list[str] = []
 
-    def extract(client: Any, stream: Any, hour: datetime, run_id: str) -> dict[str, Any]:
+    def extract(client: Any, stream: Any, hour: datetime, run_id: str, limits: Any) -> dict[str, Any]:
         calls.append(run_id)
         outcome = outcomes.pop(0)
         if isinstance(outcome, Exception):

@@ -6,7 +6,7 @@
   earlier erasure recorded when no row came back since.
 #}
 {% set matches_key %}{% for column in key_columns %}{{ column.name | ident }} = CAST(%(key_{{ loop.index0 }})s AS {{ column.type }}){{ " AND " if not loop.last }}{% endfor %}{% endset %}
-{% set deleted_version %}(SELECT MAX({{ order_by | ident }}) FROM {{ target | qualified }} WHERE {{ matches_key }}){% endset %}
+{% set deleted_version %}(SELECT MAX({{ order_by | ident }}{{ order_collation }}) FROM {{ target | qualified }} WHERE {{ matches_key }}){% endset %}
 UPDATE {{ tombstones | qualified }}
 SET "_firehose_erased_version" = COALESCE({{ deleted_version }}, "_firehose_erased_version"),
     "_firehose_reason" = CAST(%(reason)s AS varchar(1024)),

@@ -1,7 +1,10 @@
 {#
   Load the run's staged Parquet object into the session-local staging table.
-  Parquet columns are matched by position: the stage and the staging table both list
-  the stream's columns in declaration order, then _firehose_object, _firehose_offset.
+  A Parquet COPY fills the table's columns by position, and the table and the file must
+  have as many columns (AWS: "COPY from columnar data formats"; a column list does not map
+  Parquet columns by name): so the staging table is made from the stage's own recorded
+  columns (load.template_context), in the file's order, then _firehose_object and
+  _firehose_offset, and the merge's INSERT reads it by name into the target.
   The source and the role cannot be bind parameters; the literal filter refuses anything
   that could end the literal, and the dialect has already checked their shape.
   COPY reads every object whose key starts with the source, so the dialect counts the

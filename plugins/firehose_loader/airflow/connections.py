@@ -39,20 +39,29 @@ def s3_client(settings: Settings) -> Any:
 POSTGRES_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
 
 
-def warehouse_connection(settings: Settings, stream: Stream | None = None) -> tuple[Any, Dialect]:
-    """A DB-API connection from the warehouse connection's own provider hook, and its dialect.
+def warehouse_dialect(settings: Settings) -> Dialect:
+    """The dialect of the warehouse connection, without connecting (the extract validates against its limits)."""
+    return _connection_and_dialect(settings)[1]
 
-    With ``stream``, the session has the stream's lock and statement timeouts (load.set_session_timeouts).
-    """
+
+def _connection_and_dialect(settings: Settings) -> tuple[Any, Dialect]:
     from airflow.sdk import BaseHook
 
     from firehose_loader.warehouse.dialect import dialect_for
 
     connection = BaseHook.get_connection(settings.warehouse_conn_id)
     try:
-        dialect = dialect_for(connection.conn_type or "", connection.extra_dejson)
+        return connection, dialect_for(connection.conn_type or "", connection.extra_dejson)
     except ValueError as exc:
         raise WarehouseConnectionError(str(exc)) from exc
+
+
+def warehouse_connection(settings: Settings, stream: Stream | None = None) -> tuple[Any, Dialect]:
+    """A DB-API connection from the warehouse connection's own provider hook, and its dialect.
+
+    With ``stream``, the session has the stream's lock and statement timeouts (load.set_session_timeouts).
+    """
+    connection, dialect = _connection_and_dialect(settings)
     try:
         if connection.conn_type == "redshift":
             conn = redshift_connection(settings.warehouse_conn_id)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from firehose_loader.airflow.connections import s3_client, warehouse_connection
+from firehose_loader.airflow.connections import s3_client, warehouse_connection, warehouse_dialect
 from firehose_loader.config import Settings, Stream
 from firehose_loader.errors import PermanentError
 from firehose_loader.handover import Extracted, Manifest, Part, PartResult, handed_hour
@@ -56,6 +56,19 @@ def fails_at_once_when_permanent(body: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
+def effective_stream(stream: Stream, settings: Settings) -> Stream:
+    """The stream with the columns the loader added to its table (new_fields: add_columns); others as declared."""
+    if stream.new_fields != "add_columns":
+        return stream
+    from firehose_loader.load import added_columns, with_added_columns
+
+    conn, dialect = warehouse_connection(settings, stream)
+    try:
+        return with_added_columns(stream, added_columns(conn, stream, settings, dialect))
+    finally:
+        conn.close()
+
+
 @fails_at_once_when_permanent
 def run_erase(stream: Stream, settings: Settings, keys: list[Any], reason: str, run_id: str) -> int:
     """Erase the keys a manual audit run names (params erase_keys, erase_reason); none: nothing to do."""
@@ -90,6 +103,13 @@ def run_ensure_tables(stream: Stream, settings: Settings) -> None:
         ensure_tables(conn, stream, settings, dialect)
     finally:
         conn.close()
+    # Tables exist now: the target check also covers the columns the loader added (add_columns).
+    if stream.new_fields == "add_columns" and (effective := effective_stream(stream, settings)) is not stream:
+        conn, dialect = warehouse_connection(settings, stream)
+        try:
+            ensure_tables(conn, effective, settings, dialect)
+        finally:
+            conn.close()
 
 
 @fails_at_once_when_permanent
@@ -99,8 +119,11 @@ def run_extract(
     from firehose_loader.extract import extract_listing_again
 
     hour = interval_hour(start, end)
+    stream = effective_stream(stream, settings)
     writer = StageWriter("ingest", run_id, "extract_hour", try_number)
-    extracted = extract_listing_again(s3_client(settings), stream, hour, writer)
+    # Validated against the warehouse's limits: a value it cannot store is quarantined, not staged.
+    limits = warehouse_dialect(settings).limits
+    extracted = extract_listing_again(s3_client(settings), stream, hour, writer, limits)
     if extracted["manifest"] is not None:
         log_manifest(extracted["manifest"])
     else:
@@ -119,7 +142,8 @@ def run_extract_part(stream: Stream, settings: Settings, part: Part, run_id: str
     from firehose_loader.extract import extract_part
 
     writer = StageWriter("ingest", run_id, "extract_part", try_number)
-    result = extract_part(s3_client(settings), stream, part, writer)
+    stream = effective_stream(stream, settings)
+    result = extract_part(s3_client(settings), stream, part, writer, warehouse_dialect(settings).limits)
     log.info(
         "hour %s part %d: %d objects, %d rows staged at %s",
         part["hour"],
@@ -144,6 +168,7 @@ def run_combine_parts(
 
     manifest, planned = extracted["manifest"], extracted["parts"]
     writer = StageWriter("ingest", run_id, "combine_parts", try_number)
+    stream = effective_stream(stream, settings)
     combined = combine_hour_parts(lambda: s3_client(settings), stream, manifest, planned, list(parts), writer)
     if manifest is None:
         log_manifest(combined)
@@ -167,25 +192,67 @@ def run_load_and_merge(
     settings: Settings,
     manifest: Manifest,
     run_id: str,
+    try_number: int = 1,
     context: Any = None,
     *,
     force_relisting: bool = False,
 ) -> dict[str, Any]:
     """Merge the stage the manifest names (a clear of this task alone merges the same stage again).
 
-    Then, with the task's ``context``, alert once when the hour completes a silence of the stream
-    (silence.record_silence).
+    A stage whose columns no longer fit the stream's (a type changed in the streams file since it
+    was staged) is not merged: the hour is extracted again from S3 and that stage merged. The
+    hour's schema drift goes to the log; with ``new_fields: report`` a field the stream never had
+    before is alerted through its notifier (``context``: the task's Airflow context). With
+    ``add_columns`` such a field becomes a column (add_new_columns) and the hour is extracted
+    again and merged with it, so the hour where a field first appears loads it. Then, with
+    ``context``, alert once when the hour completes a silence of the stream (silence.record_silence).
     """
-    from firehose_loader.load import load_and_merge, staged_batch
+    from firehose_loader.extract import extract_chosen
+    from firehose_loader.load import add_new_columns, fitting_stage, load_and_merge, staged_batch, with_added_columns
     from firehose_loader.silence import record_silence
 
     client = s3_client(settings)
+    stream = effective_stream(stream, settings)
     conn, dialect = warehouse_connection(settings, stream)
     try:
-        stage = staged_batch(client, stream, manifest)
+        writer = StageWriter("ingest", run_id, "load_and_merge", try_number)
+        manifest, stage = fitting_stage(client, stream, manifest, writer, dialect.limits)
         summary = load_and_merge(
             conn, stream, settings, dialect, manifest, stage, run_id, force_relisting=force_relisting
         )
+        added = {}
+        if stream.new_fields == "add_columns" and summary["new_fields"]:
+            hour = datetime.fromisoformat(manifest["hour"])
+            added = add_new_columns(conn, stream, settings, dialect, summary["new_fields"], hour, run_id)
+        if added:
+            log.warning(
+                "%s: added column(s) %s to %s (new_fields: add_columns); extracting hour %s again to load them",
+                stream.name,
+                ", ".join(f"{name} {kind}" for name, kind in added.items()),
+                stream.qualified_table,
+                manifest["hour"],
+            )
+            first_seen = summary["first_seen_fields"]
+            stream = with_added_columns(stream, added)
+            again = StageWriter("ingest", run_id, "add_columns", try_number)
+            fresh, _objects = extract_chosen(client, stream, hour, again, lambda objects: objects, dialect.limits)
+            if fresh is not None:
+                manifest = fresh
+                summary = load_and_merge(
+                    conn,
+                    stream,
+                    settings,
+                    dialect,
+                    manifest,
+                    staged_batch(client, stream, manifest),
+                    run_id,
+                    force_relisting=force_relisting,
+                )
+            summary = {
+                **summary,
+                "first_seen_fields": first_seen,
+                "added_columns": {n: str(k) for n, k in added.items()},
+            }
         silence = record_silence(conn, stream, settings, dialect, handed_hour(manifest), run_id)
     finally:
         conn.close()
@@ -195,8 +262,13 @@ def run_load_and_merge(
         stream.name,
         manifest["hour"],
         stream.qualified_table,
-        "\n".join(f"  {name.ljust(width)}  {value}" for name, value in summary.items()),
+        "\n".join(
+            f"  {name.ljust(width)}  {value}"
+            for name, value in summary.items()
+            if name not in ("new_fields", "first_seen_fields", "added_columns")
+        ),
     )
+    report_new_fields(stream, manifest["hour"], summary, context)
     if silence is not None:
         alert_silence(stream, silence, context)
     return summary
@@ -216,6 +288,46 @@ def alert_silence(stream: Stream, silence: Silence, context: Any) -> None:
         stream.audit_notifier,
         context or {},
         {"stream": stream.name, "summary": summary, "report": summary, "hours": hours},
+    )
+
+
+def drift_report(stream: Stream, hour: str, fields: list[dict[str, Any]]) -> str:
+    """The hour's schema drift as the log and the alert show it: one line per field."""
+    lines = [f"{stream.name} hour {hour}: {len(fields)} field(s) not among the columns of {stream.qualified_table}"]
+    lines += [
+        f"  {field['name']!r}: {field['records']} record(s), JSON {'/'.join(field['json_types'])}, "
+        f"e.g. {field['sample']}"
+        for field in fields
+    ]
+    return "\n".join(lines)
+
+
+def report_new_fields(stream: Stream, hour: str, summary: dict[str, Any], context: Any) -> None:
+    """Log the hour's schema drift; alert once per field the stream never had before (new_fields: report)."""
+    if not summary["new_fields"]:
+        return
+    log.warning("%s", drift_report(stream, hour, summary["new_fields"]))
+    first_seen = summary["first_seen_fields"]
+    if stream.new_fields == "ignore" or not first_seen or context is None:
+        return
+    from firehose_loader.airflow.notify import send_alert
+
+    names = ", ".join(field["name"] for field in first_seen)
+    added = summary.get("added_columns") or {}
+    outcome = (
+        "added as column(s) " + ", ".join(f"{name} {kind}" for name, kind in added.items())
+        if added
+        else "not among the columns"
+    )
+    send_alert(
+        stream.audit_notifier,
+        context,
+        {
+            "stream": stream.name,
+            "summary": f"{stream.name}: new field(s) {names} in hour {hour}, {outcome}",
+            "report": drift_report(stream, hour, first_seen),
+            "hours": [{"hour": hour, "new_fields": first_seen}],
+        },
     )
 
 
@@ -253,6 +365,7 @@ def run_audit(
     from firehose_loader.audit import audit_hours, audit_window, format_report, needs_alert
 
     hours = audit_window(data_interval_end, lookback_hours)
+    stream = effective_stream(stream, settings)
     client = s3_client(settings)
     conn, dialect = warehouse_connection(settings, stream)
     try:
@@ -313,6 +426,7 @@ def run_late_sweep(
     from firehose_loader.sweep import format_findings, sweep_hours
 
     hours = audit_window(data_interval_end, stream.late_horizon_hours)
+    stream = effective_stream(stream, settings)
     client = s3_client(settings)
     conn, dialect = warehouse_connection(settings, stream)
     try:

@@ -201,6 +201,8 @@ class HourDetail:
     totals: dict[str, int] = field(default_factory=dict)
     realtime: dict[str, Any] | None = None  # the hour's realtime_quality row
     realtime_writer: bool = False
+    # The hour's schema drift: per field not among the columns, its records, JSON types and a sample.
+    new_fields: tuple[dict[str, Any], ...] = ()
 
 
 # --- Building the model from the query results ------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from firehose_loader.layout import hour_folder, hour_start, stream_layout
 from firehose_loader.warehouse.render import render
 
 LOADER_TABLES = ("ledger", "load_hours", "audit_results")
+# Read when it exists (a loader from before it has none); its absence does not make a stream "not ready".
+DRIFT_TABLE = "schema_drift"
 # Read when it exists and the stream declares a real-time writer; its absence does not make a stream "not ready".
 REALTIME_TABLE = "realtime_quality"
 LEDGER_TOTALS = (
@@ -48,7 +50,7 @@ def fetch_all(
 
 
 def existing_tables(conn: Any, stream: Stream, settings: Settings) -> set[str]:
-    """Which of ``ledger``, ``load_hours``, ``audit_results``, ``realtime_quality`` and ``target`` exist."""
+    """Which of ``ledger``, ``load_hours``, ``audit_results``, ``realtime_quality``, ``schema_drift`` and ``target`` exist."""
     rows = fetch_all(
         conn,
         "dashboard/tables.sql",
@@ -57,7 +59,11 @@ def existing_tables(conn: Any, stream: Stream, settings: Settings) -> set[str]:
     )
     found = set()
     for row in rows:
-        if row["table_schema"] == settings.loader_schema and row["table_name"] in (*LOADER_TABLES, REALTIME_TABLE):
+        if row["table_schema"] == settings.loader_schema and row["table_name"] in (
+            *LOADER_TABLES,
+            REALTIME_TABLE,
+            DRIFT_TABLE,
+        ):
             found.add(row["table_name"])
         if row["table_schema"] == stream.schema and row["table_name"] == stream.table:
             found.add("target")
@@ -149,6 +155,7 @@ def query_hour(conn: Any, stream: Stream, settings: Settings, hour: datetime) ->
         realtime: list[dict[str, Any]] = []
         if stream.realtime_writer and REALTIME_TABLE in tables:
             realtime = fetch_all(conn, "dashboard/hour_realtime.sql", context, parameters)
+        drift = fetch_all(conn, "dashboard/hour_drift.sql", context, parameters) if DRIFT_TABLE in tables else []
     finally:
         conn.rollback()
     totals = {name: sum(int(row[name] or 0) for row in objects) for name in LEDGER_TOTALS}
@@ -161,6 +168,7 @@ def query_hour(conn: Any, stream: Stream, settings: Settings, hour: datetime) ->
         totals=totals,
         realtime=_with_aware_times(realtime[0]) if realtime else None,
         realtime_writer=stream.realtime_writer,
+        new_fields=tuple(drift),
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from typing import Any
@@ -31,10 +32,41 @@ ARROW_INTEGERS = {"smallint": pa.int16(), "integer": pa.int32(), "bigint": pa.in
 # Redshift stores at most 65535 bytes in a varchar; text means that limit on every warehouse.
 TEXT_MAX_BYTES = 65535
 JSON_MAX_BYTES = 16 * 1024 * 1024
+# Every decimal of at most 15 significant digits reads back exactly from a double (DBL_DIG); a
+# double whose shortest text is longer may stand for a number that was sent with more digits.
+DOUBLE_EXACT_DIGITS = 15
+DOUBLE_EXACT_INTEGER = 2**53
 
 
 class CoercionError(ValueError):
     pass
+
+
+class InexactNumberError(CoercionError):
+    """A JSON number that came through a double, which cannot hold it exactly (an integer of 2**53 or
+    more, a fraction with more digits than a double keeps): its exact value is in the record's text."""
+
+
+@dataclass(frozen=True)
+class WarehouseLimits:
+    """What the warehouse stores, as validation checks it: a value beyond a limit quarantines its record.
+
+    Each dialect has its own (``Dialect.limits``); the default is PostgreSQL's.
+    """
+
+    warehouse: str = "PostgreSQL"
+    # The most bytes of JSON text a json column takes (PostgreSQL jsonb: the loader's 16 MB;
+    # Redshift stages it as varchar(65535) and parses it into SUPER).
+    json_max_bytes: int = JSON_MAX_BYTES
+    # The most bytes of a varchar value (Redshift counts varchar lengths in bytes, at most 65535;
+    # PostgreSQL counts characters and has no byte limit that matters here).
+    varchar_max_bytes: int | None = None
+    # Whether the warehouse compares varchar values ignoring trailing blanks (Redshift: 'a1' = 'a1 '):
+    # then a key or order_by value ending in a blank is quarantined (see validate).
+    ignores_trailing_blanks: bool = False
+
+
+POSTGRES_LIMITS = WarehouseLimits()
 
 
 def arrow_type(column_type: ColumnType) -> pa.DataType:
@@ -64,6 +96,10 @@ def _integer(name: str) -> Callable[[Any], int]:
         if isinstance(value, int):
             number = value
         elif isinstance(value, float) and value.is_integer():
+            if abs(value) >= DOUBLE_EXACT_INTEGER:
+                raise InexactNumberError(
+                    f"{value!r} came through a double, which cannot hold that integer exactly (send it as a string)"
+                )
             number = int(value)
         elif isinstance(value, str) and INTEGER_TEXT.fullmatch(value.strip()):
             number = int(value.strip())
@@ -81,7 +117,7 @@ def _numeric(precision: int, scale: int) -> Callable[[Any], Decimal]:
     integer_digits = precision - scale
 
     def coerce(value: Any) -> Decimal:
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
+        if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
             raise CoercionError(f"expected numeric({precision},{scale}), got {_describe(value)}")
         if isinstance(value, str) and "_" in value:
             raise CoercionError(f"expected numeric({precision},{scale}), got {_describe(value)}")
@@ -95,6 +131,12 @@ def _numeric(precision: int, scale: int) -> Callable[[Any], Decimal]:
             raise CoercionError(f"expected numeric({precision},{scale}), got {_describe(value)}") from None
         if not number.is_finite():
             raise CoercionError(f"{value!r} is not a finite number")
+        if isinstance(value, float) and (
+            abs(value) >= DOUBLE_EXACT_INTEGER or len(number.as_tuple().digits) > DOUBLE_EXACT_DIGITS
+        ):
+            raise InexactNumberError(
+                f"{value!r} came through a double, which may not hold every digit sent (send it as a string)"
+            )
         if number.adjusted() > integer_digits:
             raise CoercionError(f"{_describe(value)} does not fit numeric({precision},{scale})")
         # The default context keeps 28 digits; numeric holds up to 38, and rounding needs them all.
@@ -134,7 +176,7 @@ def _boolean(value: Any) -> bool:
     raise CoercionError(f"expected boolean, got {_describe(value)}")
 
 
-def _string(max_chars: int | None) -> Callable[[Any], str]:
+def _string(max_chars: int | None, max_bytes: int | None = None, warehouse: str = "") -> Callable[[Any], str]:
     def coerce(value: Any) -> str:
         if isinstance(value, str):
             text = value
@@ -148,6 +190,8 @@ def _string(max_chars: int | None) -> Callable[[Any], str]:
             raise CoercionError(f"string of {len(text)} characters exceeds varchar({max_chars})")
         if max_chars is None and len(text.encode("utf-8")) > TEXT_MAX_BYTES:
             raise CoercionError(f"string exceeds {TEXT_MAX_BYTES} bytes")
+        if max_bytes is not None and (size := len(text.encode("utf-8"))) > max_bytes:
+            raise CoercionError(f"string of {size} bytes exceeds the {max_bytes} bytes a {warehouse} varchar holds")
         return text
 
     return coerce
@@ -191,26 +235,34 @@ def _timestamptz(value: Any) -> datetime:
     return _datetime(value, "timestamptz")
 
 
-def _json(value: Any) -> str:
-    try:
-        dumped = orjson.dumps(value)
-    except orjson.JSONEncodeError as exc:
-        # orjson reads 1024 levels of nesting but writes only 254.
-        raise CoercionError(f"JSON value cannot be stored: {exc}") from None
-    return _json_text(dumped)
+def _json(limits: WarehouseLimits) -> Callable[[Any], str]:
+    def coerce(value: Any) -> str:
+        try:
+            dumped = orjson.dumps(value)
+        except orjson.JSONEncodeError as exc:
+            # orjson reads 1024 levels of nesting but writes only 254.
+            raise CoercionError(f"JSON value cannot be stored: {exc}") from None
+        return _json_text(dumped, limits)
+
+    return coerce
 
 
-def _json_text(dumped: bytes) -> str:
+def _json_text(dumped: bytes, limits: WarehouseLimits = POSTGRES_LIMITS) -> str:
     """The checks on a value's compact JSON text (as ``orjson.dumps`` wrote it)."""
     text = dumped.decode("utf-8")
     if "\\u0000" in text and NUL_ESCAPE.search(text):
         raise CoercionError("JSON contains a NUL character (\\u0000), which the warehouse cannot store")
-    if len(dumped) > JSON_MAX_BYTES:
-        raise CoercionError("JSON value exceeds 16 MB")
+    if len(dumped) > limits.json_max_bytes:
+        if limits.json_max_bytes == JSON_MAX_BYTES:
+            raise CoercionError("JSON value exceeds 16 MB")
+        raise CoercionError(
+            f"JSON value of {len(dumped)} bytes exceeds the {limits.json_max_bytes} bytes a {limits.warehouse} "
+            "json column takes"
+        )
     return text
 
 
-def coercer(column_type: ColumnType) -> Callable[[Any], Any]:
+def coercer(column_type: ColumnType, limits: WarehouseLimits = POSTGRES_LIMITS) -> Callable[[Any], Any]:
     name = column_type.name
     if name in INTEGER_RANGES:
         return _integer(name)
@@ -218,17 +270,26 @@ def coercer(column_type: ColumnType) -> Callable[[Any], Any]:
         assert column_type.precision is not None and column_type.scale is not None
         return _numeric(column_type.precision, column_type.scale)
     if name == "varchar":
-        return _string(column_type.length)
+        return _string(column_type.length, _varchar_bytes(column_type, limits), limits.warehouse)
     if name == "text":
         return _string(None)
+    if name == "json":
+        return _json(limits)
     return {
         "double precision": _double,
         "boolean": _boolean,
         "date": _date,
         "timestamp": _timestamp,
         "timestamptz": _timestamptz,
-        "json": _json,
     }[name]
+
+
+def _varchar_bytes(column_type: ColumnType, limits: WarehouseLimits) -> int | None:
+    """The byte limit a varchar(n) value can reach (None when n characters always fit: 4 bytes each at most)."""
+    assert column_type.length is not None
+    if limits.varchar_max_bytes is None or 4 * column_type.length <= limits.varchar_max_bytes:
+        return None
+    return limits.varchar_max_bytes
 
 
 def _describe(value: Any) -> str:
@@ -276,25 +337,32 @@ def _positions(mask: pa.Array) -> np.ndarray:
 
 
 def coerce_column(
-    column_type: ColumnType, values: list[Any], nul_possible: bool = True
+    column_type: ColumnType,
+    values: list[Any],
+    nul_possible: bool = True,
+    limits: WarehouseLimits = POSTGRES_LIMITS,
+    exact: Callable[[int], Any] | None = None,
 ) -> tuple[pa.Array, dict[int, str]]:
     """Coerce a column of JSON values (None for a missing field or null) to its Arrow type.
 
     Returns the array, null where a value is missing or bad, and the bad positions with the
     reason the per-value coercer gives for them. ``nul_possible=False`` says no value holds a
     NUL character (true of every value parsed from JSON text without ``\\u0000``: JSON has no
-    other way to write one), which spares the scan for it.
+    other way to write one), which spares the scan for it. ``limits`` are the warehouse's; ``exact``
+    gives the value at a position as its record's text holds it, for a number a double could not hold
+    (:class:`InexactNumberError`): without it such a value is quarantined.
     """
     if column_type.name == "json":
-        return _json_column(values, nul_possible)
-    fast, slow = _fast_column(column_type, values, nul_possible)
+        return _json_column(values, nul_possible, limits)
+    fast, slow = _fast_column(column_type, values, nul_possible, limits)
     if fast is None:
-        return _with_coerced(column_type, pa.nulls(len(values), arrow_type(column_type)), values, None)
-    return _with_coerced(column_type, fast, values, slow)
+        nulls = pa.nulls(len(values), arrow_type(column_type))
+        return _with_coerced(column_type, nulls, values, None, limits, exact)
+    return _with_coerced(column_type, fast, values, slow, limits, exact)
 
 
 def _fast_column(
-    column_type: ColumnType, values: list[Any], nul_possible: bool = True
+    column_type: ColumnType, values: list[Any], nul_possible: bool = True, limits: WarehouseLimits = POSTGRES_LIMITS
 ) -> tuple[pa.Array | None, np.ndarray]:
     """The column through Arrow kernels, and the positions left to the per-value coercer.
 
@@ -327,6 +395,8 @@ def _fast_column(
     if name in ("varchar", "text"):
         if name == "varchar":
             bad = pc.greater(pc.utf8_length(inferred), column_type.length)
+            if (max_bytes := _varchar_bytes(column_type, limits)) is not None:
+                bad = pc.or_(bad, pc.greater(pc.binary_length(inferred), max_bytes))
         else:
             bad = pc.greater(pc.binary_length(inferred), TEXT_MAX_BYTES)
         if nul_possible:
@@ -360,7 +430,12 @@ def _fast_column(
 
 
 def _with_coerced(
-    column_type: ColumnType, fast: pa.Array, values: list[Any], slow: np.ndarray | None
+    column_type: ColumnType,
+    fast: pa.Array,
+    values: list[Any],
+    slow: np.ndarray | None,
+    limits: WarehouseLimits = POSTGRES_LIMITS,
+    exact: Callable[[int], Any] | None = None,
 ) -> tuple[pa.Array, dict[int, str]]:
     """``fast`` with the per-value coercer's results at the ``slow`` positions (None: every non-null value)."""
     target = arrow_type(column_type)
@@ -368,12 +443,17 @@ def _with_coerced(
         slow = np.flatnonzero(np.fromiter((value is not None for value in values), dtype=bool, count=len(values)))
     if not len(slow):
         return fast.cast(target), {}
-    coerce = coercer(column_type)
+    coerce = coercer(column_type, limits)
     errors: dict[int, str] = {}
     fixed: list[Any] = []
     for index in slow.tolist():
         try:
-            fixed.append(coerce(values[index]))
+            try:
+                fixed.append(coerce(values[index]))
+            except InexactNumberError:
+                if exact is None:
+                    raise
+                fixed.append(coerce(exact(index)))  # the number as the record's text holds it
         except CoercionError as exc:
             errors[index] = str(exc)
             fixed.append(None)
@@ -386,17 +466,21 @@ def _with_coerced(
     return pa.concat_arrays([base, pa.array(fixed, type=target)]).take(pa.array(indices)), errors
 
 
-def _json_column(values: list[Any], nul_possible: bool = True) -> tuple[pa.Array, dict[int, str]]:
+def _json_column(
+    values: list[Any], nul_possible: bool = True, limits: WarehouseLimits = POSTGRES_LIMITS
+) -> tuple[pa.Array, dict[int, str]]:
     dumps = orjson.dumps
     try:
         texts = [b"" if value is None else dumps(value) for value in values]
     except orjson.JSONEncodeError:
         # A value orjson cannot write (nested too deep, ...): the per-value coercer decides each.
-        return _with_coerced(ColumnType("json"), pa.nulls(len(values), pa.string()), values, None)
-    return coerce_json_texts(texts, nul_possible)
+        return _with_coerced(ColumnType("json"), pa.nulls(len(values), pa.string()), values, None, limits)
+    return coerce_json_texts(texts, nul_possible, limits)
 
 
-def coerce_json_texts(texts: list[bytes], nul_possible: bool = True) -> tuple[pa.Array, dict[int, str]]:
+def coerce_json_texts(
+    texts: list[bytes], nul_possible: bool = True, limits: WarehouseLimits = POSTGRES_LIMITS
+) -> tuple[pa.Array, dict[int, str]]:
     """A json column from its values' ``orjson.dumps`` texts, ``b""`` for a missing value or null.
 
     (No value dumps to empty text, so ``b""`` cannot be mistaken for one.)
@@ -416,12 +500,12 @@ def coerce_json_texts(texts: list[bytes], nul_possible: bool = True) -> tuple[pa
         array = pa.array([text if text else None for text in texts], type=pa.binary())
     errors: dict[int, str] = {}
     # Only a text that holds \u0000 or is huge can fail; _json_text decides those.
-    suspicious = np.flatnonzero(lengths > JSON_MAX_BYTES)
+    suspicious = np.flatnonzero(lengths > limits.json_max_bytes)
     if nul_possible and b"\\u0000" in data:
         suspicious = np.union1d(suspicious, _positions(pc.match_substring(array, "\\u0000")))
     for index in suspicious.tolist():
         try:
-            _json_text(texts[index])
+            _json_text(texts[index], limits)
         except CoercionError as exc:
             errors[index] = str(exc)
     if errors:

@@ -9,10 +9,13 @@ from collections.abc import Generator, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 
 from firehose_loader.config import Stream
+from firehose_loader.records.coercion import POSTGRES_LIMITS, WarehouseLimits
 from firehose_loader.records.validate import ObjectRows, SourceObject, decode_and_validate
 
 
-def decoded_objects(stream: Stream, objects: Iterable[SourceObject], processes: int = 1) -> Generator[ObjectRows]:
+def decoded_objects(
+    stream: Stream, objects: Iterable[SourceObject], processes: int = 1, limits: WarehouseLimits = POSTGRES_LIMITS
+) -> Generator[ObjectRows]:
     """The objects decoded, in their order; with ``processes`` > 1 that many worker processes decode side by side.
 
     Decoding holds the GIL, so threads would not help. The workers are forked, which starts
@@ -23,7 +26,7 @@ def decoded_objects(stream: Stream, objects: Iterable[SourceObject], processes: 
     """
     if processes <= 1:
         for source in objects:
-            yield decode_and_validate(stream, source)
+            yield decode_and_validate(stream, source, limits)
         return
     with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("fork")) as pool:
         # Submitting forks every worker now, before the reader thread exists.
@@ -32,7 +35,7 @@ def decoded_objects(stream: Stream, objects: Iterable[SourceObject], processes: 
         pending: deque[Future[ObjectRows]] = deque()
         try:
             for source in objects:
-                pending.append(pool.submit(decode_and_validate, stream, source))
+                pending.append(pool.submit(decode_and_validate, stream, source, limits))
                 del source
                 if len(pending) > processes:
                     yield pending.popleft().result()

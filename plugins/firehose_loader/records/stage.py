@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from firehose_loader.config import Stream
+from firehose_loader.records.coercion import POSTGRES_LIMITS, WarehouseLimits
 from firehose_loader.records.dedupe import choose_winners, count_losers
 from firehose_loader.records.pool import decoded_objects
 from firehose_loader.records.schema import OBJECT_COLUMN, OFFSET_COLUMN, arrow_schema
@@ -63,7 +64,12 @@ class StagedHour:
 
 
 def stage_hour(
-    stream: Stream, objects: Iterable[SourceObject], directory: Path | str, *, decode_processes: int = 1
+    stream: Stream,
+    objects: Iterable[SourceObject],
+    directory: Path | str,
+    *,
+    decode_processes: int = 1,
+    limits: WarehouseLimits = POSTGRES_LIMITS,
 ) -> StagedHour:
     """Decode, validate and dedupe one hour's objects into ``directory``/stage.parquet, in bounded memory.
 
@@ -71,7 +77,7 @@ def stage_hour(
     objects were read, not sorted by key), with ``decode_processes`` decoding side by side. Memory
     holds the objects being decoded (one, or ``decode_processes + 1``) and the key, order column
     and offset of every valid row; the rows themselves wait in a local Arrow file until
-    deduplication has chosen the winners.
+    deduplication has chosen the winners. ``limits`` are the warehouse's (a value beyond one is quarantined).
     """
     directory = Path(directory)
     schema = arrow_schema(stream)
@@ -83,7 +89,7 @@ def stage_hour(
     with (
         pa.OSFile(str(spill_path), "wb") as sink,
         pa.ipc.new_file(sink, schema) as spill,
-        closing(decoded_objects(stream, objects, decode_processes)) as decoded,
+        closing(decoded_objects(stream, objects, decode_processes, limits)) as decoded,
     ):
         while True:
             with timed("decode+validate"):

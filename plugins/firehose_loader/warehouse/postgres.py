@@ -12,15 +12,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from firehose_loader.config import ColumnType
+from firehose_loader.records.coercion import POSTGRES_LIMITS, WarehouseLimits
 from firehose_loader.records.schema import PROVENANCE_COLUMNS
-from firehose_loader.warehouse.protocol import Stage, TargetTypeError
-from firehose_loader.warehouse.render import quote_qualified, render
+from firehose_loader.warehouse.protocol import Stage
+from firehose_loader.warehouse.render import render
 
 
 @dataclass(frozen=True)
 class Postgres:
     name: str = "postgres"
     stages_rows: bool = False
+    limits: WarehouseLimits = POSTGRES_LIMITS
+    # The database collation may order text otherwise than the deduplication (by code point).
+    text_collation: str = ' COLLATE "C"'
 
     def column_type(self, column_type: ColumnType) -> str:
         return "jsonb" if column_type.name == "json" else str(column_type)
@@ -50,6 +54,18 @@ class Postgres:
     def lock_statement(self, context: dict[str, Any]) -> str:
         return render("postgres/lock_target.sql", **context).strip()
 
+    def add_column_statement(self, target: tuple[str, str], name: str, column_type: str) -> str:
+        return render("add_column.sql", target=target, name=name, type=column_type).strip()
+
+    def alter_column_statement(self, target: tuple[str, str], name: str, found: str, declared: str) -> str:
+        strings = ("varchar", "text")
+        same_base = found.split("(")[0] == declared.split("(")[0] or (
+            found.startswith(strings) and declared.startswith(strings)
+        )
+        return render(
+            "postgres/alter_column_type.sql", target=target, name=name, type=declared, convert=not same_base
+        ).strip()
+
     def copy_into_staging(self, cursor: Any, context: dict[str, Any], stage: Stage) -> None:
         """COPY the staged rows' plan columns (key, order_by, provenance) into the staging table."""
         names = [column["name"] for column in context["staging_columns"]]
@@ -65,25 +81,18 @@ class Postgres:
         rows lose or are already there; every other row is sent. A rerun of a loaded hour
         sends nothing.
         """
-        cursor.execute(
-            render("postgres/target_type_mismatches.sql"),
-            {
-                "table": quote_qualified(context["target"]),
-                "names": [column["name"] for column in context["columns"]],
-                "types": [column["type"] for column in context["columns"]],
-            },
-        )
-        _check_target_types(context, cursor.fetchall())
         cursor.execute(render("postgres/rows_not_inserted.sql", **context, count_only=True))
         (inserted,) = cursor.fetchone()
         if inserted == 0:
             return  # a rerun of a loaded hour: the stage is not even read
         cursor.execute(render("postgres/rows_not_inserted.sql", **context, count_only=False))
         not_inserted = _offsets_by_object(cursor.fetchall())
-        batches = (_without_rows(batch, not_inserted) for batch in stage.batches(None))
+        # By name: the stage's columns the target has, whatever their place in the file.
+        names = [column["name"] for column in context["insert_columns"]]
+        batches = (_without_rows(batch, not_inserted) for batch in stage.batches([*names, *PROVENANCE_COLUMNS]))
         statement = render("postgres/copy_winners.sql", **context)
         _copy_binary(
-            cursor, statement, (batch for batch in batches if batch.num_rows), _jsonb_names(context["columns"])
+            cursor, statement, (batch for batch in batches if batch.num_rows), _jsonb_names(context["insert_columns"])
         )
 
 
@@ -114,22 +123,6 @@ def _copy_binary(cursor: Any, statement: str, batches: Iterator[pa.RecordBatch],
                 copy.write(chunk)
     else:  # psycopg2 reads a file object: hand it the chunks one after another
         cursor.copy_expert(statement, _ChunkReader(chunks))
-
-
-def _check_target_types(context: Mapping[str, Any], mismatches: Sequence[tuple[str, str, str | None]]) -> None:
-    """Binary COPY sends each value as its declared type, which a column of another type refuses."""
-    target = ".".join(context["target"])
-    for name, declared, found in mismatches:
-        if found is None:
-            raise TargetTypeError(
-                f"table {target} has no column {name!r}, which the streams file declares: "
-                f"add it (ALTER TABLE {target} ADD COLUMN {name} {declared}) or recreate the table"
-            )
-        raise TargetTypeError(
-            f"column {name!r} of {target} is {found} but the streams file declares {declared}: the loader "
-            f"writes the declared type; change the column (ALTER TABLE {target} ALTER COLUMN {name} TYPE "
-            f"{declared}) or the streams file"
-        )
 
 
 def _offsets_by_object(rows: Sequence[tuple[str, int]]) -> dict[str, pa.Array]:

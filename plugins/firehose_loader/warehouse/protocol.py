@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from firehose_loader.config import ColumnType
 from firehose_loader.errors import PermanentError
+from firehose_loader.records.coercion import WarehouseLimits
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,9 @@ class Stage:
     # The stage's rows a record batch at a time: all columns, or only those named.
     batches: Callable[[Sequence[str] | None], Iterator[pa.RecordBatch]]
     rows: int | None = None  # how many rows the stage holds, when the caller knows
+    # The columns the stage was written with (names and declared types, in the file's order);
+    # None: the stream's columns as declared now.
+    columns: Mapping[str, ColumnType] | None = None
 
     @property
     def uri(self) -> str:
@@ -33,6 +37,16 @@ class Dialect(Protocol):
 
     @property
     def object_key_type(self) -> str: ...
+
+    @property
+    def limits(self) -> WarehouseLimits:
+        """What the warehouse stores, which validation checks before staging (a value beyond is quarantined)."""
+        ...
+
+    @property
+    def text_collation(self) -> str:
+        """What makes a text comparison go by code point (as Python and Arrow compare), e.g. ' COLLATE "C"'."""
+        ...
 
     @property
     def stages_rows(self) -> bool:
@@ -60,6 +74,14 @@ class Dialect(Protocol):
 
     def lock_statement(self, context: dict[str, Any]) -> str: ...
 
+    def add_column_statement(self, target: tuple[str, str], name: str, column_type: str) -> str:
+        """ALTER TABLE ... ADD COLUMN for a column of the dialect's ``column_type`` spelling."""
+        ...
+
+    def alter_column_statement(self, target: tuple[str, str], name: str, found: str, declared: str) -> str:
+        """The statement(s) that change a target column of type ``found`` to ``declared`` (never run by the loader)."""
+        ...
+
     def copy_into_staging(self, cursor: Any, context: dict[str, Any], stage: Stage) -> None: ...
 
     def insert_winners(self, cursor: Any, context: dict[str, Any], stage: Stage) -> None: ...
@@ -67,3 +89,7 @@ class Dialect(Protocol):
 
 class TargetTypeError(PermanentError, ValueError):
     """The target table has a column whose type is not the one the streams file declares."""
+
+
+class StageSchemaError(RuntimeError):
+    """A stage's columns no longer fit the stream's (a type changed): the hour must be extracted again."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from firehose_loader.config import MAX_VARCHAR, ColumnType
 from firehose_loader.errors import PermanentError
+from firehose_loader.records.coercion import WarehouseLimits
 from firehose_loader.warehouse.protocol import Stage
 from firehose_loader.warehouse.render import render
 
@@ -22,6 +23,11 @@ STAGE_BUCKET = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
 STAGE_KEY = re.compile(r"[A-Za-z0-9!_.*()/-]{1,1024}")
 # Redshift's varchar length counts bytes; a UTF-8 character takes at most 4.
 UTF8_MAX_BYTES_PER_CHAR = 4
+# What Redshift stores: a json value is staged as varchar(65535) text (then parsed into SUPER), a
+# varchar holds at most 65535 bytes, and varchar comparison ignores trailing blanks.
+REDSHIFT_LIMITS = WarehouseLimits(
+    warehouse="Redshift", json_max_bytes=MAX_VARCHAR, varchar_max_bytes=MAX_VARCHAR, ignores_trailing_blanks=True
+)
 # The connection extra the Redshift dialect reads; airflow.connections hides it from the driver.
 REDSHIFT_EXTRA_KEYS = ("iam_role",)
 
@@ -41,6 +47,10 @@ class Redshift:
     iam_role: str
     name: str = "redshift"
     stages_rows: bool = True
+    limits: WarehouseLimits = REDSHIFT_LIMITS
+    # Redshift compares varchar byte by byte (UTF-8 byte order is code point order); trailing blanks
+    # aside, which validation keeps out of keys and order_by (REDSHIFT_LIMITS).
+    text_collation: str = ""
     # Redshift compares varchar values byte by byte, and UTF-8 byte order is code point
     # order, which is how Python orders object keys; there is no COLLATE to add (and 1024
     # bytes is S3's own limit for a key).
@@ -97,6 +107,14 @@ class Redshift:
 
     def lock_statement(self, context: dict[str, Any]) -> str:
         return render("redshift/lock_loader_tables.sql", **context).strip()
+
+    def add_column_statement(self, target: tuple[str, str], name: str, column_type: str) -> str:
+        return render("add_column.sql", target=target, name=name, type=column_type).strip()
+
+    def alter_column_statement(self, target: tuple[str, str], name: str, found: str, declared: str) -> str:
+        # Redshift changes a type in place only to lengthen a varchar.
+        widen = found.startswith("varchar(") and declared.startswith("varchar(")
+        return render("redshift/alter_column_type.sql", target=target, name=name, type=declared, widen=widen).strip()
 
     def copy_into_staging(self, cursor: Any, context: dict[str, Any], stage: Stage) -> None:
         """COPY the stage from S3 into the staging table, then check that exactly its rows arrived."""
