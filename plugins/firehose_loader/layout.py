@@ -50,6 +50,22 @@ def is_hour_object(key: str, prefix: str, hour: datetime) -> bool:
     return bool(name) and "/" not in name
 
 
+HOUR_FOLDER = re.compile(r"(\d{4})/(\d{2})/(\d{2})/(\d{2})/")
+
+
+def hour_of_object(key: str, prefix: str) -> datetime | None:
+    """The hour whose folder holds the object ``key`` directly (as :func:`is_hour_object` says), or None."""
+    match = HOUR_FOLDER.match(key, len(prefix)) if key.startswith(prefix) else None
+    if match is None:
+        return None
+    try:
+        year, month, day, hour_of_day = (int(part) for part in match.groups())
+        hour = datetime(year, month, day, hour_of_day, tzinfo=UTC)
+    except ValueError:
+        return None
+    return hour if is_hour_object(key, prefix, hour) else None
+
+
 def object_basename(key: str) -> str:
     return key.rsplit("/", 1)[-1]
 
@@ -65,8 +81,8 @@ def quarantine_key(stream: Stream, hour: datetime, object_key: str, suffix: str 
 
 # The DAGs (and the audit DAG's late sweep) that write stages: they share a timetable, so a run
 # id alone does not tell their stages apart.
-StageKind = Literal["ingest", "audit", "sweep"]
-STAGE_KINDS: tuple[StageKind, ...] = ("ingest", "audit", "sweep")
+StageKind = Literal["ingest", "audit", "sweep", "microbatch"]
+STAGE_KINDS: tuple[StageKind, ...] = ("ingest", "audit", "sweep", "microbatch")
 
 
 TASK_NAME = re.compile(r"[a-z][a-z_]{0,62}")
