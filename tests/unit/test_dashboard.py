@@ -191,6 +191,17 @@ def test_summary_keeps_the_first_merge_and_the_damage_after_load_apart():
     assert summarize(build_points(NOW - timedelta(hours=2), NOW, [], [], {})).drop_rate is None
 
 
+def test_a_first_merge_by_a_micro_batch_is_not_shown_as_a_drop_rate():
+    start, end = window(None, NOW, hours=2)
+    # A micro-batch merged the keys a minute after landing, before the real-time writer had most of them.
+    early = realtime_row(start, 2000, 1900, 0, 0) | {"measured_by": "microbatch"}
+    points = build_points(start, end, [load_row(start)], [], {start: 2000}, [early])
+    assert (points[0].drop_rate, points[0].realtime_missing, points[0].has_drops) == (None, None, False)
+    assert points[0].realtime_measured_by == "microbatch"
+    summary = summarize(points)
+    assert (summary.drop_rate, summary.hours_measured, summary.hours_with_drops) == (None, 0, 0)
+
+
 def test_a_stream_without_a_real_time_writer_has_no_drop_rate():
     board = sample(realtime_writer=False)
     assert board.summary.drop_rate is None and board.summary.hours_measured == 0

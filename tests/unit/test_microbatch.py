@@ -12,8 +12,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote_plus
 
+from firehose_loader.dashboard.model import FIRST_MERGED_BY_MICROBATCH
 from firehose_loader.layout import hour_of_object
 from firehose_loader.microbatch import (
+    MEASURED_BY,
     EventKey,
     batch_hours,
     choose_objects,
@@ -150,3 +152,7 @@ def test_the_hour_of_an_object_is_the_folder_that_holds_it_directly() -> None:
     assert hour_of_object(f"{PREFIX}2026/13/01/00/a", PREFIX) is None
     assert hour_of_object(f"{PREFIX}2026/03/03/10/", PREFIX) is None
     assert hour_of_object(f"elsewhere/{H10:%Y/%m/%d/%H}/a", PREFIX) is None
+
+
+def test_the_dashboard_knows_a_micro_batchs_first_merge_by_its_name() -> None:
+    assert MEASURED_BY == FIRST_MERGED_BY_MICROBATCH

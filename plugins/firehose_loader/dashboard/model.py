@@ -116,7 +116,7 @@ class HourPoint:
     realtime_duplicate: int | None = None
     realtime_stale: int | None = None
     drop_rate: float | None = None  # realtime_quality.drop_rate: the real-time path's missing / S3 keys
-    realtime_measured_by: str | None = None  # "ingest" or "audit"
+    realtime_measured_by: str | None = None  # "ingest", "audit", "sweep" or "microbatch"
     realtime_measured_at: datetime | None = None
 
     @property
@@ -210,6 +210,10 @@ def _int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
+# realtime_quality.measured_by of a key first merged by a micro-batch (microbatch.MEASURED_BY).
+FIRST_MERGED_BY_MICROBATCH = "microbatch"
+
+
 def build_points(
     start: datetime,
     end: datetime,
@@ -241,7 +245,13 @@ def build_points(
                 error_objects=_int(load["error_objects"]),
             )
         measured = by_hour_realtime.get(hour)
-        if measured is not None:
+        if measured is not None and measured["measured_by"] == FIRST_MERGED_BY_MICROBATCH:
+            # Measured a minute or two after landing: "missing" counts keys the real-time writer had
+            # not written yet, in flight or dropped, so it is no drop rate (docs/audit.md).
+            values.update(
+                realtime_measured_by=measured["measured_by"], realtime_measured_at=aware(measured["measured_at"])
+            )
+        elif measured is not None:
             values.update(
                 realtime_keys=int(measured["s3_keys"]),
                 realtime_missing=int(measured["missing_keys"]),
