@@ -176,6 +176,19 @@ WHERE n.new_keys > 0 AND NOT EXISTS (
 );
 {% endif %}
 
+{# Each object version's first commit, for freshness (landing -> committed); the lock is held, so the clock is about the commit's. #}
+INSERT INTO {{ (loader_schema, "object_commits") | qualified }} (
+    stream, hour, object_key, etag, landed_at, committed_at, run_id, committed_by
+)
+SELECT
+    CAST(%(stream)s AS varchar(64)), CAST(%(hour)s AS timestamp), o.object_key, o.etag, o.landed_at,
+    {{ clock }}, CAST(%(run_id)s AS varchar(256)), CAST(%(measured_by)s AS varchar(16))
+FROM {{ objects | ident }} o
+WHERE NOT EXISTS (
+    SELECT 1 FROM {{ (loader_schema, "object_commits") | qualified }} c
+    WHERE c.stream = CAST(%(stream)s AS varchar(64)) AND c.object_key = o.object_key AND c.etag = o.etag
+);
+
 DELETE FROM {{ target | qualified }}
 USING {{ plan | ident }} p
 WHERE {{ same_key(target | qualified, "p") }} AND p.action = 'update';

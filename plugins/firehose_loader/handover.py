@@ -31,6 +31,9 @@ class ObjectEntry(TypedDict):
     status: str
     message: str | None
     quarantine_key: str | None
+    # When S3 last wrote the object (its listing's LastModified, ISO 8601 UTC): the landing moment
+    # object_commits measures freshness from. None when the listing did not say.
+    landed_at: str | None
 
 
 class Manifest(TypedDict):
@@ -52,6 +55,7 @@ class ListedObject(TypedDict):
     key: str
     etag: str
     size: int
+    last_modified: str | None  # ISO 8601 UTC, from the listing
 
 
 class Part(TypedDict):
@@ -77,7 +81,7 @@ class Extracted(TypedDict):
     parts: list[Part]
 
 
-def make_object_entry(stats: ObjectStats, quarantine_key: str | None) -> ObjectEntry:
+def make_object_entry(stats: ObjectStats, quarantine_key: str | None, landed_at: datetime | None = None) -> ObjectEntry:
     return ObjectEntry(
         key=stats.key,
         etag=stats.etag,
@@ -90,6 +94,7 @@ def make_object_entry(stats: ObjectStats, quarantine_key: str | None) -> ObjectE
         status=stats.status,
         message=stats.message,
         quarantine_key=quarantine_key,
+        landed_at=None if landed_at is None else utc_text(landed_at),
     )
 
 
@@ -120,7 +125,15 @@ def make_part(index: int, hour: datetime, objects: list[ObjectInfo], listed_at: 
     return Part(
         index=index,
         hour=hour.isoformat(),
-        objects=[ListedObject(key=item.key, etag=item.etag, size=item.size) for item in objects],
+        objects=[
+            ListedObject(
+                key=item.key,
+                etag=item.etag,
+                size=item.size,
+                last_modified=None if item.last_modified is None else utc_text(item.last_modified),
+            )
+            for item in objects
+        ],
         listed_at=utc_text(listed_at),
     )
 
@@ -139,7 +152,16 @@ def listed_at(handed: Manifest | Part) -> datetime | None:
 
 
 def listed_objects(part: Part) -> list[ObjectInfo]:
-    return [ObjectInfo(key=item["key"], etag=item["etag"], size=item["size"]) for item in part["objects"]]
+    return [
+        ObjectInfo(
+            key=item["key"], etag=item["etag"], size=item["size"], last_modified=_moment(item.get("last_modified"))
+        )
+        for item in part["objects"]
+    ]
+
+
+def _moment(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
 
 
 def make_part_result(index: int, stage_key: str | None, rows: int, objects: list[ObjectEntry]) -> PartResult:

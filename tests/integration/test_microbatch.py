@@ -117,6 +117,52 @@ def test_after_the_settle_pass_the_hour_equals_a_purely_hourly_load(settled, war
     assert (inserted, unchanged) == (0, reference.load_hours[0][9])
 
 
+def commits(warehouse, entry: dict[str, Any]) -> dict[str, tuple]:
+    rows = warehouse.execute(
+        "SELECT object_key, landed_at, committed_at, committed_by, run_id FROM firehose_loader.object_commits"
+        " WHERE stream = %s",
+        (entry["name"],),
+    ).fetchall()
+    return {row[0]: row[1:] for row in rows}
+
+
+def test_each_objects_first_commit_and_landing_are_recorded_once(settled, warehouse, s3):
+    micro, hourly, _, _, _, _, _ = settled
+    first = commits(warehouse, micro)
+    assert sorted(first) == sorted(key for key, _ in landing(settled[2]))
+    for key, (landed_at, committed_at, committed_by, run_id) in first.items():
+        listed = s3.head_object(Bucket=micro["bucket"], Key=key)["LastModified"]
+        assert (
+            landed_at.replace(tzinfo=UTC) == listed.replace(microsecond=0)
+            or abs((landed_at.replace(tzinfo=UTC) - listed).total_seconds()) < 1
+        )
+        # The micro-batch's commit, not the settle pass's (which found every object committed).
+        assert committed_by == "microbatch" and run_id.startswith("manual__")
+        assert landed_at <= committed_at
+    assert {row[2] for row in commits(warehouse, hourly).values()} == {"ingest"}
+
+
+def test_the_dashboard_shows_the_micro_batches_freshness(settled):
+    from firehose_loader.airflow.connections import warehouse_connection
+    from firehose_loader.config import parse_stream
+    from firehose_loader.dashboard.model import window
+    from firehose_loader.dashboard.queries import query_stream
+
+    micro, _, _, _, _, _, _ = settled
+    now = datetime.now(UTC)
+    start, end = window(None, now, hours=3)
+    conn, _ = warehouse_connection(Settings())
+    try:
+        board = query_stream(conn, parse_stream(micro, 0), Settings(), start, end, now)
+    finally:
+        conn.close()
+    freshness = board.freshness
+    assert (board.freshness_mode, freshness.objects) == ("poll", 4)
+    # Each object was committed by the whole DAG run that followed its PUT: seconds, not the hour's end.
+    assert freshness.max is not None and freshness.max < 600
+    assert freshness.lag_seconds is not None and 0 <= freshness.lag_seconds < 3600
+
+
 def test_a_micro_batch_after_the_settle_pass_changes_nothing(settled, warehouse):
     micro, _, _, _, _, _, _ = settled
     before = snapshot(warehouse, micro)

@@ -37,6 +37,7 @@ TARGET = '"sales"."order_lines"'
 LEDGER = '"firehose_loader"."ledger"'
 LOAD_HOURS = '"firehose_loader"."load_hours"'
 REALTIME_QUALITY = '"firehose_loader"."realtime_quality"'
+OBJECT_COMMITS = '"firehose_loader"."object_commits"'
 AUDIT_RESULTS = '"firehose_loader"."audit_results"'
 STAGED_ROWS = 5
 SECRETS = re.compile(
@@ -56,11 +57,13 @@ MERGE_SEQUENCE = [
     r'INSERT INTO "firehose_objects" \(',
     r'COPY "firehose_staging"\n',
     r'SELECT COUNT\(\*\) FROM "firehose_staging"',
-    rf"LOCK {TARGET}, {LEDGER}, {LOAD_HOURS}, {REALTIME_QUALITY}$",
+    rf"LOCK {TARGET}, {LEDGER}, {LOAD_HOURS}, {OBJECT_COMMITS}, {REALTIME_QUALITY}$",
     r'CREATE TEMPORARY TABLE "firehose_plan" AS\n',
     # The stream has a real-time writer: its first-merge numbers, before any row changes.
     rf"UPDATE {REALTIME_QUALITY}\nSET ",
     rf"INSERT INTO {REALTIME_QUALITY} \(",
+    # Each object version's first commit (freshness), inserted where absent under the lock.
+    rf"INSERT INTO {OBJECT_COMMITS} \(",
     rf"DELETE FROM {TARGET}\nUSING",
     rf"INSERT INTO {TARGET} \(",
     rf"DELETE FROM {LEDGER}\n",

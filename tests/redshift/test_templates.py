@@ -152,15 +152,18 @@ def test_copy_uses_the_iam_role_the_stage_and_parquet() -> None:
 
 
 def test_lock_takes_the_target_and_the_loader_tables_in_a_fixed_order() -> None:
-    """Stands in for Redshift: one LOCK statement, target first, then the ledger and load_hours (and
-    realtime_quality, which a stream with a real-time writer writes in the same transaction)."""
+    """Stands in for Redshift: one LOCK statement, target first, then the ledger, load_hours and
+    object_commits (and realtime_quality, which a stream with a real-time writer writes in the same transaction)."""
     (lock, *_) = RENDERED[("merge.sql", "rich")]
     assert lock == (
         'LOCK "sales"."order_lines", "firehose_loader"."ledger", "firehose_loader"."load_hours",'
-        ' "firehose_loader"."realtime_quality"'
+        ' "firehose_loader"."object_commits", "firehose_loader"."realtime_quality"'
     )
     (lock, *_) = RENDERED[("merge.sql", "keywords")]
-    assert lock == 'LOCK "select"."from", "firehose_loader"."ledger", "firehose_loader"."load_hours"'
+    assert lock == (
+        'LOCK "select"."from", "firehose_loader"."ledger", "firehose_loader"."load_hours",'
+        ' "firehose_loader"."object_commits"'
+    )
 
 
 def test_no_statement_carries_a_literal_value_but_the_copy_source_and_role() -> None:

@@ -266,10 +266,19 @@ def test_every_write_to_a_keyed_table_replaces_under_the_lock(dialect) -> None:
     writes = [(VERBS[match.group(1).upper()], match.group(2)) for s in merge if (match := WRITE.match(s))]
     # target: delete the keys that change, then insert; ledger and load_hours: delete the hour, then insert
     tables = [table for _verb, table in writes]
-    assert set(tables) == {'"sales"."order_lines"', '"firehose_loader"."ledger"', '"firehose_loader"."load_hours"'}
+    first_commits = '"firehose_loader"."object_commits"'
+    assert set(tables) == {
+        '"sales"."order_lines"',
+        '"firehose_loader"."ledger"',
+        '"firehose_loader"."load_hours"',
+        first_commits,
+    }
     for table in dict.fromkeys(tables):
         verbs = [verb for verb, name in writes if name == table]
-        assert verbs == ["DELETE", "INSERT"], (table, verbs)
+        # object_commits is written once per object version: inserted only where absent, under the same lock.
+        assert verbs == (["INSERT"] if table == first_commits else ["DELETE", "INSERT"]), (table, verbs)
+    (insert_once,) = [s for s in merge if (match := WRITE.match(s)) and match.group(2) == first_commits]
+    assert "WHERE NOT EXISTS" in insert_once
     # no in-place UPDATE of a keyed row, no TRUNCATE (an implicit commit on Redshift), no COMMIT midway
     assert not any(re.match(r"\s*(UPDATE|TRUNCATE|COMMIT|END)\b", s, re.IGNORECASE) for s in merge)
 
