@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The stack's environment file: in .local/, or where FIREHOSE_LOCAL puts the stack.
 STACK_ENV := $(or $(FIREHOSE_LOCAL),.local)/stack.env
 
-.PHONY: help install stack stack-down up down status demo test test-unit test-browser lint format bench clean
+.PHONY: help install stack stack-down up down status demo test test-unit test-browser lint format bench bench-freshness clean
 
 help:
 	@echo "make demo        set up, start the local stack, load a few Firehose hours, print a summary"
@@ -20,6 +20,7 @@ help:
 	@echo "make test-browser  headless Chromium against the Airflow UI and the audit dashboard"
 	@echo "make lint        ruff check (with the AIR rules) + ruff format --check + mypy"
 	@echo "make bench       load a generated 100k and 1M-record hour, beside the parse limit, pandas and dlt"
+	@echo "make bench-freshness  landing -> committed with Airflow running, freshness modes poll and events"
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -62,6 +63,10 @@ test-browser: stack
 # The benchmark (bench/; `python -m bench --help` lists BENCH_SIZES, BENCH_FULL=1 and the rest); writes bench/results.md.
 bench: stack
 	. $(STACK_ENV) && $(BIN)/python bench/run.py
+
+# Landing -> committed with Airflow running, freshness modes poll and events, 1 and 4 shards (bench/freshness.py).
+bench-freshness: stack
+	. $(STACK_ENV) && $(BIN)/python -m bench.freshness
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -216,5 +216,8 @@ def write_report(path: Path, runs: list[dict[str, Any]], merge: dict[str, Any] |
     extra = root / "bench" / "NOTES.md"
     if extra.exists() and path.resolve() == (root / "bench" / "results.md").resolve():
         lines += [extra.read_text().strip(), ""]
+    freshness = root / "bench" / "freshness.md"  # make bench-freshness's report, kept beside this one
+    if freshness.exists() and path.resolve() == (root / "bench" / "results.md").resolve():
+        lines += [freshness.read_text().strip(), ""]
     path.write_text("\n".join(lines))
     return agree_all

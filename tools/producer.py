@@ -73,10 +73,16 @@ def hour_seed(stream: Stream, hour: datetime) -> int:
     return zlib.crc32(f"{stream.name} {hour:%Y-%m-%dT%H}".encode())
 
 
+# Objects a simulated hour holds: as with a 300 s buffer and a few shards, or (a stream with
+# micro-batches) about one a minute, as with the 60 s buffer that mode suits (docs/deploy.md).
+OBJECTS_PER_HOUR = {False: 6, True: 60}
+
+
 def planned_objects(stream: Stream, hour: datetime, records: int) -> list[SimulatedObject]:
     """What Firehose delivers for ``hour``: the same objects every time it is asked."""
     rng = random.Random(hour_seed(stream, hour))
-    objects = product_hour(stream.prefix, stream.name, hour, records, rng)
+    objects_per_hour = OBJECTS_PER_HOUR[stream.freshness.microbatches]
+    objects = product_hour(stream.prefix, stream.name, hour, records, rng, objects_per_hour=objects_per_hour)
     if hour_seed(stream, hour) % 3 == 0:
         # A producer sent a truncated record: it goes to quarantine, the rest of the object loads.
         broken = [b'{"event_id": "evt-broken-' + f"{hour:%H}".encode() + b'", "received_at": ']

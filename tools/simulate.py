@@ -135,18 +135,27 @@ def partitioned_hour(
 
 
 def product_hour(
-    prefix: str, stream_name: str, hour: datetime, records: int, rng: random.Random, duplicate_rate: float = 0.03
+    prefix: str,
+    stream_name: str,
+    hour: datetime,
+    records: int,
+    rng: random.Random,
+    duplicate_rate: float = 0.03,
+    objects_per_hour: int = 6,
 ) -> list[SimulatedObject]:
-    """A realistic hour: several objects in mixed encodings, with at-least-once duplicates."""
+    """A realistic hour: ``objects_per_hour`` objects (about; spread over the hour) in mixed encodings,
+    with at-least-once duplicates. Six are nine minutes apart; sixty, one a minute (a 60 s buffer)."""
     events = [product_event(rng, hour, number) for number in range(records)]
     duplicates = [dict(event) for event in rng.sample(events, k=int(records * duplicate_rate))]
     pool = events + duplicates
     rng.shuffle(pool)
     objects = []
-    chunk = max(1, len(pool) // 6)
+    chunk = max(1, len(pool) // objects_per_hour)
+    minutes_apart = max(1, 54 // objects_per_hour)
     for index, start in enumerate(range(0, len(pool), chunk)):
         encoding = ENCODINGS[index % len(ENCODINGS)]
-        objects.append(make_object(prefix, stream_name, hour, index * 9, pool[start : start + chunk], encoding, rng))
+        minute = min(index * minutes_apart, 59)
+        objects.append(make_object(prefix, stream_name, hour, minute, pool[start : start + chunk], encoding, rng))
     return objects
 
 

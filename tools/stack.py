@@ -9,6 +9,10 @@ which the tests, `make demo` and the benchmark write into, and ``airflow_ui``, w
 only `make up` uses (tools/up.py), so nothing they leave behind is ever scheduled
 there.
 
+moto serves SQS on the S3 API's port too: ``up`` creates the queue and the bucket's S3 event
+notification of every stream in freshness mode ``events`` whose ``queue_url`` is on this stack
+(:func:`local_queue_url`), as the production setup does (docs/deploy.md).
+
 Everything lives under ``.local/`` (``FIREHOSE_LOCAL`` moves it, e.g. for a second
 stack beside the first on other ports: ``FIREHOSE_PG_PORT``, ``FIREHOSE_S3_PORT``).
 
@@ -188,6 +192,67 @@ def stop_moto() -> None:
     MOTO_PID.unlink()
 
 
+# moto's account: its queue URLs are http://<host>:<port>/123456789012/<name>.
+MOTO_ACCOUNT = "123456789012"
+REGION = "us-east-1"
+
+
+def local_queue_url(name: str) -> str:
+    """The URL of the SQS queue ``name`` on the local stack (moto serves SQS on the S3 API's port)."""
+    return f"http://{HOST}:{S3_PORT}/{MOTO_ACCOUNT}/{name}"
+
+
+def ensure_event_queues() -> list[str]:
+    """For every stream in mode events whose queue is on this stack: its bucket, its queue, and the
+    bucket's s3:ObjectCreated:* notification (under the stream's prefix) to that queue.
+
+    moto's server delivers S3 notifications to its own SQS, as S3 does; the first message is the
+    s3:TestEvent S3 sends when a notification is set up. Idempotent. Returns the queue URLs.
+    """
+    import boto3
+
+    from firehose_loader.config import ConfigError, load_streams
+
+    try:
+        streams = [stream for stream in load_streams().streams if stream.freshness.mode == "events"]
+    except ConfigError as exc:
+        print(f"stack: no S3 event queues: {exc}", file=sys.stderr)
+        return []
+    endpoint = f"http://{HOST}:{S3_PORT}"
+    session = {
+        "endpoint_url": endpoint,
+        "region_name": REGION,
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+    }
+    s3, sqs = boto3.client("s3", **session), boto3.client("sqs", **session)
+    by_bucket: dict[str, list[dict]] = {}
+    urls = []
+    for stream in streams:
+        url = stream.freshness.queue_url or ""
+        if not url.startswith(f"{endpoint}/"):
+            print(f"stack: stream {stream.name}'s queue {url} is not on this stack; not created here")
+            continue
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+            s3.create_bucket(Bucket=stream.bucket)
+        name = url.rsplit("/", 1)[-1]
+        sqs.create_queue(QueueName=name)
+        by_bucket.setdefault(stream.bucket, []).append(
+            {
+                "Id": f"firehose-loader-{stream.name}",
+                "QueueArn": f"arn:aws:sqs:{REGION}:{MOTO_ACCOUNT}:{name}",
+                "Events": ["s3:ObjectCreated:*"],
+                "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": stream.prefix}]}},
+            }
+        )
+        urls.append(url)
+    for bucket, queues in by_bucket.items():
+        s3.put_bucket_notification_configuration(
+            Bucket=bucket, NotificationConfiguration={"QueueConfigurations": queues}
+        )
+    return urls
+
+
 def pg_url(database: str) -> str:
     return f"postgresql://{PG_USER}@{HOST}:{PG_PORT}/{database}"
 
@@ -259,7 +324,10 @@ def up(migrate: bool = True) -> None:
     write_stack_env()
     if migrate:
         migrate_airflow()
+    queues = ensure_event_queues()
     print(f"stack up: PostgreSQL {pg_url('warehouse')}, S3 API http://{HOST}:{S3_PORT}")
+    if queues:
+        print(f"S3 event notifications to: {', '.join(queues)}")
     print(f"environment: . {shown(STACK_ENV)}")
 
 

@@ -2,9 +2,13 @@
 
 ``up`` (idempotent):
 
-1. starts the local stack (tools/stack.py: moto S3 + PostgreSQL);
-2. starts ``tools/producer.py``: the example stream's hours of the last few hours and the current
-   one, a lossy real-time path that damages loaded hours, and a late object now and then;
+1. without ``STREAMS_CONFIG``, writes ``.local/up/streams.yml``: the bundled streams, with the
+   example stream in freshness mode ``events`` on this stack's SQS queue (``STREAMS_CONFIG`` given
+   is used as it is); starts the local stack (tools/stack.py: moto S3 + SQS + PostgreSQL), which
+   creates the queue and the bucket's S3 event notification;
+2. starts ``tools/producer.py`` (not with ``FIREHOSE_PRODUCER=0``): the example stream's hours of
+   the last few hours and the current one (an object about every minute for a stream with
+   micro-batches), a lossy real-time path that damages loaded hours, and a late object now and then;
 3. gives the UI an Airflow of its own: ``AIRFLOW_HOME=.local/up/airflow`` and the metadata database
    ``airflow_ui`` (migrated here). The tests, `make demo` and the benchmark use ``.local/airflow``
    and the database ``airflow``, so no DAG, run or serialized DAG of theirs is ever scheduled here;
@@ -19,7 +23,7 @@
    run again (a run that failed because a component was down, or was stopped by `make down`,
    resumes instead of staying red). Task instances left queued or running by the previous start
    are reset by the scheduler itself when it starts (its previous job is no longer running);
-6. once the DAGs are parsed: unpauses every ``ingest_<stream>`` DAG (the streams file says
+6. once the DAGs are parsed: unpauses every ``ingest_<stream>`` and ``microbatch_<stream>`` DAG (the streams file says
    ``catchup: false``, so the scheduler runs the latest complete hour) and creates a **backfill**
    of the hours before it that the producer wrote, with ``reprocess_behavior: failed``, as
    ``airflow backfill create --reprocess-behavior failed`` would (an unfinished backfill of the
@@ -50,7 +54,9 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
-from firehose_loader.config import load_config
+import yaml
+
+from firehose_loader.config import DEFAULT_STREAMS_FILE, load_config, read_document
 from firehose_loader.layout import HOUR, hour_start
 from tools import airflow_local, stack
 
@@ -69,6 +75,11 @@ PORT = int(os.environ.get("FIREHOSE_AIRFLOW_PORT", "8080"))
 BASE_URL = f"http://localhost:{PORT}"
 BACKFILL_HOURS = int(os.environ.get("FIREHOSE_PRODUCER_HOURS", "6"))
 PRODUCER_STREAM = os.environ.get("FIREHOSE_PRODUCER_STREAM", "events")
+# FIREHOSE_PRODUCER=0: no simulated producer (the streams' buckets get only what you put there).
+PRODUCER = os.environ.get("FIREHOSE_PRODUCER", "1") != "0"
+# Without STREAMS_CONFIG, `up` runs the bundled streams with the example stream in freshness mode events.
+EVENTS_STREAMS = UP / "streams.yml"
+EVENTS_QUEUE = "firehose-events"
 
 
 def pid_file(component: str) -> Path:
@@ -121,6 +132,31 @@ def running(path: Path) -> bool:
 def streams_dag_ids() -> tuple[list[str], list[str]]:
     streams = load_config().streams
     return [stream.ingest_dag_id for stream in streams], [stream.audit_dag_id for stream in streams]
+
+
+def microbatch_dag_ids() -> list[str]:
+    return [stream.microbatch_dag_id for stream in load_config().streams if stream.freshness.microbatches]
+
+
+def use_streams_file(write: bool) -> None:
+    """Without STREAMS_CONFIG: the bundled streams, with the example stream in freshness mode events.
+
+    Its S3 event queue is on the local stack (tools/stack.py creates the queue and the bucket's
+    notification), so the file is written here, with this stack's port, as ``.local/up/streams.yml``.
+    ``write=False`` (down, status) only points STREAMS_CONFIG at the file the last `up` wrote.
+    """
+    if os.environ.get("STREAMS_CONFIG"):
+        return
+    if write:
+        document, _ = read_document(DEFAULT_STREAMS_FILE)
+        for entry in document["streams"]:
+            if entry.get("name") == PRODUCER_STREAM and "freshness" not in entry:
+                entry["freshness"] = {"mode": "events", "queue_url": stack.local_queue_url(EVENTS_QUEUE)}
+        UP.mkdir(parents=True, exist_ok=True)
+        header = f"# Written by `make up` from {stack.shown(DEFAULT_STREAMS_FILE)}: the example stream in freshness mode events.\n"
+        EVENTS_STREAMS.write_text(header + yaml.safe_dump(document, sort_keys=False))
+    if EVENTS_STREAMS.exists():
+        os.environ["STREAMS_CONFIG"] = str(EVENTS_STREAMS)
 
 
 def start_producer(env: dict[str, str]) -> None:
@@ -381,7 +417,7 @@ def start_airflow(env: dict[str, str], password: str) -> None:
     wait_for_api(api_server)
     token = airflow_local.api_token(BASE_URL, password)
     ingest_ids, audit_ids = streams_dag_ids()
-    delete_foreign_dags(token, set(ingest_ids + audit_ids))
+    delete_foreign_dags(token, set(ingest_ids + audit_ids + microbatch_dag_ids()))
     # The audit DAGs wait for the first loads (release_audits); new ones are created paused anyway.
     pause(token, audit_ids)
     now = datetime.now(UTC)
@@ -397,8 +433,12 @@ def up() -> None:
     stack.up(migrate=False)
     password = airflow_local.ensure_password(AIRFLOW_HOME)
     env = environment()
-    start_producer(env)
+    if PRODUCER:
+        start_producer(env)
+    else:
+        say("producer: not started (FIREHOSE_PRODUCER=0)")
     ingest_ids, audit_ids = streams_dag_ids()
+    microbatch_ids = microbatch_dag_ids()
     states = {component: running(pid_file(component)) for component in COMPONENTS}
     started = not all(states.values())
     if started:
@@ -414,10 +454,11 @@ def up() -> None:
     audits_paused = False
     if started:
         token = airflow_local.api_token(BASE_URL, password)
-        wait_for_dags(token, ingest_ids + audit_ids)
-        for dag_id in ingest_ids:
+        wait_for_dags(token, ingest_ids + audit_ids + microbatch_ids)
+        for dag_id in ingest_ids + microbatch_ids:
             airflow_local.api_call(BASE_URL, token, "PATCH", f"/api/v2/dags/{quoted(dag_id)}", {"is_paused": False})
-        airflow_local.wait_until(PRODUCER_READY.exists, "the producer's first pass", 120, log=PRODUCER_LOG)
+        if PRODUCER:
+            airflow_local.wait_until(PRODUCER_READY.exists, "the producer's first pass", 120, log=PRODUCER_LOG)
         create_backfills(token)
         audits_paused = any(
             airflow_local.api_call(BASE_URL, token, "GET", f"/api/v2/dags/{quoted(dag_id)}").get("is_paused")
@@ -430,11 +471,11 @@ def up() -> None:
 Airflow 3 is up ({time.monotonic() - began:.0f} s): {BASE_URL}
   log in as {airflow_local.ADMIN} / {password}   (the password is in {stack.shown(airflow_local.password_file(AIRFLOW_HOME))})
   the audit dashboard: {BASE_URL}/firehose/  (also "Firehose audit" in the UI's navigation)
-  the streams: {load_config_path()} ({", ".join(ingest_ids)})
+  the streams: {load_config_path()} ({", ".join(ingest_ids + microbatch_ids)})
 
 What runs: the local stack (S3 API + PostgreSQL), Airflow's api-server, scheduler, dag-processor and triggerer,
-and a simulated Firehose producer that writes the {PRODUCER_STREAM} stream's hours and damages loaded hours like a
-lossy real-time path.
+{f"and a simulated Firehose producer that writes the {PRODUCER_STREAM} stream's hours and damages loaded hours like a lossy real-time path." if PRODUCER else "and no producer (FIREHOSE_PRODUCER=0)."}
+{f"Micro-batches ({', '.join(microbatch_ids)}) merge each new object within a minute or so; the ingest settles each hour." if microbatch_ids else ""}
 {f"The scheduler and a backfill are loading the last {BACKFILL_HOURS} hours; the audit DAGs are unpaused once they are done (a few minutes)." if audits_paused else ""}
 Logs: {stack.shown(UP)}/<component>.log, producer.log.   Failed runs: make status.   Stop everything: make down
 """
@@ -571,7 +612,8 @@ def main() -> None:
     if args.command == "release-audits":
         release_audits()
     else:
-        {"up": up, "down": down, "status": status}[args.command]()
+        use_streams_file(write=args.command == "up")
+    {"up": up, "down": down, "status": status}[args.command]()
 
 
 if __name__ == "__main__":

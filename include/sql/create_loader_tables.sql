@@ -73,6 +73,22 @@ CREATE TABLE IF NOT EXISTS {{ (loader_schema, "realtime_quality") | qualified }}
     PRIMARY KEY (stream, hour)
 );
 
+-- When each version of an object was first committed (by any merge: micro-batch, ingest, audit,
+-- sweep) and when it had landed in S3 (its LastModified; NULL when the listing did not say):
+-- landing -> committed is the stream's freshness. Written once per object and ETag, in the
+-- transaction of that first merge; reruns and later merges add nothing.
+CREATE TABLE IF NOT EXISTS {{ (loader_schema, "object_commits") | qualified }} (
+    stream varchar(64) NOT NULL,
+    hour timestamp NOT NULL,
+    object_key varchar(1024) NOT NULL,
+    etag varchar(128) NOT NULL,
+    landed_at timestamp,
+    committed_at timestamp NOT NULL,
+    run_id varchar(256) NOT NULL,
+    committed_by varchar(16) NOT NULL,
+    PRIMARY KEY (stream, object_key, etag)
+);
+
 -- One row per stream, hour, audit run and try: what the audit found before repairing
 -- (append-only: a retry or a clear adds its own row, so no try's findings are lost).: what the audit found before repairing.
 -- Counts are NULL on a failed hour.

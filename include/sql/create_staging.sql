@@ -23,5 +23,6 @@ CREATE TEMPORARY TABLE {{ objects | ident }} (
     records_valid bigint NOT NULL,
     records_quarantined bigint NOT NULL,
     records_duplicate bigint NOT NULL,
-    quarantine_key varchar(1024)
+    quarantine_key varchar(1024),
+    landed_at timestamp
 );

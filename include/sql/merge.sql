@@ -200,6 +200,19 @@ WHERE n.new_keys > 0 AND NOT EXISTS (
 );
 {% endif %}
 
+{# Each object version's first commit, for freshness (landing -> committed); the lock is held, so the clock is about the commit's. #}
+INSERT INTO {{ (loader_schema, "object_commits") | qualified }} (
+    stream, hour, object_key, etag, landed_at, committed_at, run_id, committed_by
+)
+SELECT
+    CAST(%(stream)s AS varchar(64)), CAST(%(hour)s AS timestamp), o.object_key, o.etag, o.landed_at,
+    {{ clock }}, CAST(%(run_id)s AS varchar(256)), CAST(%(measured_by)s AS varchar(16))
+FROM {{ objects | ident }} o
+WHERE NOT EXISTS (
+    SELECT 1 FROM {{ (loader_schema, "object_commits") | qualified }} c
+    WHERE c.stream = CAST(%(stream)s AS varchar(64)) AND c.object_key = o.object_key AND c.etag = o.etag
+);
+
 DELETE FROM {{ target | qualified }}
 USING {{ plan | ident }} p
 WHERE {{ same_key(target | qualified, "p") }} AND p.action = 'update';
@@ -223,16 +236,26 @@ WHERE p.action IN ('insert', 'update');
   stage_columns are the delta's (the stream's columns now), so that extract refills nothing
   unless the columns changed since.
 #}
+{#
+  An object already in the ledger at the same ETag keeps its ledger row: a delta that listed the
+  hour before another merge loaded the object (a micro-batch beside the hourly pass or an audit)
+  merges its rows again (unchanged) but does not rewrite the account, and when no object is new
+  or changed, load_hours stays as it is (with the stage of a whole-hour load, if it had one).
+#}
 {% set this_hour %}stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp){% endset %}
+{% set in_ledger %}SELECT 1 FROM {{ (loader_schema, "ledger") | qualified }} l WHERE l.stream = CAST(%(stream)s AS varchar(64)) AND l.object_key = o.object_key{% endset %}
+DELETE FROM {{ (loader_schema, "load_hours") | qualified }}
+WHERE {{ this_hour }}
+  AND EXISTS (SELECT 1 FROM {{ objects | ident }} o WHERE NOT EXISTS ({{ in_ledger }} AND l.etag = o.etag));
+
 DELETE FROM {{ (loader_schema, "ledger") | qualified }}
 USING {{ objects | ident }} o
 WHERE {{ (loader_schema, "ledger") | qualified }}.stream = CAST(%(stream)s AS varchar(64))
-  AND {{ (loader_schema, "ledger") | qualified }}.object_key = o.object_key;
+  AND {{ (loader_schema, "ledger") | qualified }}.object_key = o.object_key
+  AND {{ (loader_schema, "ledger") | qualified }}.etag <> o.etag;
 
-{{ insert_ledger_rows() }};
-
-DELETE FROM {{ (loader_schema, "load_hours") | qualified }}
-WHERE {{ this_hour }};
+{{ insert_ledger_rows() }}
+WHERE NOT EXISTS ({{ in_ledger }});
 
 INSERT INTO {{ (loader_schema, "load_hours") | qualified }} (
     stream, hour, status, objects, objects_unreadable, objects_gone, error_objects,
@@ -240,13 +263,19 @@ INSERT INTO {{ (loader_schema, "load_hours") | qualified }} (
     records_inserted, records_updated, records_unchanged, records_superseded,
     stage_key, run_id, loaded_at, listed_at, stage_columns
 )
+SELECT * FROM (
 SELECT
     CAST(%(stream)s AS varchar(64)), CAST(%(hour)s AS timestamp),
 {{ hour_totals() }}
     CAST(NULL AS varchar(1024)), CAST(%(run_id)s AS varchar(256)), CAST(%(loaded_at)s AS timestamp),
     CAST(%(listed_at)s AS timestamp), CAST(%(stage_columns)s AS varchar(65535))
 FROM {{ (loader_schema, "ledger") | qualified }}
-WHERE {{ this_hour }};
+WHERE {{ this_hour }}
+) summary
+WHERE NOT EXISTS (
+    SELECT 1 FROM {{ (loader_schema, "load_hours") | qualified }} kept
+    WHERE kept.stream = CAST(%(stream)s AS varchar(64)) AND kept.hour = CAST(%(hour)s AS timestamp)
+);
 {% endif %}
 
 {% if write_ledger and not delta %}

@@ -130,6 +130,78 @@ class NotifierSpec:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
+FRESHNESS_MODES = ("hourly", "poll", "events")
+# An SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>, or a local endpoint's).
+QUEUE_URL = re.compile(r"^https?://[A-Za-z0-9.:-]+/[0-9]{1,12}/[A-Za-z0-9_-]{1,80}(\.fifo)?$")
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """How soon the stream's objects are merged: after the hour (hourly), or object by object within minutes.
+
+    ``poll`` lists the open hour folders every ``interval_minutes``; ``events`` runs when an S3
+    event reaches ``queue_url`` (an SQS queue), and also every ``interval_minutes`` (the timed
+    sweep that finds what a lost event did not announce). Either way a micro-batch takes at most
+    ``max_objects_per_run`` objects. The hourly ingest then settles each hour.
+    """
+
+    mode: str = "hourly"
+    interval_minutes: int = 1
+    queue_url: str | None = None
+    max_objects_per_run: int = 500
+    # How long the event trigger waits between empty polls of the queue (SqsSensorTrigger's waiter_delay).
+    queue_poll_seconds: int = 5
+
+    @property
+    def microbatches(self) -> bool:
+        return self.mode != "hourly"
+
+
+# Per mode, the interval a micro-batch DAG runs at unless told: poll lists every minute; with
+# events, the timed sweep only catches what a lost or stranded event did not announce.
+DEFAULT_INTERVAL_MINUTES = {"hourly": 1, "poll": 1, "events": 10}
+FRESHNESS_FIELDS = ("mode", "interval_minutes", "queue_url", "max_objects_per_run", "queue_poll_seconds")
+
+
+def _subfield(where: str, key: str) -> str:
+    """``stream 'x', field 'freshness'`` → ``stream 'x', field 'freshness.<key>'``."""
+    return f"{where[:-1]}.{key}'" if where.endswith("'") else f"{where}.{key}"
+
+
+def _freshness(value: Any, where: str) -> Freshness:
+    if value is None:
+        return Freshness()
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: must be a mapping with 'mode' ({', '.join(FRESHNESS_MODES)}), got {value!r}")
+    unknown = set(value) - set(FRESHNESS_FIELDS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)} (accepted: {list(FRESHNESS_FIELDS)})")
+    mode = value.get("mode", "hourly")
+    if mode not in FRESHNESS_MODES:
+        raise ConfigError(f"{where}: mode must be one of {', '.join(FRESHNESS_MODES)}, got {mode!r}")
+    interval = _integer(1, 59)(
+        value.get("interval_minutes", DEFAULT_INTERVAL_MINUTES[mode]), _subfield(where, "interval_minutes")
+    )
+    queue_url = value.get("queue_url")
+    if mode == "events":
+        if not isinstance(queue_url, str) or not QUEUE_URL.fullmatch(queue_url):
+            raise ConfigError(
+                f"{_subfield(where, 'queue_url')}: mode events needs the SQS queue that receives the bucket's "
+                f"s3:ObjectCreated:* notifications, as https://sqs.<region>.amazonaws.com/<account>/<name>, got {queue_url!r}"
+            )
+    elif queue_url is not None:
+        raise ConfigError(f"{_subfield(where, 'queue_url')}: only mode events reads a queue (mode is {mode!r})")
+    return Freshness(
+        mode=mode,
+        interval_minutes=interval,
+        queue_url=queue_url,
+        max_objects_per_run=_integer(1, 100_000)(
+            value.get("max_objects_per_run", 500), _subfield(where, "max_objects_per_run")
+        ),
+        queue_poll_seconds=_integer(1, 300)(value.get("queue_poll_seconds", 5), _subfield(where, "queue_poll_seconds")),
+    )
+
+
 @dataclass(frozen=True)
 class Stream:
     """One Firehose delivery stream and the warehouse table it feeds."""
@@ -184,6 +256,8 @@ class Stream:
     # "report" (counted, and alerted once per field) or "add_columns" (a column is added and loaded,
     # load.add_new_columns). See docs/streams.md.
     new_fields: str = field(default_factory=lambda: default_of("new_fields"))
+    # hourly (the ingest alone), or micro-batches within minutes of landing (poll, events); see microbatch.py.
+    freshness: Freshness = field(default_factory=lambda: default_of("freshness"))
 
     @property
     def qualified_table(self) -> str:
@@ -196,6 +270,10 @@ class Stream:
     @property
     def audit_dag_id(self) -> str:
         return f"audit_{self.name}"
+
+    @property
+    def microbatch_dag_id(self) -> str:
+        return f"microbatch_{self.name}"
 
     @property
     def value_columns(self) -> tuple[str, ...]:
@@ -436,6 +514,7 @@ OPTIONAL_FIELDS = (
     # "report" also alerts (through audit_notifier) the first time the stream sees each one;
     # "add_columns" adds each as a nullable column of an inferred type (schema_history) and loads it.
     OptionalField("new_fields", "report", _choice("ignore", "report", "add_columns"), "new_fields"),
+    OptionalField("freshness", None, _freshness, "freshness"),
 )
 REQUIRED_FIELDS = ("name", "bucket", "table", "key", "order_by", "columns")
 STREAM_FIELDS = {*REQUIRED_FIELDS, *(spec.name for spec in OPTIONAL_FIELDS)}

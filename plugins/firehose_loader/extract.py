@@ -353,5 +353,8 @@ def _stage_objects(
             with timed("stage write"), open(batch.path, "rb") as body:
                 write_object(client, stream.bucket, staged_key, body, "application/vnd.apache.parquet")
     failpoint("after_stage")
-    objects_out = [make_object_entry(stats, quarantine_keys.get(stats.key)) for stats in batch.objects]
+    landed = {item.key: item.last_modified for item in objects}
+    objects_out = [
+        make_object_entry(stats, quarantine_keys.get(stats.key), landed.get(stats.key)) for stats in batch.objects
+    ]
     return batch.rows, staged_key, objects_out

@@ -33,6 +33,9 @@ class ObjectEntry(TypedDict):
     quarantine_key: str | None
     # Fields of the object's records that the stream does not declare: {name, records, json_types, sample}.
     new_fields: NotRequired[list[dict[str, Any]]]
+    # When S3 last wrote the object (its listing's LastModified, ISO 8601 UTC): the landing moment
+    # object_commits measures freshness from. None when the listing did not say.
+    landed_at: str | None
 
 
 class Manifest(TypedDict):
@@ -57,6 +60,7 @@ class ListedObject(TypedDict):
     key: str
     etag: str
     size: int
+    last_modified: str | None  # ISO 8601 UTC, from the listing
 
 
 class Part(TypedDict):
@@ -82,7 +86,7 @@ class Extracted(TypedDict):
     parts: list[Part]
 
 
-def make_object_entry(stats: ObjectStats, quarantine_key: str | None) -> ObjectEntry:
+def make_object_entry(stats: ObjectStats, quarantine_key: str | None, landed_at: datetime | None = None) -> ObjectEntry:
     return ObjectEntry(
         key=stats.key,
         etag=stats.etag,
@@ -99,6 +103,7 @@ def make_object_entry(stats: ObjectStats, quarantine_key: str | None) -> ObjectE
             {"name": new.name, "records": new.records, "json_types": list(new.json_types), "sample": new.sample}
             for new in stats.new_fields
         ],
+        landed_at=None if landed_at is None else utc_text(landed_at),
     )
 
 
@@ -131,7 +136,15 @@ def make_part(index: int, hour: datetime, objects: list[ObjectInfo], listed_at: 
     return Part(
         index=index,
         hour=hour.isoformat(),
-        objects=[ListedObject(key=item.key, etag=item.etag, size=item.size) for item in objects],
+        objects=[
+            ListedObject(
+                key=item.key,
+                etag=item.etag,
+                size=item.size,
+                last_modified=None if item.last_modified is None else utc_text(item.last_modified),
+            )
+            for item in objects
+        ],
         listed_at=utc_text(listed_at),
     )
 
@@ -150,7 +163,16 @@ def listed_at(handed: Manifest | Part) -> datetime | None:
 
 
 def listed_objects(part: Part) -> list[ObjectInfo]:
-    return [ObjectInfo(key=item["key"], etag=item["etag"], size=item["size"]) for item in part["objects"]]
+    return [
+        ObjectInfo(
+            key=item["key"], etag=item["etag"], size=item["size"], last_modified=_moment(item.get("last_modified"))
+        )
+        for item in part["objects"]
+    ]
+
+
+def _moment(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
 
 
 def make_part_result(index: int, stage_key: str | None, rows: int, objects: list[ObjectEntry]) -> PartResult:

@@ -85,8 +85,8 @@ def quarantine_key(stream: Stream, hour: datetime, object_key: str, suffix: str 
 
 # The DAGs (and the audit DAG's late sweep) that write stages: they share a timetable, so a run
 # id alone does not tell their stages apart.
-StageKind = Literal["ingest", "audit", "sweep"]
-STAGE_KINDS: tuple[StageKind, ...] = ("ingest", "audit", "sweep")
+StageKind = Literal["ingest", "audit", "sweep", "microbatch"]
+STAGE_KINDS: tuple[StageKind, ...] = ("ingest", "audit", "sweep", "microbatch")
 
 
 TASK_NAME = re.compile(r"[a-z][a-z_]{0,62}")

@@ -144,6 +144,7 @@ def template_context(
         "index_name": f"{stream.table}__firehose_key"[:63],
         "table_options": dialect.table_options(stream.key, stream.order_by),
         "object_key_type": dialect.object_key_type,
+        "clock": dialect.clock,
         "write_ledger": True,
         "delta": False,
         "plan_only": False,
@@ -537,6 +538,8 @@ def _object_row(entry: ObjectEntry) -> dict[str, Any]:
     row: dict[str, Any] = {name: value for name, value in entry.items() if name in fields and name != "new_fields"}
     row["message"] = (row["message"] or None) and str(row["message"])[:1024]
     row["quarantine_key"] = entry.get("quarantine_key")
+    landed = entry.get("landed_at")
+    row["landed_at"] = None if landed is None else naive_utc(datetime.fromisoformat(landed))
     return row
 
 

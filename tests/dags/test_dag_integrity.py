@@ -177,7 +177,12 @@ def test_an_error_of_the_whole_file_fails_every_dag_file(monkeypatch, tmp_path):
     streams_file.write_text(yaml.safe_dump({"streams": [stream_entry("good")], "loader_schema": "Bad-Schema"}))
     bag = parse_dags(monkeypatch, streams_file)
     assert bag.dag_ids == []
-    assert sorted(Path(path).name for path in bag.import_errors) == ["audit.py", "ingest.py", "streams_config.py"]
+    assert sorted(Path(path).name for path in bag.import_errors) == [
+        "audit.py",
+        "ingest.py",
+        "microbatch.py",
+        "streams_config.py",
+    ]
     assert all("loader_schema" in error for error in bag.import_errors.values())
 
 
@@ -218,3 +223,42 @@ def test_the_late_sweep_follows_the_audit_in_its_dag(bag):
         assert audit.get_task("late_sweep").upstream_task_ids == {"audit_and_repair"}
         assert audit.get_task("late_sweep").retries == 3
         assert audit.get_task("late_sweep").trigger_rule == "all_done"
+
+
+def test_poll_and_events_streams_get_a_micro_batch_dag_hourly_ones_do_not(monkeypatch, tmp_path):
+    queue = "https://sqs.us-east-1.amazonaws.com/123456789012/firehose-events"
+    streams_file = tmp_path / "streams.yml"
+    document = {
+        "streams": [
+            stream_entry("hourly"),
+            stream_entry("polled", freshness={"mode": "poll", "interval_minutes": 2}),
+            stream_entry("evented", freshness={"mode": "events", "queue_url": queue, "queue_poll_seconds": 3}),
+        ]
+    }
+    streams_file.write_text(yaml.safe_dump(document))
+    bag = parse_dags(monkeypatch, streams_file)
+    assert bag.import_errors == {}
+    assert sorted(dag_id for dag_id in bag.dag_ids if dag_id.startswith("microbatch_")) == [
+        "microbatch_evented",
+        "microbatch_polled",
+    ]
+    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+
+    polled = bag.get_dag("microbatch_polled")
+    assert isinstance(polled.timetable, CronTriggerTimetable) and polled.timetable.expression == "*/2 * * * *"
+    evented = bag.get_dag("microbatch_evented")
+    # The S3 events wake it; the timed sweep (every 10 minutes) finds what a lost event did not announce.
+    assert isinstance(evented.timetable, AssetOrTimeSchedule)
+    assert evented.timetable.timetable.expression == "*/10 * * * *"
+    asset = evented.timetable.asset_condition
+    assert asset.name == "s3-events.evented"
+    (watcher,) = asset.watchers
+    assert type(watcher.trigger).__name__ == "SqsSensorTrigger"
+    assert (watcher.trigger.sqs_queue, watcher.trigger.waiter_delay) == (queue, 3)
+    for dag in (polled, evented):
+        assert dag.max_active_runs == 1 and not dag.catchup
+        (task,) = dag.tasks
+        assert task.task_id == "merge_new_objects" and task.retries >= 1 and task.retry_exponential_backoff
+        assert [outlet.name for outlet in task.outlets] == [
+            f"warehouse.analytics.{dag.dag_id.removeprefix('microbatch_')}"
+        ]

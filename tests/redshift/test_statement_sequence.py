@@ -40,6 +40,7 @@ TARGET = '"sales"."order_lines"'
 LEDGER = '"firehose_loader"."ledger"'
 LOAD_HOURS = '"firehose_loader"."load_hours"'
 REALTIME_QUALITY = '"firehose_loader"."realtime_quality"'
+OBJECT_COMMITS = '"firehose_loader"."object_commits"'
 AUDIT_RESULTS = '"firehose_loader"."audit_results"'
 SCHEMA_DRIFT = '"firehose_loader"."schema_drift"'
 STAGED_ROWS = 5
@@ -63,13 +64,15 @@ MERGE_SEQUENCE = [
     r'COPY "firehose_staging"\n',
     r'SELECT COUNT\(\*\) FROM "firehose_staging"',
     # The loader's tables, not the target: Redshift's LOCK would block the target's readers.
-    rf"LOCK {LEDGER}, {LOAD_HOURS}, {SCHEMA_DRIFT}, {REALTIME_QUALITY}$",
+    rf"LOCK {LEDGER}, {LOAD_HOURS}, {SCHEMA_DRIFT}, {OBJECT_COMMITS}, {REALTIME_QUALITY}$",
     # Under the lock, the hour's ledger objects: a listing that lacks one is refused (load.ShrinkingListingError).
     rf"SELECT l\.object_key\nFROM {LEDGER} l\n",
     r'CREATE TEMPORARY TABLE "firehose_plan" AS\n',
     # The stream has a real-time writer: its first-merge numbers, before any row changes.
     rf"UPDATE {REALTIME_QUALITY}\nSET ",
     rf"INSERT INTO {REALTIME_QUALITY} \(",
+    # Each object version's first commit (freshness), inserted where absent under the lock.
+    rf"INSERT INTO {OBJECT_COMMITS} \(",
     rf"DELETE FROM {TARGET}\nUSING",
     rf"INSERT INTO {TARGET} \(",
     rf"UPDATE {LEDGER}\nSET status = 'gone'",

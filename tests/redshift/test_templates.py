@@ -161,16 +161,19 @@ def test_copy_uses_the_iam_role_the_stage_and_parquet() -> None:
 
 
 def test_lock_takes_the_loader_tables_in_a_fixed_order_and_never_the_target() -> None:
-    """Stands in for Redshift: one LOCK statement, of the ledger, load_hours and schema_drift (and realtime_quality,
+    """Stands in for Redshift: one LOCK statement, of the ledger, load_hours, schema_drift and object_commits (and realtime_quality,
     which a stream with a real-time writer writes in the same transaction). Redshift's LOCK is
     ACCESS EXCLUSIVE, so the target that readers use is not in it: a reader is never blocked."""
     (lock, *_) = RENDERED[("merge.sql", "rich")]
     assert (
         lock
-        == 'LOCK "firehose_loader"."ledger", "firehose_loader"."load_hours", "firehose_loader"."schema_drift", "firehose_loader"."realtime_quality"'
+        == 'LOCK "firehose_loader"."ledger", "firehose_loader"."load_hours", "firehose_loader"."schema_drift", "firehose_loader"."object_commits", "firehose_loader"."realtime_quality"'
     )
     (lock, *_) = RENDERED[("merge.sql", "keywords")]
-    assert lock == 'LOCK "firehose_loader"."ledger", "firehose_loader"."load_hours", "firehose_loader"."schema_drift"'
+    assert lock == (
+        'LOCK "firehose_loader"."ledger", "firehose_loader"."load_hours", "firehose_loader"."schema_drift",'
+        ' "firehose_loader"."object_commits"'
+    )
     assert '"select"."from"' not in lock
 
 

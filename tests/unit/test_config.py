@@ -14,12 +14,14 @@ from firehose_loader.config import (
     DEFAULT_STREAMS_FILE,
     ColumnType,
     ConfigError,
+    Freshness,
     StreamError,
     load_config,
     load_streams,
     main,
     parse_column_type,
     parse_config,
+    parse_stream,
     parse_streams,
     streams_file,
 )
@@ -101,6 +103,17 @@ def test_defaults_when_optional_fields_are_absent() -> None:
     assert stream.start_date.tzinfo is not None
     assert stream.catchup is False
     assert stream.tags == ()
+
+
+def test_freshness_is_hourly_unless_told_and_each_mode_has_its_interval() -> None:
+    assert parse_stream(stream_entry(), 0).freshness == Freshness(mode="hourly")
+    assert not parse_stream(stream_entry(), 0).freshness.microbatches
+    poll = parse_stream(stream_entry(freshness={"mode": "poll"}), 0).freshness
+    assert (poll.mode, poll.interval_minutes, poll.queue_url, poll.max_objects_per_run) == ("poll", 1, None, 500)
+    queue = "https://sqs.eu-west-1.amazonaws.com/123456789012/firehose-events"
+    events = parse_stream(stream_entry(freshness={"mode": "events", "queue_url": queue, "max_objects_per_run": 50}), 0)
+    assert events.freshness == Freshness("events", interval_minutes=10, queue_url=queue, max_objects_per_run=50)
+    assert events.freshness.microbatches and events.microbatch_dag_id == "microbatch_orders"
 
 
 def test_single_key_may_be_a_string() -> None:
@@ -203,6 +216,46 @@ BAD_STREAMS = [
     pytest.param({"start_date": "yesterday"}, "start_date", "yesterday", id="start-date-unparsable"),
     pytest.param({"start_date": "2026-01-01T00:30:00+00:00"}, "start_date", "00:30", id="start-date-not-hour"),
     pytest.param({"catchup": "yes"}, "catchup", "yes", id="catchup-string"),
+    pytest.param({"freshness": "events"}, "freshness", "events", id="freshness-not-mapping"),
+    pytest.param({"freshness": {"mode": "streaming"}}, "freshness", "streaming", id="freshness-unknown-mode"),
+    pytest.param({"freshness": {"mode": "poll", "every": 1}}, "freshness", "every", id="freshness-unknown-key"),
+    pytest.param({"freshness": {"mode": "events"}}, "freshness.queue_url", "None", id="events-without-queue"),
+    pytest.param(
+        {"freshness": {"mode": "events", "queue_url": "firehose-events"}},
+        "freshness.queue_url",
+        "firehose-events",
+        id="events-queue-not-url",
+    ),
+    pytest.param(
+        {"freshness": {"mode": "poll", "queue_url": "https://sqs.eu-west-1.amazonaws.com/123456789012/q"}},
+        "freshness.queue_url",
+        "poll",
+        id="queue-without-events",
+    ),
+    pytest.param(
+        {"freshness": {"mode": "poll", "interval_minutes": 60}}, "freshness.interval_minutes", "60", id="interval-hour"
+    ),
+    pytest.param(
+        {"freshness": {"mode": "poll", "interval_minutes": 0}}, "freshness.interval_minutes", "0", id="interval-zero"
+    ),
+    pytest.param(
+        {"freshness": {"mode": "poll", "max_objects_per_run": 0}},
+        "freshness.max_objects_per_run",
+        "0",
+        id="max-objects-zero",
+    ),
+    pytest.param(
+        {
+            "freshness": {
+                "mode": "events",
+                "queue_url": "https://sqs.eu-west-1.amazonaws.com/123456789012/q",
+                "queue_poll_seconds": True,
+            }
+        },
+        "freshness.queue_poll_seconds",
+        "True",
+        id="queue-poll-boolean",
+    ),
 ]
 
 

@@ -10,13 +10,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from firehose_loader.config import Settings
-from firehose_loader.dashboard.chart import chart_svg
+from firehose_loader.dashboard.chart import chart_svg, freshness_svg
 from firehose_loader.dashboard.model import (
+    Freshness,
     HourDetail,
     StreamDashboard,
     build_points,
     hour_key,
     jsonable,
+    measure_freshness,
     parse_hour,
     summarize,
     window,
@@ -189,6 +191,17 @@ def test_summary_keeps_the_first_merge_and_the_damage_after_load_apart():
     assert (summary.realtime_missing, summary.realtime_duplicate, summary.realtime_stale) == (32, 6, 10)
     assert summary.drop_rate == pytest.approx(32 / 6010)
     assert summarize(build_points(NOW - timedelta(hours=2), NOW, [], [], {})).drop_rate is None
+
+
+def test_a_first_merge_by_a_micro_batch_is_not_shown_as_a_drop_rate():
+    start, end = window(None, NOW, hours=2)
+    # A micro-batch merged the keys a minute after landing, before the real-time writer had most of them.
+    early = realtime_row(start, 2000, 1900, 0, 0) | {"measured_by": "microbatch"}
+    points = build_points(start, end, [load_row(start)], [], {start: 2000}, [early])
+    assert (points[0].drop_rate, points[0].realtime_missing, points[0].has_drops) == (None, None, False)
+    assert points[0].realtime_measured_by == "microbatch"
+    summary = summarize(points)
+    assert (summary.drop_rate, summary.hours_measured, summary.hours_with_drops) == (None, 0, 0)
 
 
 def test_a_stream_without_a_real_time_writer_has_no_drop_rate():
@@ -390,3 +403,55 @@ def test_dashboard_sql_is_one_read_only_statement_with_quoted_names(template):
 def test_dashboard_sql_refuses_unvalidated_names(template):
     with pytest.raises(ValueError):
         render(template, loader_schema='x"; DROP TABLE y; --', target=("sales", "order_lines; --"))
+
+
+def commit_row(landed: datetime, seconds: float, by: str = "microbatch") -> dict:
+    return {
+        "landed_at": landed.replace(tzinfo=None),
+        "committed_at": (landed + timedelta(seconds=seconds)).replace(tzinfo=None),
+        "committed_by": by,
+    }
+
+
+def test_freshness_is_landing_to_first_commit_with_its_percentiles_and_the_lag():
+    start, _end = window(None, NOW, hours=3)
+    first, second = start + timedelta(hours=1), start + timedelta(hours=2)
+    rows = [commit_row(first + timedelta(minutes=n), seconds) for n, seconds in enumerate(range(10, 210, 10))]
+    rows += [commit_row(second + timedelta(minutes=5), 4500, "ingest"), {**commit_row(second, 1), "landed_at": None}]
+    freshness = measure_freshness(rows, now=second + timedelta(minutes=20))
+    assert freshness.objects == 21  # the row without a landing time is left out
+    # 21 values: 10..200 s and 4500 s; nearest rank: p50 is the 11th, p95 the 20th.
+    assert (freshness.p50, freshness.p95, freshness.max) == (110.0, 200.0, 4500.0)
+    assert freshness.lag_seconds == 15 * 60  # the newest committed object landed at second + 5 min
+    assert [(hour.hour, hour.objects, hour.p50, hour.max) for hour in freshness.hours] == [
+        (first, 20, 100.0, 200.0),
+        (second, 1, 4500.0, 4500.0),
+    ]
+    assert measure_freshness([], now=NOW) == Freshness()
+
+
+def test_the_freshness_picture_and_numbers_are_on_the_page():
+    start, end = window(None, NOW, hours=3)
+    rows = [commit_row(start + timedelta(hours=1, minutes=n), 20 + n) for n in range(10)]
+    points = build_points(start, end, [], [], {})
+    board = StreamDashboard(
+        "orders",
+        "sales.order_lines",
+        "i",
+        "a",
+        start,
+        end,
+        True,
+        points,
+        summarize(points),
+        freshness=measure_freshness(rows, now=NOW),
+        freshness_mode="events",
+    )
+    svg = freshness_svg(board)
+    (bar,) = [group for group in ET.fromstring(svg).iter(f"{SVG}g") if group.get("class") == "landing-hour"]
+    assert (bar.get("data-objects"), bar.get("data-p50"), bar.get("data-max")) == ("10", "24.0", "29.0")
+    page = render_page([board], now=NOW)
+    assert 'data-kpi="lag"' in page and "mode events" in page and 'id="freshness-orders"' in page
+    assert re.search(r'data-kpi="freshness-p95"><dt>p95</dt><dd>29 s</dd>', page)
+    empty = StreamDashboard("idle", "t", "i", "a", start, end, True, points, summarize(points))
+    assert "no object committed in this window" in freshness_svg(empty)

@@ -266,12 +266,26 @@ def test_every_write_to_a_keyed_table_replaces_under_the_lock(dialect) -> None:
     writes = [(VERBS[match.group(1).upper()], match.group(2)) for s in merge if (match := WRITE.match(s))]
     # target: delete the keys that change, then insert; ledger and load_hours: delete the hour, then insert
     tables = [table for _verb, table in writes]
-    assert set(tables) == {'"sales"."order_lines"', '"firehose_loader"."ledger"', '"firehose_loader"."load_hours"'}
+    first_commits = '"firehose_loader"."object_commits"'
+    assert set(tables) == {
+        '"sales"."order_lines"',
+        '"firehose_loader"."ledger"',
+        '"firehose_loader"."load_hours"',
+        first_commits,
+    }
     for table in dict.fromkeys(tables):
         verbs = [verb for verb, name in writes if name == table]
-        # the ledger's one in-place change marks the objects a later listing lacks as gone (no count changes)
-        expected = ["UPDATE", "DELETE", "INSERT"] if table == '"firehose_loader"."ledger"' else ["DELETE", "INSERT"]
+        # the ledger's one in-place change marks the objects a later listing lacks as gone (no count changes);
+        # object_commits is written once per object version: inserted only where absent, under the same lock.
+        if table == '"firehose_loader"."ledger"':
+            expected = ["UPDATE", "DELETE", "INSERT"]
+        elif table == first_commits:
+            expected = ["INSERT"]
+        else:
+            expected = ["DELETE", "INSERT"]
         assert verbs == expected, (table, verbs)
+    (insert_once,) = [s for s in merge if (match := WRITE.match(s)) and match.group(2) == first_commits]
+    assert "WHERE NOT EXISTS" in insert_once
     (marks_gone,) = [s for s in merge if re.match(r"\s*UPDATE\b", s, re.IGNORECASE)]
     assert re.match(
         r"\s*UPDATE \S+\nSET status = 'gone', message = CAST\(%\(gone_message\)s AS varchar\(1024\)\)\nWHERE ",

@@ -8,5 +8,5 @@
   when the two conflict, and the merge is run again (warehouse.transactions). The order is
   always the same, so two loads cannot deadlock.
 #}
-LOCK {{ (loader_schema, "ledger") | qualified }}, {{ (loader_schema, "load_hours") | qualified }}, {{ (loader_schema, "schema_drift") | qualified }}
+LOCK {{ (loader_schema, "ledger") | qualified }}, {{ (loader_schema, "load_hours") | qualified }}, {{ (loader_schema, "schema_drift") | qualified }}, {{ (loader_schema, "object_commits") | qualified }}
 {%- if realtime_writer %}, {{ (loader_schema, "realtime_quality") | qualified }}{% endif %}

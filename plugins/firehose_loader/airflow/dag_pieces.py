@@ -6,7 +6,16 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
-from airflow.sdk import Asset, CronDataIntervalTimetable, Param, XComArg, task
+from airflow.sdk import (
+    Asset,
+    AssetOrTimeSchedule,
+    AssetWatcher,
+    CronDataIntervalTimetable,
+    CronTriggerTimetable,
+    Param,
+    XComArg,
+    task,
+)
 
 from firehose_loader.airflow.tasks import run_ensure_tables
 from firehose_loader.config import Settings, Stream
@@ -24,11 +33,11 @@ RETRY_DEFAULTS = {
 }
 
 
-def task_defaults(stream: Stream) -> dict[str, Any]:
+def task_defaults(stream: Stream, retries: dict[str, Any] = RETRY_DEFAULTS) -> dict[str, Any]:
     """Every task's owner, retries and execution_timeout (a try that hangs fails and is retried)."""
     return {
         "owner": stream.owner,
-        **RETRY_DEFAULTS,
+        **retries,
         "execution_timeout": timedelta(minutes=stream.task_timeout_minutes),
     }
 
@@ -50,6 +59,48 @@ def table_asset(stream: Stream, settings: Settings) -> Asset:
         uri=f"x-warehouse://{settings.warehouse_conn_id}/{stream.schema}/{stream.table}",
         group="warehouse",
     )
+
+
+# A micro-batch's own retries are quick: the next run (a minute or an event away) lists the hours again anyway.
+MICROBATCH_RETRY_DEFAULTS = {
+    "retries": 3,
+    "retry_delay": timedelta(seconds=10),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=2),
+}
+
+
+def s3_events_asset(stream: Stream, settings: Settings) -> Asset:
+    """The stream's S3 event queue as an Asset whose watcher fires a run per batch of messages (mode events).
+
+    The SQS trigger deletes what it receives and hands it to Airflow as the asset event's payload;
+    the micro-batch reads the hours the messages name from ``triggering_asset_events``.
+    """
+    from airflow.providers.amazon.aws.triggers.sqs import SqsSensorTrigger
+
+    freshness = stream.freshness
+    assert freshness.queue_url is not None, "config refuses mode events without a queue_url"
+    trigger = SqsSensorTrigger(
+        sqs_queue=freshness.queue_url,
+        aws_conn_id=settings.aws_conn_id,
+        max_messages=10,  # SQS's largest batch
+        wait_time_seconds=1,
+        waiter_delay=freshness.queue_poll_seconds,
+    )
+    return Asset(
+        name=f"s3-events.{stream.name}",
+        uri=f"x-s3-events://{stream.bucket}/{stream.prefix}",
+        group="s3-events",
+        watchers=[AssetWatcher(name=f"{stream.name}_s3_events", trigger=trigger)],
+    )
+
+
+def microbatch_schedule(stream: Stream, settings: Settings) -> CronTriggerTimetable | AssetOrTimeSchedule:
+    """Every ``interval_minutes`` (poll), or on each S3 event and every ``interval_minutes`` as the timed sweep (events)."""
+    every = CronTriggerTimetable(f"*/{stream.freshness.interval_minutes} * * * *", timezone="UTC")
+    if stream.freshness.mode == "events":
+        return AssetOrTimeSchedule(timetable=every, assets=s3_events_asset(stream, settings))
+    return every
 
 
 def settled_and_ready(

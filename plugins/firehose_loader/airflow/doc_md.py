@@ -22,6 +22,13 @@ def ingest_doc_md(stream: Stream, settings: Settings) -> str:
     grace = int(stream.settle_grace.total_seconds() // 60)
     key = ", ".join(stream.key)
     split_size = f"{stream.split_above_bytes / 2**20:,.0f} MiB"
+    settle = (
+        f"\n**The settle pass.** Freshness mode `{stream.freshness.mode}`: `{stream.microbatch_dag_id}` merges "
+        "each object within minutes of landing; this run then merges whatever the micro-batches missed "
+        "(the rest is unchanged) and gives the hour its whole-hour ledger, load_hours row and stage.\n"
+        if stream.freshness.microbatches
+        else ""
+    )
     return f"""
 ### Hourly Firehose load: `{stream.name}` → `{stream.qualified_table}`
 
@@ -29,7 +36,7 @@ def ingest_doc_md(stream: Stream, settings: Settings) -> str:
 scheduled at 11:00 loads the objects in
 {_folders_of_an_hour(stream)}. It first waits
 until the hour has settled (interval end + {grace} min, for Firehose buffering).
-
+{settle}
 **Tasks**
 
 | task | what it does | clearing it |

@@ -472,3 +472,46 @@ def run_late_sweep(
         hours_text = ", ".join(f"{finding.hour:%Y-%m-%d %H:00}" for finding in failed)
         raise RuntimeError(f"the late sweep could not sweep {stream.name} hour(s) {hours_text}; see sweep_results")
     return rows
+
+
+@fails_at_once_when_permanent
+def run_microbatch(
+    stream: Stream, settings: Settings, triggering_asset_events: Any, run_id: str, try_number: int
+) -> list[dict[str, Any]]:
+    """Merge the open hours' new objects (and those of any hour the run's S3 events name); skip when none."""
+    from datetime import UTC
+
+    from firehose_loader.load import ensure_tables
+    from firehose_loader.microbatch import event_keys, hours_named, messages_of_asset_events
+    from firehose_loader.microbatch import run_microbatch as merge_new_objects
+
+    now = datetime.now(UTC)
+    asset_events = [event for events in (triggering_asset_events or {}).values() for event in events]
+    messages = messages_of_asset_events(asset_events)
+    named = hours_named(stream, event_keys(messages), now)
+    if messages:
+        log.info(
+            "%d S3 event message(s) in %d asset event(s) name hour(s) %s",
+            len(messages),
+            len(asset_events),
+            ", ".join(f"{hour:%Y-%m-%d %H:00}" for hour in sorted(named)) or "none of this stream",
+        )
+    client = s3_client(settings)
+    stream = effective_stream(stream, settings)
+    conn, dialect = warehouse_connection(settings, stream)
+    try:
+        ensure_tables(conn, stream, settings, dialect)
+        results = merge_new_objects(conn, client, stream, settings, dialect, now, named, run_id, try_number=try_number)
+    finally:
+        conn.close()
+    if not results:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        # Skipped, so the run emits no event on the table's asset: nothing in it changed.
+        raise AirflowSkipException("no new objects in the listed hours")
+    for result in results:
+        log.info("hour %s: merged %d objects, %d rows", result.hour.isoformat(), len(result.keys), result.rows)
+    return [
+        {"hour": result.hour.isoformat(), "objects": len(result.keys), "keys": list(result.keys), "rows": result.rows}
+        for result in results
+    ]

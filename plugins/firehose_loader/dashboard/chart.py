@@ -14,10 +14,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
-from firehose_loader.dashboard.model import HourPoint, StreamDashboard, hour_key, percent
+from firehose_loader.dashboard.model import HourPoint, StreamDashboard, duration, hour_key, percent
+from firehose_loader.layout import HOUR
 
 COLORS = {
     "s3_keys": "#2563eb",
@@ -387,3 +389,91 @@ def chart_svg(
     its numbers as ``data-*`` attributes and a ``<title>`` tooltip.
     """
     return SVG.get_template("chart.svg.j2").render(chart=layout(dashboard, link, selected))
+
+
+# --- Freshness: landing -> committed per landing hour ----------------------------------------------------------------
+
+FRESHNESS_WIDTH, FRESHNESS_HEIGHT, FRESHNESS_PLOT = 720, 150, 100
+
+
+@dataclass(frozen=True)
+class FreshnessBar:
+    hour: datetime
+    x: float
+    width: float
+    p50: Box  # the bar: half the hour's objects were committed within it
+    p95: Mark  # a tick at the p95
+    max: Mark  # the whisker up to the slowest
+    tooltip: str
+    data: tuple[tuple[str, str], ...]
+
+
+def freshness_layout(dashboard: StreamDashboard) -> dict[str, Any]:
+    """Per landing hour of the window: p50 as a bar, p95 as a tick, the slowest as a whisker (seconds, linear)."""
+    freshness = dashboard.freshness
+    hours = max(1, int((dashboard.end - dashboard.start) / HOUR))
+    left, right, top = 56, 12, 24
+    slot = (FRESHNESS_WIDTH - left - right) / hours
+    ceiling = nice_ceiling(max([hour.max for hour in freshness.hours] + [1.0]))
+    bottom = top + FRESHNESS_PLOT
+
+    def y(seconds: float) -> float:
+        return round(bottom - min(seconds / ceiling, 1.0) * FRESHNESS_PLOT, 1)
+
+    bars = []
+    for hour in freshness.hours:
+        index = int((hour.hour - dashboard.start) / HOUR)
+        if not 0 <= index < hours:
+            continue
+        x = round(left + index * slot + slot * 0.15, 1)
+        width = round(max(slot * 0.7, 1.0), 1)
+        middle = round(x + width / 2, 1)
+        tooltip = (
+            f"{hour.hour:%Y-%m-%d %H:00}: {hour.objects} objects landed; committed within "
+            f"p50 {duration(hour.p50)}, p95 {duration(hour.p95)}, max {duration(hour.max)}"
+        )
+        bars.append(
+            FreshnessBar(
+                hour.hour,
+                x,
+                width,
+                Box(x, y(hour.p50), width, round(bottom - y(hour.p50), 1), COLORS["warehouse_rows"], "p50"),
+                Mark(x, x + width, y(hour.p95), y(hour.p95), COLORS["text"], Label(x, y(hour.p95), "")),
+                Mark(middle, middle, y(hour.max), y(hour.p50), COLORS["text"], Label(x, y(hour.max), "")),
+                tooltip,
+                (
+                    ("hour", f"{hour.hour:%Y-%m-%dT%H}"),
+                    ("objects", str(hour.objects)),
+                    ("p50", f"{hour.p50:.1f}"),
+                    ("p95", f"{hour.p95:.1f}"),
+                    ("max", f"{hour.max:.1f}"),
+                ),
+            )
+        )
+    return {
+        "stream": dashboard.stream,
+        "width": FRESHNESS_WIDTH,
+        "height": FRESHNESS_HEIGHT,
+        "text_color": COLORS["text"],
+        "title": Label(
+            left, 14, "landing -> committed per landing hour: bar p50, tick p95, whisker max", css_class="title"
+        ),
+        "axis": Mark(left, FRESHNESS_WIDTH - right, bottom, bottom, COLORS["text"], Label(left, bottom + 14, "")),
+        "ticks": [
+            Mark(
+                left - 4,
+                left,
+                y(value),
+                y(value),
+                COLORS["text"],
+                Label(left - 6, y(value) + 4, duration(value), "end"),
+            )
+            for value in (0.0, ceiling / 2, ceiling)
+        ],
+        "bars": bars,
+        "note": None if bars else Label(left + 8, top + FRESHNESS_PLOT / 2, "no object committed in this window"),
+    }
+
+
+def freshness_svg(dashboard: StreamDashboard) -> str:
+    return SVG.get_template("freshness.svg.j2").render(chart=freshness_layout(dashboard))

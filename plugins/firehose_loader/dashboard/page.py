@@ -16,8 +16,16 @@ import jinja2
 import markupsafe
 
 from firehose_loader.config import StreamError
-from firehose_loader.dashboard.chart import COLORS, chart_svg
-from firehose_loader.dashboard.model import WINDOW_HOURS, HourDetail, StreamDashboard, aware, hour_key, percent
+from firehose_loader.dashboard.chart import COLORS, chart_svg, freshness_svg
+from firehose_loader.dashboard.model import (
+    WINDOW_HOURS,
+    HourDetail,
+    StreamDashboard,
+    aware,
+    duration,
+    hour_key,
+    percent,
+)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -47,7 +55,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     environment.filters.update(
-        percent=percent, count=count, hour_text=hour_text, time_text=time_text, basename=basename
+        percent=percent, count=count, hour_text=hour_text, time_text=time_text, basename=basename, duration=duration
     )
     return environment
 
@@ -98,6 +106,7 @@ def render_page(
     return PAGE.get_template("dashboard.html").render(
         dashboards=dashboards,
         charts={name: markupsafe.Markup(svg) for name, svg in charts.items()},
+        freshness_charts={dashboard.stream: markupsafe.Markup(freshness_svg(dashboard)) for dashboard in dashboards},
         now=now,
         end=end,
         window_hours=WINDOW_HOURS,

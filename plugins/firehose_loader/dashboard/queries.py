@@ -13,7 +13,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from firehose_loader.config import Settings, Stream
-from firehose_loader.dashboard.model import HourDetail, StreamDashboard, aware, build_points, naive, summarize
+from firehose_loader.dashboard.model import (
+    HourDetail,
+    StreamDashboard,
+    aware,
+    build_points,
+    measure_freshness,
+    naive,
+    summarize,
+)
 from firehose_loader.layout import hour_folder, hour_start, stream_layout
 from firehose_loader.warehouse.render import render
 
@@ -22,6 +30,8 @@ LOADER_TABLES = ("ledger", "load_hours", "audit_results")
 DRIFT_TABLE = "schema_drift"
 # Read when it exists and the stream declares a real-time writer; its absence does not make a stream "not ready".
 REALTIME_TABLE = "realtime_quality"
+# Read when it exists (each object version's first commit: freshness); its absence does not make a stream "not ready".
+COMMITS_TABLE = "object_commits"
 LEDGER_TOTALS = (
     "size_bytes",
     "records_raw",
@@ -63,6 +73,7 @@ def existing_tables(conn: Any, stream: Stream, settings: Settings) -> set[str]:
             *LOADER_TABLES,
             REALTIME_TABLE,
             DRIFT_TABLE,
+            COMMITS_TABLE,
         ):
             found.add(row["table_name"])
         if row["table_schema"] == stream.schema and row["table_name"] == stream.table:
@@ -112,8 +123,11 @@ def folder_hour(folder: str) -> datetime | None:
         return None
 
 
-def query_stream(conn: Any, stream: Stream, settings: Settings, start: datetime, end: datetime) -> StreamDashboard:
-    """Read one stream's window from the warehouse and build its dashboard (read-only)."""
+def query_stream(
+    conn: Any, stream: Stream, settings: Settings, start: datetime, end: datetime, now: datetime | None = None
+) -> StreamDashboard:
+    """Read one stream's window from the warehouse and build its dashboard (read-only); ``now`` is when the lag is measured."""
+    now = now or datetime.now(UTC)
     context = template_context(stream, settings)
     parameters = {"stream": stream.name, "start": naive(start), "end": naive(end)}
     try:
@@ -123,6 +137,9 @@ def query_stream(conn: Any, stream: Stream, settings: Settings, start: datetime,
         realtime: list[dict[str, Any]] = []
         if stream.realtime_writer and REALTIME_TABLE in tables:
             realtime = fetch_all(conn, "dashboard/realtime_quality.sql", context, parameters)
+        commits: list[dict[str, Any]] = []
+        if COMMITS_TABLE in tables:
+            commits = fetch_all(conn, "dashboard/object_commits.sql", context, parameters)
         counts = warehouse_row_counts(conn, stream, context, start, end) if "target" in tables else {}
     finally:
         conn.rollback()
@@ -140,6 +157,8 @@ def query_stream(conn: Any, stream: Stream, settings: Settings, start: datetime,
         summary=summarize(hours),
         missing_tables=missing,
         realtime_writer=stream.realtime_writer,
+        freshness=measure_freshness(commits, now),
+        freshness_mode=stream.freshness.mode,
     )
 
 

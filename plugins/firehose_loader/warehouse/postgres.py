@@ -38,6 +38,8 @@ class Postgres:
     # Winners between equal order_by values are decided by comparing object keys; the
     # warehouse must order them as Python does (by code point), whatever the database collation.
     object_key_type: str = 'varchar(1024) COLLATE "C"'
+    # The moment the statement runs, in UTC (inside a merge, after its lock wait; not the transaction's start).
+    clock: str = "CAST(clock_timestamp() AT TIME ZONE 'UTC' AS timestamp)"
 
     def table_options(self, key: tuple[str, ...], order_by: str) -> str:
         return ""

@@ -49,6 +49,11 @@ class Dialect(Protocol):
         ...
 
     @property
+    def clock(self) -> str:
+        """A SQL expression for the current moment, as a UTC timestamp, when the statement runs."""
+        ...
+
+    @property
     def stages_rows(self) -> bool:
         """True: the staging table holds whole rows and merge.sql inserts the winners from it.
         False: it holds only the plan's columns and insert_winners COPYs the winners."""

@@ -55,6 +55,8 @@ class Redshift:
     # order, which is how Python orders object keys; there is no COLLATE to add (and 1024
     # bytes is S3's own limit for a key).
     object_key_type: str = "varchar(1024)"
+    # The current statement's start in UTC (SYSDATE would be the transaction's).
+    clock: str = "GETDATE()"
 
     def __post_init__(self) -> None:
         if not isinstance(self.iam_role, str) or not IAM_ROLE.fullmatch(self.iam_role):
