@@ -243,7 +243,8 @@ WHERE p.action IN ('insert', 'update');
   or changed, load_hours stays as it is (with the stage of a whole-hour load, if it had one).
 #}
 {% set this_hour %}stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp){% endset %}
-{% set in_ledger %}SELECT 1 FROM {{ (loader_schema, "ledger") | qualified }} l WHERE l.stream = CAST(%(stream)s AS varchar(64)) AND l.object_key = o.object_key{% endset %}
+{# A row marked gone does not count: an object that is back is new to the account again. #}
+{% set in_ledger %}SELECT 1 FROM {{ (loader_schema, "ledger") | qualified }} l WHERE l.stream = CAST(%(stream)s AS varchar(64)) AND l.object_key = o.object_key AND l.status <> 'gone'{% endset %}
 DELETE FROM {{ (loader_schema, "load_hours") | qualified }}
 WHERE {{ this_hour }}
   AND EXISTS (SELECT 1 FROM {{ objects | ident }} o WHERE NOT EXISTS ({{ in_ledger }} AND l.etag = o.etag));
@@ -252,7 +253,7 @@ DELETE FROM {{ (loader_schema, "ledger") | qualified }}
 USING {{ objects | ident }} o
 WHERE {{ (loader_schema, "ledger") | qualified }}.stream = CAST(%(stream)s AS varchar(64))
   AND {{ (loader_schema, "ledger") | qualified }}.object_key = o.object_key
-  AND {{ (loader_schema, "ledger") | qualified }}.etag <> o.etag;
+  AND ({{ (loader_schema, "ledger") | qualified }}.etag <> o.etag OR {{ (loader_schema, "ledger") | qualified }}.status = 'gone');
 
 {{ insert_ledger_rows() }}
 WHERE NOT EXISTS ({{ in_ledger }});
