@@ -20,6 +20,7 @@ import psycopg
 
 from firehose_loader.audit import audit_window
 from firehose_loader.config import Settings, Stream
+from firehose_loader.dashboard.queries import query_hour
 from firehose_loader.layout import hour_start
 from firehose_loader.load import ensure_tables
 from firehose_loader.sweep import SweepFinding, sweep_hours
@@ -112,3 +113,7 @@ def test_a_late_object_in_an_hour_over_the_split_size_is_read_and_staged_alone(s
     ).fetchone()
     assert staged == 7
     assert warehouse.execute(f"SELECT count(*) FROM {stream.qualified_table}").fetchone() == (6 * 200 + 7,)
+    # The hour's page on the dashboard says what the sweep found.
+    with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
+        (swept,) = query_hour(conn, stream, Settings(), hour).sweeps
+    assert (swept["status"], swept["late_keys"], swept["records_loaded"]) == ("late", late_key, 7)

@@ -8,9 +8,13 @@ and the audit both say the hours are fine (empty, 0 keys).
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 
-from firehose_loader.config import parse_stream
+import psycopg
+
+from firehose_loader.config import Settings, parse_stream
+from firehose_loader.dashboard.queries import query_stream
 from tests.integration.conftest import run_hour
 from tests.integration.support import SIMPLE, ndjson, object_key
 
@@ -51,3 +55,7 @@ def test_a_stream_going_silent_alerts_once_and_a_quiet_setting_stays_quiet(strea
         "SELECT count(*) FROM firehose_loader.silences WHERE stream = %s", (entry["name"],)
     ).fetchone()
     assert recorded == 1
+    # The dashboard shows it, under its first empty hour.
+    with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
+        board = query_stream(conn, parse_stream(entry, 0), Settings(), FIRST, FIRST + timedelta(hours=6))
+    assert [(silence["silent_from"], silence["empty_hours"]) for silence in board.silences] == [(hours[1], 2)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -455,3 +456,59 @@ def test_the_freshness_picture_and_numbers_are_on_the_page():
     assert re.search(r'data-kpi="freshness-p95"><dt>p95</dt><dd>29 s</dd>', page)
     empty = StreamDashboard("idle", "t", "i", "a", start, end, True, points, summarize(points))
     assert "no object committed in this window" in freshness_svg(empty)
+
+
+def test_a_silence_and_the_late_sweeps_findings_are_on_the_page():
+    """The stream's silence (escaped, with its first empty hour) and what the late sweep loaded into an hour."""
+    board = dataclasses.replace(
+        sample(),
+        silences=(
+            {
+                "silent_from": NOW - timedelta(hours=5),
+                "empty_hours": 2,
+                "last_objects": 12,
+                "alerted_at": NOW,
+                "run_id": "run <s>",
+            },
+        ),
+    )
+    hour = board.hours[41].hour
+    detail = HourDetail(
+        stream="orders",
+        hour=hour,
+        load=None,
+        objects=(),
+        audits=(),
+        sweeps=(
+            {
+                "swept_at": NOW,
+                "run_id": "sweep-1",
+                "try_number": 1,
+                "status": "late",
+                "late_objects": 2,
+                "late_keys": "k/a\nk/<b>",
+                "max_lateness_seconds": 3600,
+                "records_loaded": 7,
+                "message": None,
+            },
+            {
+                "swept_at": NOW,
+                "run_id": "sweep-2",
+                "try_number": 1,
+                "status": "failed",
+                "late_objects": None,
+                "late_keys": None,
+                "max_lateness_seconds": None,
+                "records_loaded": None,
+                "message": "boom",
+            },
+        ),
+    )
+    page = render_page([board], now=NOW, selected_stream="orders", detail=detail)
+    assert f'data-silence="{hour_key(NOW - timedelta(hours=5))}"' in page
+    assert (
+        "no object for 2 hour(s)" in page and "after 12 object(s)" in page and "run <code>run &lt;s&gt;</code>" in page
+    )
+    assert '<table class="sweeps">' in page
+    assert "k/a, k/&lt;b&gt;" in page and ">3,600<" in page and ">7<" in page and ">boom<" in page
+    assert sample().silences == () and "data-silence" not in render_page([sample()], now=NOW)

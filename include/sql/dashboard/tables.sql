@@ -5,5 +5,6 @@
 SELECT table_schema, table_name
 FROM information_schema.tables
 WHERE (table_schema = CAST(%(loader_schema)s AS varchar(128))
-       AND table_name IN ('ledger', 'load_hours', 'audit_results', 'realtime_quality', 'schema_drift', 'object_commits'))
+       AND table_name IN ('ledger', 'load_hours', 'audit_results', 'realtime_quality', 'schema_drift', 'object_commits',
+                          'sweep_results', 'silences'))
    OR (table_schema = CAST(%(schema)s AS varchar(128)) AND table_name = CAST(%(table)s AS varchar(128)))

@@ -259,6 +259,8 @@ class StreamDashboard:
     realtime_writer: bool = False  # the stream declares a real-time writer (realtime_quality is measured)
     freshness: Freshness = field(default_factory=Freshness)
     freshness_mode: str = "hourly"
+    # The stream's silences (silence_alert_hours empty hours after a busy one) that began in the window.
+    silences: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -273,6 +275,8 @@ class HourDetail:
     realtime_writer: bool = False
     # The hour's schema drift: per field not among the columns, its records, JSON types and a sample.
     new_fields: tuple[dict[str, Any], ...] = ()
+    # What the late sweep found in the hour (sweep_results): late objects or a gap it loaded, or a failure.
+    sweeps: tuple[dict[str, Any], ...] = ()
 
 
 # --- Building the model from the query results ------------------------------------------------------------------------

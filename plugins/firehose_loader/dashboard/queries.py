@@ -32,6 +32,8 @@ DRIFT_TABLE = "schema_drift"
 REALTIME_TABLE = "realtime_quality"
 # Read when it exists (each object version's first commit: freshness); its absence does not make a stream "not ready".
 COMMITS_TABLE = "object_commits"
+SWEEP_TABLE = "sweep_results"
+SILENCES_TABLE = "silences"
 LEDGER_TOTALS = (
     "size_bytes",
     "records_raw",
@@ -74,6 +76,8 @@ def existing_tables(conn: Any, stream: Stream, settings: Settings) -> set[str]:
             REALTIME_TABLE,
             DRIFT_TABLE,
             COMMITS_TABLE,
+            SWEEP_TABLE,
+            SILENCES_TABLE,
         ):
             found.add(row["table_name"])
         if row["table_schema"] == stream.schema and row["table_name"] == stream.table:
@@ -141,6 +145,7 @@ def query_stream(
         if COMMITS_TABLE in tables:
             commits = fetch_all(conn, "dashboard/object_commits.sql", context, parameters)
         counts = warehouse_row_counts(conn, stream, context, start, end) if "target" in tables else {}
+        silences = fetch_all(conn, "dashboard/silences.sql", context, parameters) if SILENCES_TABLE in tables else []
     finally:
         conn.rollback()
     hours = build_points(start, end, loads, audits, counts, realtime)
@@ -159,6 +164,7 @@ def query_stream(
         realtime_writer=stream.realtime_writer,
         freshness=measure_freshness(commits, now),
         freshness_mode=stream.freshness.mode,
+        silences=tuple(_with_aware_times(row) for row in silences),
     )
 
 
@@ -175,6 +181,7 @@ def query_hour(conn: Any, stream: Stream, settings: Settings, hour: datetime) ->
         if stream.realtime_writer and REALTIME_TABLE in tables:
             realtime = fetch_all(conn, "dashboard/hour_realtime.sql", context, parameters)
         drift = fetch_all(conn, "dashboard/hour_drift.sql", context, parameters) if DRIFT_TABLE in tables else []
+        sweeps = fetch_all(conn, "dashboard/hour_sweeps.sql", context, parameters) if SWEEP_TABLE in tables else []
     finally:
         conn.rollback()
     totals = {name: sum(int(row[name] or 0) for row in objects) for name in LEDGER_TOTALS}
@@ -188,6 +195,7 @@ def query_hour(conn: Any, stream: Stream, settings: Settings, hour: datetime) ->
         realtime=_with_aware_times(realtime[0]) if realtime else None,
         realtime_writer=stream.realtime_writer,
         new_fields=tuple(drift),
+        sweeps=tuple(_with_aware_times(row) for row in sweeps),
     )
 
 
