@@ -51,14 +51,20 @@ def main(hours: int = 168, per_hour: int = 12) -> float:
                 s3.put_object(Bucket=stream.bucket, Key=key, Body=b'{"id": "x", "seq": 1}\n' * 100)
             naive = hour.replace(tzinfo=None)
             for item in list_hour_objects(s3, stream.bucket, stream_layout(stream), hour):
+                # The columns are named: the loader's tables gain columns (ensure_tables' ADDED_COLUMNS).
                 conn.execute(
-                    "INSERT INTO firehose_loader.ledger VALUES (%s, %s, %s, %s, %s, 'none', 'loaded', NULL,"
-                    " 100, 100, 0, 0, 1, 0, 0, 0, NULL, 'bench', now())",
+                    "INSERT INTO firehose_loader.ledger (stream, hour, object_key, etag, size_bytes, compression,"
+                    " status, message, records_raw, records_valid, records_quarantined, records_duplicate,"
+                    " records_inserted, records_updated, records_unchanged, records_superseded, quarantine_key,"
+                    " run_id, loaded_at)"
+                    " VALUES (%s, %s, %s, %s, %s, 'none', 'loaded', NULL, 100, 100, 0, 0, 1, 0, 0, 0, NULL, 'bench', now())",
                     (stream.name, naive, item.key, item.etag, item.size),
                 )
             conn.execute(
-                "INSERT INTO firehose_loader.load_hours VALUES (%s, %s, 'loaded', %s, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,"
-                " NULL, 'bench', now(), now())",
+                "INSERT INTO firehose_loader.load_hours (stream, hour, status, objects, objects_unreadable,"
+                " error_objects, records_raw, records_valid, records_quarantined, records_duplicate, records_inserted,"
+                " records_updated, records_unchanged, records_superseded, stage_key, run_id, loaded_at, listed_at)"
+                " VALUES (%s, %s, 'loaded', %s, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, 'bench', now(), now())",
                 (stream.name, naive, per_hour),
             )
         conn.commit()
