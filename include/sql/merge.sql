@@ -63,6 +63,15 @@ LEFT JOIN (
     GROUP BY "_firehose_object"
 ) a ON a."_firehose_object" = o.object_key
 {% endmacro %}
+{# The hour's load_hours row, in the order hour_totals and the rest of the SELECT give it (both load_hours writes below). #}
+{% macro insert_load_hours() %}
+INSERT INTO {{ (loader_schema, "load_hours") | qualified }} (
+    stream, hour, status, objects, objects_unreadable, objects_gone, error_objects,
+    records_raw, records_valid, records_quarantined, records_duplicate,
+    records_inserted, records_updated, records_unchanged, records_superseded,
+    stage_key, run_id, loaded_at, listed_at, stage_columns
+)
+{%- endmacro %}
 {# The hour's load_hours counts, summed over its ledger rows (both load_hours writes below). #}
 {% macro hour_totals() %}
     CASE
@@ -258,12 +267,7 @@ WHERE {{ (loader_schema, "ledger") | qualified }}.stream = CAST(%(stream)s AS va
 {{ insert_ledger_rows() }}
 WHERE NOT EXISTS ({{ in_ledger }});
 
-INSERT INTO {{ (loader_schema, "load_hours") | qualified }} (
-    stream, hour, status, objects, objects_unreadable, objects_gone, error_objects,
-    records_raw, records_valid, records_quarantined, records_duplicate,
-    records_inserted, records_updated, records_unchanged, records_superseded,
-    stage_key, run_id, loaded_at, listed_at, stage_columns
-)
+{{ insert_load_hours() }}
 SELECT * FROM (
 SELECT
     CAST(%(stream)s AS varchar(64)), CAST(%(hour)s AS timestamp),
@@ -344,12 +348,7 @@ DELETE FROM {{ (loader_schema, "load_hours") | qualified }}
 WHERE stream = CAST(%(stream)s AS varchar(64)) AND hour = CAST(%(hour)s AS timestamp)
   AND NOT {{ ledger_is_newer }};
 
-INSERT INTO {{ (loader_schema, "load_hours") | qualified }} (
-    stream, hour, status, objects, objects_unreadable, objects_gone, error_objects,
-    records_raw, records_valid, records_quarantined, records_duplicate,
-    records_inserted, records_updated, records_unchanged, records_superseded,
-    stage_key, run_id, loaded_at, listed_at, stage_columns
-)
+{{ insert_load_hours() }}
 SELECT * FROM (
 SELECT
     CAST(%(stream)s AS varchar(64)), CAST(%(hour)s AS timestamp),
