@@ -126,6 +126,17 @@ def stage_key(stream: Stream, hour: datetime, writer: StageWriter) -> str:
     return f"{_stage_stem(stream, hour, writer)}.parquet"
 
 
+def data_api_rows_key(stream: Stream, digest: str) -> str:
+    """Where Data API mode writes a list of rows its batch COPYs: named by the rows' digest (same rows, same key).
+
+    Under the staging prefix (its lifecycle rule and the COPY role's read cover it), and no
+    other key starts with it (every digest has the same length).
+    """
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise ValueError(f"a Data API rows key is named by a SHA-256 hex digest, got {digest!r}")
+    return f"{stream.staging_prefix}{stream.name}/data-api-rows/{digest}.json"
+
+
 def part_stage_key(stream: Stream, hour: datetime, writer: StageWriter, index: int) -> str:
     # Not under the stage key as a prefix: Redshift's COPY would load the parts with the stage.
     return f"{_stage_stem(stream, hour, writer)}.part-{index:04d}.parquet"

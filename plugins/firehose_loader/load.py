@@ -10,7 +10,7 @@ import dataclasses
 import functools
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,8 +36,9 @@ from firehose_loader.records.validate import ObjectStats
 from firehose_loader.s3io import (
     read_object,
 )
+from firehose_loader.warehouse.data_api import BatchCursor
 from firehose_loader.warehouse.protocol import Dialect, Stage, StageSchemaError
-from firehose_loader.warehouse.render import render, render_statements
+from firehose_loader.warehouse.render import inline_parameters, render, render_statements
 from firehose_loader.warehouse.target_types import check_target_types
 from firehose_loader.warehouse.transactions import retry_serialization_failures
 
@@ -271,10 +272,15 @@ def gone_objects(ledger_keys: Sequence[str], manifest: Manifest) -> list[str]:
 
 def refuse_shrinking_listing(stream: Stream, manifest: Manifest, gone: Sequence[str]) -> None:
     """Raise the refusal of a listing that would drop ``gone`` from the hour's account."""
+    raise shrinking_listing_error(stream, manifest, gone)
+
+
+def shrinking_listing_error(stream: Stream, manifest: Manifest, gone: Sequence[str]) -> ShrinkingListingError:
+    """The refusal of a listing that would drop ``gone`` from the hour's account."""
     named = ", ".join(gone[:GONE_KEYS_NAMED]) + (
         f" and {len(gone) - GONE_KEYS_NAMED} more" if len(gone) > GONE_KEYS_NAMED else ""
     )
-    raise ShrinkingListingError(
+    return ShrinkingListingError(
         f"{stream.name} hour {manifest['hour']}: the listing of s3://{stream.bucket}/{stream.prefix} finds "
         f"{len(manifest['objects'])} object(s), but the ledger loaded {len(gone)} that are no longer there ({named}). "
         "Objects deleted or expired under a lifecycle rule, or a changed prefix? Nothing was changed. "
@@ -301,9 +307,21 @@ def check_listing_keeps_the_ledger(
     A ledger from a later listing than the manifest's is kept by the merge anyway (merge.sql), so
     it is not compared. Objects already marked gone are not expected in any listing.
     """
+    if force:
+        return
+    if isinstance(cursor, BatchCursor):
+        # A Data API batch cannot read in the middle: a guard fails it instead, and the refusal
+        # names the gone objects from a read after the rollback (None: the ledger changed since).
+        def refusal(read: Callable[[str], list[tuple[Any, ...]]]) -> Exception | None:
+            listed = inline_parameters(render("ledger_objects_listed_before.sql", **context), parameters)
+            gone = gone_objects([key for (key,) in read(listed)], manifest)
+            return shrinking_listing_error(stream, manifest, gone) if gone else None
+
+        cursor.guard(render("guard_listing_keeps_ledger.sql", **context), parameters, refusal)
+        return
     cursor.execute(render("ledger_objects_listed_before.sql", **context), parameters)
     gone = gone_objects([key for (key,) in cursor.fetchall()], manifest)
-    if gone and not force:
+    if gone:
         refuse_shrinking_listing(stream, manifest, gone)
 
 
@@ -368,6 +386,9 @@ def merge_hour(
         try:
             # Before any row changes: a target column that cannot hold its declared type fails here.
             check_target_types(cursor, context, dialect)
+            # Read before the transaction writes (a Data API batch cannot read in the middle): a
+            # field first seen by two loads at once is then alerted by both, which is harmless.
+            known = known_fields(cursor, context, stream) if write_ledger else set()
             _stage_in_session(cursor, context, dialect, manifest, stage)
             failpoint("after_copy")
             lock, *merge = merge_statements
@@ -379,7 +400,7 @@ def merge_hour(
                 cursor.execute(statement, parameters)
             if stage is not None:
                 dialect.insert_winners(cursor, context, stage)
-            first_seen = _write_schema_drift(cursor, context, manifest, parameters) if write_ledger else []
+            first_seen = _write_schema_drift(cursor, context, manifest, parameters, known) if write_ledger else []
             for template, extra in then:
                 for statement in render_statements(template, **context):
                     cursor.execute(statement, {**parameters, **extra})
@@ -405,16 +426,19 @@ def new_fields_of_manifest(manifest: Manifest) -> list[dict[str, Any]]:
     return [fields[name] for name in sorted(fields)]
 
 
+def known_fields(cursor: Any, context: dict[str, Any], stream: Stream) -> set[str]:
+    """The fields schema drift has recorded for the stream before (a field not among them is alerted once)."""
+    cursor.execute(render("schema_drift/known_fields.sql", **context), {"stream": stream.name})
+    return {row[0] for row in cursor.fetchall()}
+
+
 def _write_schema_drift(
-    cursor: Any, context: dict[str, Any], manifest: Manifest, parameters: dict[str, Any]
+    cursor: Any, context: dict[str, Any], manifest: Manifest, parameters: dict[str, Any], known: set[str]
 ) -> list[dict[str, Any]]:
-    """Replace the manifest's objects' schema drift rows; return the hour's fields never recorded for the stream before."""
-    cursor.execute(render("schema_drift/known_fields.sql", **context), {"stream": parameters["stream"]})
-    known = {row[0] for row in cursor.fetchall()}
+    """Replace the manifest's objects' schema drift rows; return the hour's fields not in ``known`` (never recorded)."""
     common = {name: parameters[name] for name in ("stream", "hour", "run_id", "loaded_at")}
-    objects = [{**common, "object_key": entry["key"]} for entry in manifest["objects"]]
-    if objects:
-        cursor.executemany(render("schema_drift/delete_object.sql", **context), objects)
+    # The objects table holds the manifest's objects (_stage_in_session): one statement, whatever their number.
+    cursor.execute(render("schema_drift/delete_objects.sql", **context), {"stream": parameters["stream"]})
     rows = [
         {
             **common,

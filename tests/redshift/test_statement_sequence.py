@@ -55,6 +55,8 @@ SECRETS = re.compile(
 MERGE_SEQUENCE = [
     # The target's column types from the catalog, checked before anything else (target_types).
     r"SELECT column_name, data_type, character_maximum_length, numeric_precision, numeric_scale\n",
+    # The fields schema drift knows, read before the transaction writes (a Data API batch cannot read mid-way).
+    r"SELECT DISTINCT field\n",
     r'DROP TABLE IF EXISTS "firehose_staging"',
     r'DROP TABLE IF EXISTS "firehose_objects"',
     r'DROP TABLE IF EXISTS "firehose_plan"',
@@ -81,8 +83,7 @@ MERGE_SEQUENCE = [
     rf"DELETE FROM {LOAD_HOURS}\n",
     rf"INSERT INTO {LOAD_HOURS} \(",
     # The objects' schema drift rows replaced with their ledger rows (the hour has no new field).
-    r"SELECT DISTINCT field\n",
-    rf"DELETE FROM {SCHEMA_DRIFT}\n",
+    rf"DELETE FROM {SCHEMA_DRIFT}\nUSING \"firehose_objects\" o\n",
 ]
 
 

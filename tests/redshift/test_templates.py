@@ -29,6 +29,7 @@ STAGE_URI = (
     "s3://firehose-orders/firehose-loader/staging/orders/2026/03/01/10/"
     "ingest/scheduled__2026-03-01T11_00_00_00_00/extract_hour.try-0001.parquet"
 )
+ROWS_URI = "s3://firehose-orders/firehose-loader/staging/orders/data-api-rows/" + "0" * 64 + ".json"
 # Pieces of statements, not statements: checked inside the statements that embed them.
 FRAGMENTS = {"redshift/table_options.sql", "redshift/insert_expression.sql"}
 # Never sent to Redshift: the PostgreSQL dialect's own templates, and the demo's damage simulator.
@@ -53,6 +54,10 @@ def redshift_context(stream_name: str) -> dict[str, Any]:
         "name": context["columns"][0]["name"],
         "type": context["columns"][0]["type"],
         "widen": False,
+        # What a Data API batch COPYs a list of rows with (redshift/copy_rows.sql): the objects table's.
+        "rows_table": [context["objects"]],
+        "rows_columns": ["object_key", "etag", "landed_at"],
+        "rows_source": ROWS_URI,
     }
 
 
@@ -179,7 +184,10 @@ def test_lock_takes_the_loader_tables_in_a_fixed_order_and_never_the_target() ->
 
 def test_no_statement_carries_a_literal_value_but_the_copy_source_and_role() -> None:
     """Stands in for Redshift: values travel as bind parameters; only COPY's source and role are literals."""
-    literals = set(re.findall(r"'([^']*)'", ALL_TEXT)) - {STAGE_URI, COPY_ROLE}
+    # Besides: a Data API COPY's source of a list of rows, and the texts of the Data API mode's guard
+    # (guard_listing_keeps_ledger.sql), which are the statement's own, never a value.
+    guard_texts = {"0", "the listing lacks ", " object(s) of the ledger"}
+    literals = set(re.findall(r"'([^']*)'", ALL_TEXT)) - {STAGE_URI, COPY_ROLE, ROWS_URI} - guard_texts
     assert literals and all(re.fullmatch(r"[a-z_]+", literal) for literal in literals), literals  # status words
 
 

@@ -6,7 +6,7 @@ import json
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from firehose_loader.config import Settings, Stream
+from firehose_loader.config import Settings, Stream, default_of
 from firehose_loader.errors import PermanentError
 
 if TYPE_CHECKING:
@@ -62,6 +62,8 @@ def warehouse_connection(settings: Settings, stream: Stream | None = None) -> tu
     With ``stream``, the session has the stream's lock and statement timeouts (load.set_session_timeouts).
     """
     connection, dialect = _connection_and_dialect(settings)
+    if connection.conn_type == "redshift" and "data_api" in connection.extra_dejson:
+        return data_api_connection(settings, connection, dialect, stream), dialect
     try:
         if connection.conn_type == "redshift":
             conn = redshift_connection(settings.warehouse_conn_id)
@@ -85,6 +87,55 @@ def warehouse_connection(settings: Settings, stream: Stream | None = None) -> tu
             conn.close()
             raise
     return conn, dialect
+
+
+def data_api_connection(settings: Settings, connection: Any, dialect: Dialect, stream: Stream | None) -> Any:
+    """A DataApiConnection from the warehouse connection's extra ``data_api`` (docs/deploy.md#data-api-mode).
+
+    The boto3 ``redshift-data`` client comes from the Amazon provider's RedshiftDataHook, so the
+    Airflow AWS connection's credentials, role and region are used. With ``stream``, every batch
+    opens with the stream's SET statement_timeout (no session outlives a call), the wait for a
+    statement is bounded by it, and lists of rows are written under the stream's staging prefix.
+    """
+    import hashlib
+
+    from airflow.providers.amazon.aws.hooks.redshift_data import RedshiftDataHook
+
+    from firehose_loader.layout import data_api_rows_key
+    from firehose_loader.load import template_context
+    from firehose_loader.s3io import write_object
+    from firehose_loader.warehouse.data_api import DataApiConfigError, DataApiConnection, DataApiTarget
+    from firehose_loader.warehouse.redshift import Redshift
+    from firehose_loader.warehouse.render import render_statements
+
+    assert isinstance(dialect, Redshift), "the Data API is Redshift's"
+    try:
+        target = DataApiTarget.from_extra(connection.extra_dejson["data_api"])
+    except DataApiConfigError as exc:
+        raise WarehouseConnectionError(f"warehouse connection {settings.warehouse_conn_id!r}: {exc}") from exc
+    client = RedshiftDataHook(aws_conn_id=target.aws_conn_id or settings.aws_conn_id).conn
+    if stream is None:
+        return DataApiConnection(
+            client, target, iam_role=dialect.iam_role, timeout_seconds=default_of("statement_timeout_minutes") * 60
+        )
+    s3 = s3_client(settings)
+
+    def store_rows(body: bytes) -> str:
+        key = data_api_rows_key(stream, hashlib.sha256(body).hexdigest())
+        write_object(s3, stream.bucket, key, body, "application/x-ndjson")
+        return f"s3://{stream.bucket}/{key}"
+
+    return DataApiConnection(
+        client,
+        target,
+        iam_role=dialect.iam_role,
+        timeout_seconds=stream.statement_timeout_minutes * 60,
+        session_statements=render_statements(
+            dialect.session_timeouts_template(), **template_context(stream, settings, dialect)
+        ),
+        store_rows=store_rows,
+        statement_name=f"firehose-loader {stream.name}",
+    )
 
 
 def postgres_connection(conn_id: str, connection: Any) -> Any:

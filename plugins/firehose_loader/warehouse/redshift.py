@@ -29,7 +29,7 @@ REDSHIFT_LIMITS = WarehouseLimits(
     warehouse="Redshift", json_max_bytes=MAX_VARCHAR, varchar_max_bytes=MAX_VARCHAR, ignores_trailing_blanks=True
 )
 # The connection extra the Redshift dialect reads; airflow.connections hides it from the driver.
-REDSHIFT_EXTRA_KEYS = ("iam_role",)
+REDSHIFT_EXTRA_KEYS = ("iam_role", "data_api")
 
 
 class StageMismatchError(PermanentError, RuntimeError):
