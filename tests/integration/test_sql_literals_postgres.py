@@ -49,9 +49,7 @@ VALUES = [
 def test_every_literal_reads_back_as_the_value(stack_up, standard_strings: str) -> None:
     """With standard_conforming_strings off too, as Redshift reads a backslash in a literal."""
     columns = ", ".join(f"CAST(%(v{index})s AS {kind})" for index, (_, kind) in enumerate(VALUES))
-    statement = inline_parameters(
-        f"SELECT {columns}", {f"v{index}": value for index, (value, _) in enumerate(VALUES)}
-    )
+    statement = inline_parameters(f"SELECT {columns}", {f"v{index}": value for index, (value, _) in enumerate(VALUES)})
     assert "%(" not in statement.replace("%(not_a_parameter)s", "")
     with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
         conn.execute(f"SET standard_conforming_strings TO {standard_strings}")
