@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -22,7 +23,7 @@ from firehose_loader.errors import PermanentError
 from firehose_loader.extract import extract_chosen, extract_hour
 from firehose_loader.faults import failpoint
 from firehose_loader.handover import Manifest, ObjectEntry, handed_hour, listed_at
-from firehose_loader.layout import StageWriter, naive_utc
+from firehose_loader.layout import StageWriter, data_api_rows_key, naive_utc
 from firehose_loader.records.coercion import POSTGRES_LIMITS, WarehouseLimits
 from firehose_loader.records.schema import (
     StageColumns,
@@ -33,10 +34,8 @@ from firehose_loader.records.schema import (
     stage_misfit,
 )
 from firehose_loader.records.validate import ObjectStats
-from firehose_loader.s3io import (
-    read_object,
-)
-from firehose_loader.warehouse.data_api import BatchCursor
+from firehose_loader.s3io import read_object, write_object
+from firehose_loader.warehouse.data_api import BatchCursor, RowsStore
 from firehose_loader.warehouse.protocol import Dialect, Stage, StageSchemaError
 from firehose_loader.warehouse.render import inline_parameters, render, render_statements
 from firehose_loader.warehouse.target_types import check_target_types
@@ -73,6 +72,17 @@ def staged_batch(client: Any, stream: Stream, manifest: Manifest) -> Stage | Non
     else:
         columns = stage_columns(pq.ParquetFile(pa.BufferReader(stage_bytes())).schema_arrow, stream)
     return Stage(stream.bucket, key, batches, rows=manifest["rows"], columns=columns)
+
+
+def data_api_rows_store(client: Any, stream: Stream) -> RowsStore:
+    """Where Data API mode writes the lists of rows its batches COPY: the stream's staging prefix, by digest."""
+
+    def store(body: bytes) -> str:
+        key = data_api_rows_key(stream, hashlib.sha256(body).hexdigest())
+        write_object(client, stream.bucket, key, body, "application/x-ndjson")
+        return f"s3://{stream.bucket}/{key}"
+
+    return store
 
 
 def fitting_stage(
@@ -184,13 +194,18 @@ def ensure_tables(conn: Any, stream: Stream, settings: Settings, dialect: Dialec
         statements += render_statements(template, **context)
     with conn.cursor() as cursor:
         try:
-            if missing_objects(cursor, context, dialect, statements):
-                for statement in statements:
-                    cursor.execute(statement)
-            _add_missing_columns(cursor, context)
+            # Every read before any write: a Data API batch cannot read after its writes.
+            missing = missing_objects(cursor, context, dialect, statements)
             # A table made by an earlier release, or by hand, whose columns differ from the
             # declared ones fails here, before any extract, with the ALTER to run.
             check_target_types(cursor, context, dialect)
+            additions = _missing_columns(cursor, context, created=missing)
+            if missing:
+                for statement in statements:
+                    cursor.execute(statement)
+            for template in additions:
+                for statement in render_statements(template, **context):
+                    cursor.execute(statement)
             conn.commit()
         except Exception:
             conn.rollback()
@@ -244,16 +259,20 @@ ADDED_COLUMNS = (
 )
 
 
-def _add_missing_columns(cursor: Any, context: dict[str, Any]) -> None:
+def _missing_columns(cursor: Any, context: dict[str, Any], created: set[tuple[str, str]]) -> list[str]:
+    """The templates that add the ADDED_COLUMNS an existing loader table lacks (a table made now has them all)."""
+    missing = []
     for table, column, template in ADDED_COLUMNS:
+        if (context["loader_schema"], table) in created:
+            continue
         cursor.execute(
             render("loader_column_exists.sql", **context),
             {"schema": context["loader_schema"], "table": table, "column": column},
         )
         row = cursor.fetchone()
         if not (row and row[0]):
-            for statement in render_statements(template, **context):
-                cursor.execute(statement)
+            missing.append(template)
+    return missing
 
 
 class ShrinkingListingError(PermanentError, RuntimeError):

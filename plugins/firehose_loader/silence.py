@@ -85,7 +85,6 @@ def record_silence(
         with conn.cursor() as cursor:
             (statement,) = render_statements("silence/record_silence.sql", **context)
             cursor.execute(statement, row)
-            recorded = cursor.rowcount == 1
         conn.commit()
     except Exception as exc:
         conn.rollback()
@@ -93,7 +92,13 @@ def record_silence(
         if is_unique_violation(exc) or is_serialization_failure(exc):
             return None
         raise
-    return found if recorded else None
+    # Whether the row is this call's, read back after the commit (a Data API batch has no row count
+    # before it is sent): the insert adds nothing when the silence was recorded before.
+    with conn.cursor() as cursor:
+        cursor.execute(render("silence/recorded_silence.sql", **context), row)
+        recorded = cursor.fetchone()
+    conn.commit()
+    return found if recorded is not None and tuple(recorded) == (run_id, row["alerted_at"]) else None
 
 
 def silence_summary(stream: Stream, silence: Silence) -> str:

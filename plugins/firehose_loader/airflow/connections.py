@@ -97,13 +97,9 @@ def data_api_connection(settings: Settings, connection: Any, dialect: Dialect, s
     opens with the stream's SET statement_timeout (no session outlives a call), the wait for a
     statement is bounded by it, and lists of rows are written under the stream's staging prefix.
     """
-    import hashlib
-
     from airflow.providers.amazon.aws.hooks.redshift_data import RedshiftDataHook
 
-    from firehose_loader.layout import data_api_rows_key
-    from firehose_loader.load import template_context
-    from firehose_loader.s3io import write_object
+    from firehose_loader.load import data_api_rows_store, template_context
     from firehose_loader.warehouse.data_api import DataApiConfigError, DataApiConnection, DataApiTarget
     from firehose_loader.warehouse.redshift import Redshift
     from firehose_loader.warehouse.render import render_statements
@@ -118,13 +114,6 @@ def data_api_connection(settings: Settings, connection: Any, dialect: Dialect, s
         return DataApiConnection(
             client, target, iam_role=dialect.iam_role, timeout_seconds=default_of("statement_timeout_minutes") * 60
         )
-    s3 = s3_client(settings)
-
-    def store_rows(body: bytes) -> str:
-        key = data_api_rows_key(stream, hashlib.sha256(body).hexdigest())
-        write_object(s3, stream.bucket, key, body, "application/x-ndjson")
-        return f"s3://{stream.bucket}/{key}"
-
     return DataApiConnection(
         client,
         target,
@@ -133,7 +122,7 @@ def data_api_connection(settings: Settings, connection: Any, dialect: Dialect, s
         session_statements=render_statements(
             dialect.session_timeouts_template(), **template_context(stream, settings, dialect)
         ),
-        store_rows=store_rows,
+        store_rows=data_api_rows_store(s3_client(settings), stream),
         statement_name=f"firehose-loader {stream.name}",
     )
 
