@@ -36,6 +36,8 @@ from firehose_loader.handover import (
 from firehose_loader.layout import (
     StageWriter,
     hour_start,
+    key_file_key,
+    key_manifest_key,
     part_stage_key,
     quarantine_key,
     split_stage_key,
@@ -46,7 +48,7 @@ from firehose_loader.records.coercion import POSTGRES_LIMITS, WarehouseLimits
 from firehose_loader.records.decoding import UnreadableObject, decompress
 from firehose_loader.records.pool import usable_cpus
 from firehose_loader.records.schema import columns_text
-from firehose_loader.records.stage import StagedHour, stage_hour
+from firehose_loader.records.stage import StagedHour, stage_hour, write_key_file
 from firehose_loader.records.timing import timed
 from firehose_loader.records.validate import QuarantinedRecord, SourceObject
 from firehose_loader.s3io import (
@@ -286,6 +288,12 @@ def combine_hour_parts(
         staged_key = split_stage_key(stream, hour, writer)
         with timed("stage write"):
             write_copy_manifest(client, stream.bucket, staged_key, files)
+            try:
+                keys = [key_file_key(file) for file in files]
+                write_copy_manifest(client, stream.bucket, key_manifest_key(staged_key), keys)
+            except ObjectChangedError:
+                # A part staged by a release before key files: the audit COPYs the parts' whole rows.
+                log.info("hour %s: a part has no key file; the hour's audits read its whole rows", hour.isoformat())
     return make_manifest(
         stream.name,
         hour,
@@ -353,6 +361,10 @@ def _stage_objects(
             staged_key = key
             with timed("stage write"), open(batch.path, "rb") as body:
                 write_object(client, stream.bucket, staged_key, body, "application/vnd.apache.parquet")
+            keys_path = batch.path.with_name("keys.parquet")
+            write_key_file(stream, batch.path, keys_path)
+            with timed("stage write"), open(keys_path, "rb") as body:
+                write_object(client, stream.bucket, key_file_key(staged_key), body, "application/vnd.apache.parquet")
     failpoint("after_stage")
     landed = {item.key: item.last_modified for item in objects}
     objects_out = [

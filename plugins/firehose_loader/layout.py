@@ -145,6 +145,16 @@ def copy_manifest_key(stage_file_key: str) -> str:
     return f"{stage_file_key}{COPY_MANIFEST_SUFFIX}"
 
 
+def key_file_key(stage_file_key: str) -> str:
+    """A stage file's key file: its rows' key, order_by and provenance, what a lock-free audit compares."""
+    return f"{stage_file_key.removesuffix('.parquet')}.keys.parquet"
+
+
+def key_manifest_key(split_key: str) -> str:
+    """A split hour's COPY manifest of its parts' key files, beside the manifest of the part stages."""
+    return f"{split_key.removesuffix(COPY_MANIFEST_SUFFIX)}.keys{COPY_MANIFEST_SUFFIX}"
+
+
 def is_split_stage(key: str) -> bool:
     """Whether a stage key names a split hour's part stages (a COPY manifest) rather than one stage file."""
     return key.endswith(COPY_MANIFEST_SUFFIX)

@@ -22,7 +22,14 @@ from firehose_loader.errors import PermanentError
 from firehose_loader.extract import extract_chosen, extract_hour
 from firehose_loader.faults import failpoint
 from firehose_loader.handover import Manifest, ObjectEntry, handed_hour, listed_at
-from firehose_loader.layout import StageWriter, copy_manifest_key, is_split_stage, naive_utc
+from firehose_loader.layout import (
+    StageWriter,
+    copy_manifest_key,
+    is_split_stage,
+    key_file_key,
+    key_manifest_key,
+    naive_utc,
+)
 from firehose_loader.records.coercion import POSTGRES_LIMITS, WarehouseLimits
 from firehose_loader.records.schema import (
     StageColumns,
@@ -33,7 +40,7 @@ from firehose_loader.records.schema import (
     stage_misfit,
 )
 from firehose_loader.records.validate import ObjectStats
-from firehose_loader.s3io import copy_manifest_files, read_object, write_copy_manifest
+from firehose_loader.s3io import copy_manifest_files, object_exists, read_object, write_copy_manifest
 from firehose_loader.warehouse.protocol import Dialect, Stage, StageSchemaError
 from firehose_loader.warehouse.render import render, render_statements
 from firehose_loader.warehouse.target_types import check_target_types
@@ -64,6 +71,17 @@ def staged_batch(client: Any, stream: Stream, manifest: Manifest) -> Stage | Non
     files = functools.cache(lambda: copy_manifest_files(stream.bucket, key, read_object(client, stream.bucket, key)))
     # A split hour's stage is its COPY manifest; one stage file gets one beside it, written once.
     copy_manifest = functools.cache(lambda: key if split else _written_copy_manifest(client, stream.bucket, key))
+
+    @functools.cache
+    def key_manifest() -> str | None:
+        if split:
+            keys = key_manifest_key(key)
+            return keys if object_exists(client, stream.bucket, keys) else None
+        keys = key_file_key(key)
+        return (
+            _written_copy_manifest(client, stream.bucket, keys) if object_exists(client, stream.bucket, keys) else None
+        )
+
     # One stage file is fetched once (compressed) and stays in memory while it is read: once for
     # the merge plan's columns, once for the rows. A split hour's parts are read once each, one at
     # a time, so memory holds one part's bytes whatever the size of the hour.
@@ -83,7 +101,14 @@ def staged_batch(client: Any, stream: Stream, manifest: Manifest) -> Stage | Non
         first = read_object(client, stream.bucket, files()[0]) if split else stage_bytes()
         columns = stage_columns(pq.ParquetFile(pa.BufferReader(first)).schema_arrow, stream)
     return Stage(
-        stream.bucket, key, batches, rows=manifest["rows"], columns=columns, split=split, copy_manifest=copy_manifest
+        stream.bucket,
+        key,
+        batches,
+        rows=manifest["rows"],
+        columns=columns,
+        split=split,
+        copy_manifest=copy_manifest,
+        key_manifest=key_manifest,
     )
 
 
@@ -120,7 +145,13 @@ def fitting_stage(
 
 
 def template_context(
-    stream: Stream, settings: Settings, dialect: Dialect, staged: StageColumns | None = None, *, split: bool = False
+    stream: Stream,
+    settings: Settings,
+    dialect: Dialect,
+    staged: StageColumns | None = None,
+    *,
+    split: bool = False,
+    keys_only: bool = False,
 ) -> dict[str, Any]:
     """What the templates render with; ``staged``: the columns of the stage being loaded (default: the stream's).
 
@@ -128,10 +159,11 @@ def template_context(
     the stage has, which the merge writes by name (the others stay NULL); ``staging_columns`` the
     staging table's: where whole rows are staged (the dialect's way, or a ``split`` hour's parts,
     deduplicated in the warehouse), every column of the stage in the file's order (a Parquet COPY
-    fills columns by position), else only the merge plan's.
+    fills columns by position), else only the merge plan's, in the same order. ``keys_only``: the
+    plan's columns alone even where whole rows are staged (a lock-free audit COPYs the stage's key file).
     """
     staged = stream.columns if staged is None else staged
-    stages_rows = dialect.stages_rows or split
+    stages_rows = (dialect.stages_rows or split) and not keys_only
     columns = [
         {
             "name": name,
@@ -143,13 +175,11 @@ def template_context(
     ]
     plan_columns = {*stream.key, stream.order_by}
     by_name = {column["name"]: column for column in columns}
-    if stages_rows:
-        staging_columns = [
-            {"name": name, "staging_type": dialect.staging_type(stream.columns.get(name, kind))}
-            for name, kind in staged.items()
-        ]
-    else:
-        staging_columns = [column for column in columns if column["name"] in plan_columns]
+    staging_columns = [
+        {"name": name, "staging_type": dialect.staging_type(stream.columns.get(name, kind))}
+        for name, kind in staged.items()
+        if stages_rows or name in plan_columns
+    ]
     return {
         "target": (stream.schema, stream.table),
         "columns": columns,
@@ -157,6 +187,7 @@ def template_context(
         "staging_columns": staging_columns,
         "stages_rows": stages_rows,
         "split": split,
+        "keys_only": keys_only,
         "parts": PARTS_TABLE,
         "ranked": RANKED_TABLE,
         "key": list(stream.key),
@@ -509,8 +540,13 @@ def audit_unchanged_without_lock(
         return False  # the locked merge refuses it with the reason
     staged = None if stage is None else stage.columns
     split = stage is not None and stage.split
+    # The plan needs the staged rows' keys, versions and provenance only: where the dialect would
+    # COPY whole rows, the stage's key files are COPYed instead when it has them.
+    keys_only = not dialect.stages_rows or (
+        stage is not None and stage.key_manifest is not None and stage.key_manifest() is not None
+    )
     context = {
-        **template_context(stream, settings, dialect, staged, split=split),
+        **template_context(stream, settings, dialect, staged, split=split, keys_only=keys_only),
         "write_ledger": False,
         "plan_only": True,
     }

@@ -227,3 +227,33 @@ def test_parts_without_valid_rows_still_reach_the_ledger(conn, s3, hour_data) ->
     got = state(conn, s3, entry)
     assert [(row[0], row[4], row[7]) for row in got["ledger"]] == [(bad.key, "partial", 0), (good.key, "loaded", 2)]
     assert got["table"].count(b"\n") == 2
+
+
+def test_every_stage_file_has_a_key_file_of_its_rows_keys_versions_and_provenance(conn, s3, hour_data) -> None:
+    """What a lock-free audit COPYs on Redshift instead of the whole rows: the same rows' plan columns, in
+    the stage's order, for a one-file stage and for each part of a split hour (listed by its own manifest)."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from firehose_loader.layout import key_file_key, key_manifest_key
+
+    def parquet(key: str) -> pa.Table:
+        return pq.read_table(pa.BufferReader(s3.get_object(Bucket=hour_data["bucket"], Key=key)["Body"].read()))
+
+    _entry, stream = fresh_stream(conn, hour_data, "key_files")
+    whole = extract_hour(s3, stream, HOUR, StageWriter("ingest", "keys", "extract_hour", 1))
+    stage, keys = parquet(whole["stage_key"]), parquet(key_file_key(whole["stage_key"]))
+    assert keys.column_names == ["id", "seq", "_firehose_object", "_firehose_offset"]
+    assert keys.equals(stage.select(keys.column_names))
+
+    objects = listed(s3, stream)
+    split = split_manifest(s3, stream, [[item] for item in objects.values()], "keys_split")
+    entries = json.loads(
+        s3.get_object(Bucket=hour_data["bucket"], Key=key_manifest_key(split["stage_key"]))["Body"].read()
+    )
+    files = [key_file_key(part) for part in split["part_stage_keys"] if part is not None]
+    assert [entry["url"].split("/", 3)[3] for entry in entries["entries"]] == files
+    for part, key_file in zip([p for p in split["part_stage_keys"] if p is not None], files, strict=True):
+        assert parquet(key_file).equals(parquet(part).select(["id", "seq", "_firehose_object", "_firehose_offset"]))

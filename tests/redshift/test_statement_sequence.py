@@ -20,7 +20,7 @@ from redshift_connector.core import convert_paramstyle
 
 from firehose_loader.audit import audit_writer
 from firehose_loader.config import parse_column_type
-from firehose_loader.layout import StageWriter, part_stage_key, split_stage_key, stage_key
+from firehose_loader.layout import StageWriter, key_file_key, part_stage_key, split_stage_key, stage_key
 from firehose_loader.load import ensure_tables, erase_keys, load_and_merge, merge_hour, staged_batch
 from firehose_loader.records.schema import columns_text
 from firehose_loader.records.validate import ObjectStats
@@ -140,6 +140,7 @@ def stage_files(s3: Any) -> Any:
         s3.create_bucket(Bucket=STREAM.bucket)
     for key in (STAGE_KEY, stage_key(STREAM, HOUR, audit_writer(RUN_ID, 1))):
         s3.put_object(Bucket=STREAM.bucket, Key=key, Body=b"PAR1 stands in for the stage's bytes PAR1")
+        s3.delete_object(Bucket=STREAM.bucket, Key=key_file_key(key))  # a test that wants one writes it
     STAGE_FILES.client = s3
     return s3
 
@@ -396,11 +397,16 @@ def test_ensure_tables_sends_no_ddl_when_the_catalog_has_every_table() -> None:
     )
 
 
+@pytest.mark.parametrize("key_file", [True, False], ids=["key file", "stage from before key files"])
 @pytest.mark.parametrize("changes", [0, 3])
-def test_an_audit_judges_a_healthy_hour_without_any_lock(changes: int) -> None:
-    """Stands in for Redshift: the stage is COPYed and the plan built without LOCK; with no change to
-    make the findings are written and committed, lock-free; otherwise nothing is written (the caller merges)."""
+def test_an_audit_judges_a_healthy_hour_without_any_lock(changes: int, key_file: bool, s3: Any) -> None:
+    """Stands in for Redshift: the stage's key file (whole rows for a stage written before key files) is
+    COPYed and the plan built without LOCK; with no change to make the findings are written and
+    committed, lock-free; otherwise nothing is written (the caller merges)."""
     from firehose_loader.load import audit_unchanged_without_lock
+
+    if key_file:
+        s3.put_object(Bucket=STREAM.bucket, Key=key_file_key(STAGE_KEY), Body=b"PAR1 keys PAR1")
 
     connection = RecordingConnection(
         staged_rows=STAGED_ROWS,
@@ -414,6 +420,15 @@ def test_an_audit_judges_a_healthy_hour_without_any_lock(changes: int) -> None:
     statements = connection.statements()
     assert judged is (changes == 0)
     assert not any(statement.startswith("LOCK") for statement in statements)
+    (copy,) = [statement for statement in statements if statement.startswith("COPY")]
+    (staging,) = [s for s in statements if s.startswith('CREATE TEMPORARY TABLE "firehose_staging"')]
+    staged = re.findall(r'^\s+"([a-z_]+)" ', staging, re.MULTILINE)
+    if key_file:
+        assert f"FROM 's3://{STREAM.bucket}/{key_file_key(STAGE_KEY)}.manifest'" in copy
+        assert staged == [*STREAM.key, STREAM.order_by, "_firehose_object", "_firehose_offset"]
+    else:
+        assert f"FROM '{STAGE_URI}.manifest'" in copy
+        assert staged == [*STREAM.columns, "_firehose_object", "_firehose_offset"]
     assert any(statement.startswith('CREATE TEMPORARY TABLE "firehose_plan" AS') for statement in statements)
     assert not any(
         re.match(rf"(DELETE FROM|UPDATE|INSERT INTO) ({TARGET}|{LEDGER}|{LOAD_HOURS})", s) for s in statements

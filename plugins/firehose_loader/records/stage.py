@@ -23,7 +23,7 @@ from firehose_loader.config import Stream
 from firehose_loader.records.coercion import POSTGRES_LIMITS, WarehouseLimits
 from firehose_loader.records.dedupe import choose_winners, count_losers
 from firehose_loader.records.pool import decoded_objects
-from firehose_loader.records.schema import OFFSET_COLUMN, arrow_schema
+from firehose_loader.records.schema import OFFSET_COLUMN, PROVENANCE_COLUMNS, arrow_schema
 from firehose_loader.records.timing import timed
 from firehose_loader.records.validate import ObjectRows, ObjectStats, QuarantinedRecord, SourceObject
 
@@ -126,6 +126,18 @@ def stage_hour(
         _write_winners(_spilled_batches(spill_path), keep, batch.path, schema)
     spill_path.unlink()
     return batch
+
+
+def write_key_file(stream: Stream, stage_path: Path, keys_path: Path) -> None:
+    """The stage's key, order_by and provenance columns (in the stage's order) as a Parquet file of their own.
+
+    A lock-free audit COPYs only these into the warehouse to plan the hour (on Redshift a COPY
+    fills every column of the file, so the stage itself would bring its whole rows).
+    """
+    plan = {*stream.key, stream.order_by}
+    names = [name for name in arrow_schema(stream).names if name in plan or name in PROVENANCE_COLUMNS]
+    with timed("stage write"):
+        pq.write_table(pq.read_table(stage_path, columns=names), keys_path, compression="zstd")
 
 
 def _spilled_batches(spill_path: Path) -> Iterator[pa.RecordBatch]:

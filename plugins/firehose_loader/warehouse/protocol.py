@@ -34,6 +34,9 @@ class Stage:
     # The key of a COPY manifest listing exactly the stage's files (mandatory, each once), written
     # on first use when the stage has none: a COPY of a key prefix could load other objects too.
     copy_manifest: Callable[[], str] | None = None
+    # The COPY manifest of the stage's key files (key, order_by, provenance: a lock-free audit's
+    # plan reads no more), or None where it has none (a stage written before they were).
+    key_manifest: Callable[[], str | None] | None = None
 
     @property
     def uri(self) -> str:

@@ -114,9 +114,15 @@ class Redshift:
         return render("redshift/alter_column_type.sql", target=target, name=name, type=declared, widen=widen).strip()
 
     def copy_into_staging(self, cursor: Any, context: dict[str, Any], stage: Stage) -> None:
-        """COPY the stage's files from S3 into the staging table, by a manifest that lists exactly them."""
+        """COPY the stage's files from S3 into the staging table, by a manifest that lists exactly them
+        (with ``keys_only``, the manifest of the stage's key files: the plan's columns alone)."""
         assert stage.copy_manifest is not None, "load.staged_batch gives every stage its COPY manifest"
-        manifest_key = stage.copy_manifest()
+        if context.get("keys_only"):
+            assert stage.key_manifest is not None, "keys_only is chosen for a stage with key files"
+            manifest_key = stage.key_manifest()
+            assert manifest_key is not None, "keys_only is chosen for a stage with key files"
+        else:
+            manifest_key = stage.copy_manifest()
         if not STAGE_BUCKET.fullmatch(stage.bucket) or not STAGE_KEY.fullmatch(manifest_key):
             raise ValueError(
                 f"cannot COPY s3://{stage.bucket}/{manifest_key}: a stage key for Redshift may only contain "
