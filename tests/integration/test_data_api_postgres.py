@@ -110,8 +110,7 @@ class PostgresDataApi:
         if copy is None:
             conn.execute(statement.replace("GETDATE()", "(clock_timestamp() AT TIME ZONE 'UTC')").encode())
             return
-        bucket, key = copy.group("uri")[len("s3://") :].split("/", 1)
-        body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        body = self._read(copy.group("uri"))
         table = copy.group("table")
         if copy.group("format") == "JSON":
             columns = [column.strip().strip('"') for column in copy.group("columns").split(",")]
@@ -120,10 +119,17 @@ class PostgresDataApi:
                 for row in rows:
                     writer.write_row([row.get(column) for column in columns])
         else:
-            rows = pq.read_table(io.BytesIO(body)).to_pylist()
+            # A MANIFEST source lists the files ("mandatory": each must be there); else it is the file.
+            files = [entry["url"] for entry in json.loads(body)["entries"]] if "\nMANIFEST" in statement else None
+            bodies = [body] if files is None else [self._read(url) for url in files]
             with conn.cursor().copy(f"COPY {table} FROM STDIN") as writer:
-                for row in rows:
-                    writer.write_row(list(row.values()))  # by position, as Redshift's Parquet COPY
+                for part in bodies:
+                    for row in pq.read_table(io.BytesIO(part)).to_pylist():
+                        writer.write_row(list(row.values()))  # by position, as Redshift's Parquet COPY
+
+    def _read(self, uri: str) -> bytes:
+        bucket, key = uri[len("s3://") :].split("/", 1)
+        return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
 def field(value: Any) -> dict[str, Any]:

@@ -10,7 +10,6 @@ no list inlined), the polling, the read-back, a lost response sent again, a fail
 from __future__ import annotations
 
 import copy
-import hashlib
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -20,9 +19,9 @@ import pytest
 from botocore.exceptions import ReadTimeoutError
 from botocore.stub import ANY, Stubber
 
-from firehose_loader.layout import data_api_rows_key
 from firehose_loader.load import (
     ShrinkingListingError,
+    data_api_rows_store,
     load_and_merge,
     merge_hour,
     staged_batch,
@@ -42,7 +41,16 @@ from firehose_loader.warehouse.data_api import (
 from firehose_loader.warehouse.render import inline_parameters, render_statements
 from tests.redshift.recording import RecordingConnection
 from tests.redshift.redshift_setup import COPY_ROLE, DIALECT, SETTINGS
-from tests.redshift.test_statement_sequence import LEDGER, LOAD_HOURS, RUN_ID, STREAM, TARGET, manifest
+from tests.redshift.test_statement_sequence import (  # noqa: F401 (stage_files: the moto stage, autouse)
+    LEDGER,
+    LOAD_HOURS,
+    RUN_ID,
+    STAGE_FILES,
+    STREAM,
+    TARGET,
+    manifest,
+    stage_files,
+)
 
 pytestmark = pytest.mark.redshift
 
@@ -98,16 +106,9 @@ BATCH_SEQUENCE = [
 ]
 
 
-class RowsBucket:
-    """Where the batch's lists of rows go: kept by URI, as S3 would keep them (the Stubber covers the Data API only)."""
-
-    def __init__(self) -> None:
-        self.bodies: dict[str, bytes] = {}
-
-    def __call__(self, body: bytes) -> str:
-        uri = f"s3://{STREAM.bucket}/{data_api_rows_key(STREAM, hashlib.sha256(body).hexdigest())}"
-        self.bodies[uri] = body
-        return uri
+def rows_written(s3: Any, uri: str) -> bytes:
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
 class Calls:
@@ -121,7 +122,6 @@ class Calls:
         self.sent: list[tuple[str, dict[str, Any]]] = []
         self.sleeps: list[float] = []
         self.now = 0.0
-        self.rows = RowsBucket()
         self.client.meta.events.register("provide-client-params.redshift-data.*", self._record)
 
     def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
@@ -140,7 +140,7 @@ class Calls:
             session_statements=render_statements(
                 DIALECT.session_timeouts_template(), **template_context(STREAM, SETTINGS, DIALECT)
             ),
-            store_rows=self.rows,
+            store_rows=data_api_rows_store(STAGE_FILES.client, STREAM),
             statement_name=NAME,
             sleep=self.sleep,
             clock=lambda: self.now,
@@ -222,7 +222,7 @@ def at_any_moment(statement: str) -> str:
 def merge_statements_of_the_sql_path(hour: dict[str, Any]) -> list[tuple[str, Any]]:
     """What the Redshift SQL path executes for the hour from the lock on, with its parameters."""
     recording = RecordingConnection(staged_rows=5)
-    merge_hour(recording, STREAM, SETTINGS, DIALECT, hour, staged_batch(None, STREAM, hour), RUN_ID)
+    merge_hour(recording, STREAM, SETTINGS, DIALECT, hour, staged_batch(STAGE_FILES.client, STREAM, hour), RUN_ID)
     (merge,) = recording.transactions()
     executed = [(event.statement, event.parameters) for event in merge if event.kind == "execute"]
     start = next(index for index, (statement, _) in enumerate(executed) if statement.startswith("LOCK "))
@@ -236,7 +236,7 @@ def test_one_hour_is_two_reads_one_batch_and_a_read_back(calls: Calls) -> None:
     calls.summary()
     hour = manifest()
     summary = load_and_merge(
-        calls.connection(), STREAM, SETTINGS, DIALECT, hour, staged_batch(None, STREAM, hour), RUN_ID
+        calls.connection(), STREAM, SETTINGS, DIALECT, hour, staged_batch(STAGE_FILES.client, STREAM, hour), RUN_ID
     )
 
     assert calls.operations() == [
@@ -276,7 +276,8 @@ def test_one_hour_is_two_reads_one_batch_and_a_read_back(calls: Calls) -> None:
         at_any_moment(statement) for statement in merge
     ]
     # The hour's objects went to S3 as JSON lines, one per object, and the batch COPYs them.
-    (body,) = calls.rows.bodies.values()
+    (rows_copy,) = [statement for statement in sqls if statement.startswith('COPY "firehose_objects"')]
+    body = rows_written(STAGE_FILES.client, re.search(r"FROM '([^']+)'", rows_copy).group(1))
     assert [line.split('"object_key":"')[1].split('"')[0] for line in body.decode().splitlines()] == [
         entry["key"] for entry in hour["objects"]
     ]
@@ -288,12 +289,14 @@ def test_an_hour_of_500_objects_is_the_same_batch_length(calls: Calls) -> None:
         calls.reads_before_the_batch()
         calls.batch(f"batch-{len(hour['objects'])}", "FINISHED")
         calls.summary()
-        load_and_merge(calls.connection(), STREAM, SETTINGS, DIALECT, hour, staged_batch(None, STREAM, hour), RUN_ID)
+        load_and_merge(
+            calls.connection(), STREAM, SETTINGS, DIALECT, hour, staged_batch(STAGE_FILES.client, STREAM, hour), RUN_ID
+        )
     small, large = calls.batches()
     assert len(large["Sqls"]) == len(small["Sqls"]) == len(BATCH_SEQUENCE)
     assert max(len(statement.encode()) for statement in large["Sqls"]) < 20_000
-    five_hundred = [body for body in calls.rows.bodies.values() if body.count(b"\n") == 500]
-    assert len(five_hundred) == 1
+    (rows_copy,) = [statement for statement in large["Sqls"] if statement.startswith('COPY "firehose_objects"')]
+    assert rows_written(STAGE_FILES.client, re.search(r"FROM '([^']+)'", rows_copy).group(1)).count(b"\n") == 500
 
 
 def test_a_lost_response_is_sent_again_with_the_same_token(calls: Calls) -> None:
@@ -311,7 +314,9 @@ def test_a_lost_response_is_sent_again_with_the_same_token(calls: Calls) -> None
     calls.batch("batch-1", "FINISHED")  # the same token: the same statement
     calls.summary()
     hour = manifest()
-    load_and_merge(calls.connection(), STREAM, SETTINGS, DIALECT, hour, staged_batch(None, STREAM, hour), RUN_ID)
+    load_and_merge(
+        calls.connection(), STREAM, SETTINGS, DIALECT, hour, staged_batch(STAGE_FILES.client, STREAM, hour), RUN_ID
+    )
     first, again = calls.batches()
     assert first == again and len(first["ClientToken"]) == 64
     assert len(calls.sleeps) == 1 and 1.0 <= calls.sleeps[0] <= 2.0  # backoff_delay(1)
@@ -332,7 +337,9 @@ def test_a_failed_statement_is_named_with_redshifts_message(calls: Calls) -> Non
     )
     hour = manifest()
     with pytest.raises(DataApiStatementError) as failed:
-        load_and_merge(calls.connection(), STREAM, SETTINGS, DIALECT, hour, staged_batch(None, STREAM, hour), RUN_ID)
+        load_and_merge(
+            calls.connection(), STREAM, SETTINGS, DIALECT, hour, staged_batch(STAGE_FILES.client, STREAM, hour), RUN_ID
+        )
     assert failed.value.index == 15
     assert str(failed.value) == (
         f'Redshift Data API batch-1: statement 15 of {len(BATCH_SEQUENCE)} failed: ERROR: column "qty" is of type '
@@ -358,7 +365,9 @@ def test_a_serialization_or_lock_failure_runs_the_whole_batch_again(
     calls.batch("batch-2", "FINISHED")
     calls.summary()
     hour = manifest()
-    load_and_merge(calls.connection(), STREAM, SETTINGS, DIALECT, hour, staged_batch(None, STREAM, hour), RUN_ID)
+    load_and_merge(
+        calls.connection(), STREAM, SETTINGS, DIALECT, hour, staged_batch(STAGE_FILES.client, STREAM, hour), RUN_ID
+    )
     first, second = calls.batches()
     assert len(first["Sqls"]) == len(second["Sqls"]) == len(BATCH_SEQUENCE)
 
@@ -382,7 +391,9 @@ def test_a_shrinking_listing_fails_the_batch_at_its_guard_and_is_refused_as_on_t
         [[{"stringValue": entry["key"]}] for entry in hour["objects"]] + [[{"stringValue": gone}]],
     )
     with pytest.raises(ShrinkingListingError) as refused:
-        load_and_merge(calls.connection(), STREAM, SETTINGS, DIALECT, hour, staged_batch(None, STREAM, hour), RUN_ID)
+        load_and_merge(
+            calls.connection(), STREAM, SETTINGS, DIALECT, hour, staged_batch(STAGE_FILES.client, STREAM, hour), RUN_ID
+        )
     # The SQL path's refusal of the same ledger, word for word.
     recording = RecordingConnection(
         staged_rows=5,
@@ -391,7 +402,7 @@ def test_a_shrinking_listing_fails_the_batch_at_its_guard_and_is_refused_as_on_t
         ),
     )
     with pytest.raises(ShrinkingListingError) as on_the_sql_path:
-        merge_hour(recording, STREAM, SETTINGS, DIALECT, hour, staged_batch(None, STREAM, hour), RUN_ID)
+        merge_hour(recording, STREAM, SETTINGS, DIALECT, hour, staged_batch(STAGE_FILES.client, STREAM, hour), RUN_ID)
     assert str(refused.value) == str(on_the_sql_path.value) and gone in str(refused.value)
     read = [params["Sql"] for name, params in calls.sent if name == "ExecuteStatement"][-1]
     assert read.startswith("SELECT l.object_key") and "%(" not in read
@@ -410,7 +421,7 @@ def test_a_batch_still_running_at_the_timeout_is_cancelled(calls: Calls) -> None
             SETTINGS,
             DIALECT,
             hour,
-            staged_batch(None, STREAM, hour),
+            staged_batch(STAGE_FILES.client, STREAM, hour),
             RUN_ID,
         )
     assert calls.sleeps == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0]
