@@ -16,8 +16,10 @@ from typing import Any
 
 import boto3
 import pytest
+import sqlglot
 from botocore.exceptions import ReadTimeoutError
 from botocore.stub import ANY, Stubber
+from sqlfluff.core import FluffConfig, Linter
 
 from firehose_loader.load import (
     ShrinkingListingError,
@@ -27,6 +29,7 @@ from firehose_loader.load import (
     staged_batch,
     template_context,
 )
+from firehose_loader.records.schema import columns_text
 from firehose_loader.records.validate import ObjectStats
 from firehose_loader.warehouse import transactions
 from firehose_loader.warehouse.data_api import (
@@ -40,7 +43,7 @@ from firehose_loader.warehouse.data_api import (
 )
 from firehose_loader.warehouse.render import inline_parameters, render_statements
 from tests.redshift.recording import RecordingConnection
-from tests.redshift.redshift_setup import COPY_ROLE, DIALECT, SETTINGS
+from tests.redshift.redshift_setup import COPY_ROLE, DIALECT, SETTINGS, STREAMS
 from tests.redshift.test_statement_sequence import (  # noqa: F401 (stage_files: the moto stage, autouse)
     LEDGER,
     LOAD_HOURS,
@@ -51,6 +54,7 @@ from tests.redshift.test_statement_sequence import (  # noqa: F401 (stage_files:
     manifest,
     stage_files,
 )
+from tests.redshift.test_templates import sqlfluff_errors
 
 pytestmark = pytest.mark.redshift
 
@@ -450,3 +454,28 @@ def test_a_read_in_the_middle_of_a_transaction_is_refused(calls: Calls) -> None:
     connection.rollback()
     connection.commit()
     assert calls.sent == []
+
+
+@pytest.fixture(scope="module")
+def redshift_grammar() -> Linter:
+    return Linter(config=FluffConfig(overrides={"dialect": "redshift", "templater": "raw"}))
+
+
+@pytest.mark.parametrize("stream_name", list(STREAMS))
+def test_every_statement_of_the_batch_parses_as_redshift(
+    calls: Calls, stream_name: str, redshift_grammar: Linter
+) -> None:
+    """Stands in for Redshift: sqlglot's and sqlfluff's Redshift grammars accept every statement the batch sends,
+    the inlined literals, the rows' COPY and the guard included (a stream whose every name is a keyword too)."""
+    stream = STREAMS[stream_name]
+    hour = {**manifest(), "stream": stream.name, "stage_columns": columns_text(stream.columns)}
+    calls.reads_before_the_batch()
+    calls.batch("batch-1", "FINISHED")
+    calls.summary()
+    connection = calls.connection()
+    load_and_merge(connection, stream, SETTINGS, DIALECT, hour, staged_batch(STAGE_FILES.client, stream, hour), RUN_ID)
+    ((_, batch),) = [(name, params) for name, params in calls.sent if name == "BatchExecuteStatement"]
+    reads = [params["Sql"] for name, params in calls.sent if name == "ExecuteStatement"]
+    for statement in [*batch["Sqls"], *reads]:
+        sqlglot.parse_one(statement, read="redshift")
+        assert not sqlfluff_errors(redshift_grammar, statement), statement
