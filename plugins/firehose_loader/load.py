@@ -607,19 +607,30 @@ def audit_unchanged_without_lock(
             _stage_in_session(cursor, context, dialect, manifest, stage)
             for statement in render_statements("merge.sql", **context):
                 cursor.execute(statement, parameters)
-            cursor.execute(render("plan_changes.sql", **context))
-            row = cursor.fetchone()
-            if row and row[0]:
-                conn.rollback()
-                return False
+            if isinstance(cursor, BatchCursor):
+                # A Data API batch cannot read the plan in the middle: a guard fails the batch when
+                # the plan changes something, so the findings after it commit only for a healthy hour.
+                cursor.guard(render("guard_plan_unchanged.sql", **context), {}, lambda read: PlanChangesError())
+            else:
+                cursor.execute(render("plan_changes.sql", **context))
+                row = cursor.fetchone()
+                if row and row[0]:
+                    conn.rollback()
+                    return False
             for template, extra in findings:
                 for statement in render_statements(template, **context):
                     cursor.execute(statement, {**parameters, "error_objects": manifest["error_objects"], **extra})
             conn.commit()
+        except PlanChangesError:
+            return False  # the batch was rolled back; the caller merges under the lock
         except Exception:
             conn.rollback()
             raise
     return True
+
+
+class PlanChangesError(RuntimeError):
+    """A lock-free audit's plan would change the hour (Data API mode's guard failed): merge under the lock."""
 
 
 def load_and_merge(

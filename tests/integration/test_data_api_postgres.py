@@ -25,11 +25,13 @@ import psycopg
 import pyarrow.parquet as pq
 import pytest
 
+from firehose_loader.audit import audit_writer
 from firehose_loader.config import Settings
 from firehose_loader.extract import extract_hour
 from firehose_loader.layout import StageWriter
 from firehose_loader.load import (
     ShrinkingListingError,
+    audit_unchanged_without_lock,
     data_api_rows_store,
     ensure_tables,
     load_and_merge,
@@ -332,3 +334,43 @@ def test_a_listing_that_lost_an_object_is_refused_by_the_guard_and_nothing_chang
         load_with_the_data_api(s3, client, stream, (first,))
     assert client.described[f"statement-{len(client.described)}"]["Status"] == "FINISHED"  # the read after it
     assert full_state(warehouse, stream) == before
+
+
+def test_a_lock_free_audit_records_a_healthy_hour_in_one_batch_and_leaves_a_damaged_one_to_the_lock(
+    stack_up, s3, warehouse
+) -> None:
+    """Stands in for Redshift: the plan is built without LOCK and a guard stands for the plan_changes read; a healthy
+    hour's findings commit with the batch, a damaged hour's batch fails at the guard and writes nothing."""
+    _, stream = unlisted_stream(s3, "dataapi_audit", **STREAM_FIELDS)
+    first, _ = write_hours(s3, stream.bucket)
+    client = PostgresDataApi(s3)
+    load_with_the_data_api(s3, client, stream, (first,))
+    audits = (
+        "SELECT status, s3_keys, missing_keys FROM firehose_loader.audit_results WHERE stream = %s ORDER BY try_number"
+    )
+
+    def audit(try_number: int) -> bool:
+        manifest = extract_hour(s3, stream, first, audit_writer(RUN_ID, try_number), REDSHIFT_LIMITS)
+        findings = {"late_objects": 0, "audited_at": datetime(2026, 5, 1, 13, try_number), "try_number": try_number}
+        return audit_unchanged_without_lock(
+            data_api(client, s3, stream),
+            stream,
+            SETTINGS,
+            REDSHIFT,
+            manifest,
+            staged_batch(s3, stream, manifest),
+            "audit__" + RUN_ID,
+            [("audit/record_result.sql", findings)],
+        )
+
+    assert audit(1) is True
+    healthy = client.batches[-1]
+    assert not any(statement.startswith("LOCK") for statement in healthy)
+    assert warehouse.execute(audits, (stream.name,)).fetchall() == [("ok", 54, 0)]
+    target = ".".join(f'"{part}"' for part in (stream.schema, stream.table))
+    warehouse.execute(f"DELETE FROM {target} WHERE id = 'k007'")  # damage after the load
+    assert audit(2) is False
+    (failed,) = [d for d in client.described.values() if d["Status"] == "FAILED"]
+    guard = next(index for index, statement in enumerate(client.batches[-1], 1) if "AS refused" in statement)
+    assert failed["SubStatements"][-1]["Id"].endswith(f":{guard}")
+    assert warehouse.execute(audits, (stream.name,)).fetchall() == [("ok", 54, 0)]  # nothing written

@@ -430,7 +430,9 @@ def test_an_audit_judges_a_healthy_hour_without_any_lock(changes: int, key_file:
 
     connection = RecordingConnection(
         staged_rows=STAGED_ROWS,
-        answer=lambda statement: (changes,) if statement.startswith('SELECT COUNT(*)\nFROM "firehose_plan"') else None,
+        answer=lambda statement: (
+            (changes,) if statement.startswith('SELECT COUNT(*) AS changed\nFROM "firehose_plan"') else None
+        ),
     )
     stage = staged_batch(STAGE_FILES.client, STREAM, manifest())
     findings = [

@@ -184,8 +184,8 @@ def test_lock_takes_the_loader_tables_in_a_fixed_order_and_never_the_target() ->
 def test_no_statement_carries_a_literal_value_but_the_copy_source_and_role() -> None:
     """Stands in for Redshift: values travel as bind parameters; only COPY's source and role are literals."""
     # Besides: a Data API COPY's source of a list of rows, and the texts of the Data API mode's guard
-    # (guard_listing_keeps_ledger.sql), which are the statement's own, never a value.
-    guard_texts = {"0", "the listing lacks ", " object(s) of the ledger"}
+    # (guard_listing_keeps_ledger.sql, guard_plan_unchanged.sql), which are the statements' own, never a value.
+    guard_texts = {"0", "the listing lacks ", " object(s) of the ledger", "the merge plan changes ", " key(s)"}
     literals = set(re.findall(r"'([^']*)'", ALL_TEXT)) - {f"{STAGE_URI}.manifest", COPY_ROLE, ROWS_URI} - guard_texts
     assert literals and all(re.fullmatch(r"[a-z_]+", literal) for literal in literals), literals  # status words
 
