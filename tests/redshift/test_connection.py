@@ -122,3 +122,53 @@ def test_iam_authentication_extras_still_reach_the_hook(
     warehouse_connection(use_connection(monkeypatch, "rs_iam", definition))
     assert connect["user"] == "IAM:firehose_loader" and connect["iam"] is True
     assert connect["cluster_identifier"] == "analytics" and "iam_role" not in connect
+
+
+DATA_API_CONNECTION = {
+    "conn_type": "redshift",
+    "extra": {
+        "iam_role": COPY_ROLE,
+        "data_api": {
+            "cluster_identifier": "analytics",
+            "database": "analytics",
+            "db_user": "firehose_loader",
+            "aws_conn_id": "aws_data_api",
+        },
+    },
+}
+
+
+def test_a_data_api_extra_gives_a_data_api_connection_through_the_providers_hook(
+    monkeypatch: pytest.MonkeyPatch, connect: dict[str, Any]
+) -> None:
+    """Stands in for Redshift: no session is opened; the Data API client comes from RedshiftDataHook with the
+    AWS connection the extra names, and every batch opens with the stream's statement timeout."""
+    from firehose_loader.warehouse.data_api import DataApiConnection, DataApiTarget
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DATA_API",
+        json.dumps({"conn_type": "aws", "extra": {"region_name": "eu-west-1"}}),
+    )
+    stream = make_stream(statement_timeout_minutes=20)
+    conn, dialect = warehouse_connection(use_connection(monkeypatch, "rs_data_api", DATA_API_CONNECTION), stream)
+    assert dialect == Redshift(iam_role=COPY_ROLE)
+    assert isinstance(conn, DataApiConnection) and connect == {}  # redshift_connector never called
+    assert conn.client.meta.service_model.service_name == "redshift-data"
+    assert conn.client.meta.region_name == "eu-west-1"
+    assert conn.target == DataApiTarget(
+        cluster_identifier="analytics", database="analytics", db_user="firehose_loader", aws_conn_id="aws_data_api"
+    )
+    assert conn.session_statements == ["SET statement_timeout TO 1200000"]
+    assert conn.timeout_seconds == 20 * 60 and conn.iam_role == COPY_ROLE and conn.store_rows is not None
+
+
+def test_a_wrong_data_api_extra_is_refused_naming_the_connection(
+    monkeypatch: pytest.MonkeyPatch, connect: dict[str, Any]
+) -> None:
+    """Stands in for Redshift: a missing field fails the task at once, with what to set."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    definition = {**DATA_API_CONNECTION, "extra": {"iam_role": COPY_ROLE, "data_api": {"database": "analytics"}}}
+    with pytest.raises(AirflowFailException, match="'rs_bad_data_api'.*exactly one of 'cluster_identifier'"):
+        run_ensure_tables(make_stream(), use_connection(monkeypatch, "rs_bad_data_api", definition))
+    assert connect == {}
