@@ -169,6 +169,6 @@ def test_a_wrong_data_api_extra_is_refused_naming_the_connection(
     from airflow.sdk.exceptions import AirflowFailException
 
     definition = {**DATA_API_CONNECTION, "extra": {"iam_role": COPY_ROLE, "data_api": {"database": "analytics"}}}
-    with pytest.raises(AirflowFailException, match="'rs_bad_data_api'.*exactly one of 'cluster_identifier'"):
+    with pytest.raises(AirflowFailException, match=r"'rs_bad_data_api'.*exactly one of 'cluster_identifier'"):
         run_ensure_tables(make_stream(), use_connection(monkeypatch, "rs_bad_data_api", definition))
     assert connect == {}
