@@ -27,8 +27,9 @@ import pytest
 
 from firehose_loader.audit import audit_writer
 from firehose_loader.config import Settings
-from firehose_loader.extract import extract_hour
-from firehose_loader.layout import StageWriter
+from firehose_loader.extract import combine_hour_parts, extract_hour, extract_part
+from firehose_loader.handover import make_part
+from firehose_loader.layout import StageWriter, stream_layout
 from firehose_loader.load import (
     ShrinkingListingError,
     audit_unchanged_without_lock,
@@ -38,6 +39,7 @@ from firehose_loader.load import (
     staged_batch,
     template_context,
 )
+from firehose_loader.s3io import list_hour_objects
 from firehose_loader.warehouse.data_api import DataApiConnection, DataApiTarget
 from firehose_loader.warehouse.postgres import Postgres
 from firehose_loader.warehouse.redshift import REDSHIFT_LIMITS, Redshift
@@ -374,3 +376,36 @@ def test_a_lock_free_audit_records_a_healthy_hour_in_one_batch_and_leaves_a_dama
     guard = next(index for index, statement in enumerate(client.batches[-1], 1) if "AS refused" in statement)
     assert failed["SubStatements"][-1]["Id"].endswith(f":{guard}")
     assert warehouse.execute(audits, (stream.name,)).fetchall() == [("ok", 54, 0)]  # nothing written
+
+
+def test_a_split_hour_through_the_data_api_leaves_what_one_extract_leaves(stack_up, s3, warehouse) -> None:
+    """Stands in for Redshift: a split hour's part stages are COPYed into the parts table and deduplicated with
+    ROW_NUMBER inside the same one batch; the result is the whole-hour extract's, loaded by the SQL path."""
+    _, sql_stream = unlisted_stream(s3, "dataapi_whole", **STREAM_FIELDS)
+    _, api_stream = unlisted_stream(s3, "dataapi_split", **STREAM_FIELDS)
+    first, _ = write_hours(s3, sql_stream.bucket)
+    write_hours(s3, api_stream.bucket)
+    load_with_the_sql_path(s3, sql_stream, (first,))
+
+    with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
+        ensure_tables(conn, api_stream, SETTINGS, Postgres())
+    objects = list_hour_objects(s3, api_stream.bucket, stream_layout(api_stream), first)
+    assert len(objects) == 3
+    now = datetime.now(UTC)
+    planned = [make_part(index, first, [item], now) for index, item in enumerate(objects)]  # one object a part
+    results = [
+        extract_part(s3, api_stream, part, StageWriter("ingest", RUN_ID, "extract_part", 1), REDSHIFT_LIMITS)
+        for part in planned
+    ]
+    manifest = combine_hour_parts(
+        lambda: s3, api_stream, None, planned, results, StageWriter("ingest", RUN_ID, "combine_parts", 1)
+    )
+    stage = staged_batch(s3, api_stream, manifest)
+    assert stage is not None and stage.split
+    client = PostgresDataApi(s3)
+    load_and_merge(data_api(client, s3, api_stream), api_stream, SETTINGS, REDSHIFT, manifest, stage, RUN_ID)
+
+    (batch,) = client.batches
+    assert any(statement.startswith('COPY "firehose_parts"') for statement in batch)
+    assert any("ROW_NUMBER() OVER" in statement for statement in batch)
+    assert state(warehouse, api_stream) == state(warehouse, sql_stream)
