@@ -18,7 +18,7 @@ import itertools
 import json
 import os
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -409,3 +409,58 @@ def test_a_split_hour_through_the_data_api_leaves_what_one_extract_leaves(stack_
     assert any(statement.startswith('COPY "firehose_parts"') for statement in batch)
     assert any("ROW_NUMBER() OVER" in statement for statement in batch)
     assert state(warehouse, api_stream) == state(warehouse, sql_stream)
+
+
+def test_the_ingest_tasks_run_in_data_api_mode_through_the_providers_hook(
+    stack_up, s3, warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stands in for Redshift: the ingest DAG's task functions, on a warehouse connection with a data_api extra, for
+    two busy hours and two silent ones: every call goes to RedshiftDataHook's client (the stand-in here), each
+    hour's merge is one batch, the silence is recorded once, and the table is the SQL path's."""
+    from airflow.providers.amazon.aws.hooks.redshift_data import RedshiftDataHook
+
+    from firehose_loader.airflow.tasks import run_ensure_tables, run_extract, run_load_and_merge
+
+    _, sql_stream = unlisted_stream(s3, "dataapi_tasks_sql", **STREAM_FIELDS)
+    _, stream = unlisted_stream(s3, "dataapi_tasks", **STREAM_FIELDS)
+    hours = write_hours(s3, sql_stream.bucket)
+    write_hours(s3, stream.bucket)
+    by_sql = load_with_the_sql_path(s3, sql_stream, hours)
+    client = PostgresDataApi(s3)
+    monkeypatch.setattr(RedshiftDataHook, "conn", property(lambda hook: client))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WAREHOUSE_DATA_API",
+        json.dumps(
+            {
+                "conn_type": "redshift",
+                "extra": {
+                    "iam_role": COPY_ROLE,
+                    "data_api": {"workgroup_name": "stand-in", "database": "dev", "aws_conn_id": "firehose_s3"},
+                },
+            }
+        ),
+    )
+    settings = Settings(warehouse_conn_id="warehouse_data_api")
+    with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
+        ensure_tables(conn, stream, SETTINGS, Postgres())  # PostgreSQL's DDL: Redshift's would not parse here
+    run_ensure_tables(stream, settings)  # reads the catalog: nothing is missing, nothing is sent
+    assert client.batches == []
+    summaries = []
+    for hour in [*hours, hours[-1] + timedelta(hours=1), hours[-1] + timedelta(hours=2)]:
+        manifest = run_extract(stream, settings, hour, hour + timedelta(hours=1), RUN_ID, 1)["manifest"]
+        summaries.append(run_load_and_merge(stream, settings, manifest, RUN_ID))
+
+    # A bad record in each busy hour makes it partial (quarantined), as on the SQL path.
+    assert [summary["status"] for summary in summaries] == [
+        *(summary["status"] for summary in by_sql),
+        "empty",
+        "empty",
+    ]
+    assert [summary["records_quarantined"] for summary in summaries[:2]] == [1, 1]
+    assert len([batch for batch in client.batches if any(s.startswith("LOCK ") for s in batch)]) == 4
+    assert all(batch[0] == "SET statement_timeout TO 3600000" for batch in client.batches)
+    silences = warehouse.execute(
+        "SELECT empty_hours, last_objects, run_id FROM firehose_loader.silences WHERE stream = %s", (stream.name,)
+    ).fetchall()
+    assert silences == [(2, 2, RUN_ID)]
+    assert state(warehouse, stream)["target"] == state(warehouse, sql_stream)["target"]
