@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import boto3
@@ -23,7 +25,9 @@ from sqlfluff.core import FluffConfig, Linter
 
 from firehose_loader.load import (
     ShrinkingListingError,
+    add_new_columns,
     data_api_rows_store,
+    erase_keys,
     load_and_merge,
     merge_hour,
     staged_batch,
@@ -35,6 +39,7 @@ from firehose_loader.warehouse import transactions
 from firehose_loader.warehouse.data_api import (
     MAX_STATEMENT_BYTES,
     MAX_STATEMENTS,
+    DataApiBatchError,
     DataApiConnection,
     DataApiLimitError,
     DataApiStatementError,
@@ -45,6 +50,7 @@ from firehose_loader.warehouse.render import inline_parameters, render_statement
 from tests.redshift.recording import RecordingConnection
 from tests.redshift.redshift_setup import COPY_ROLE, DIALECT, SETTINGS, STREAMS
 from tests.redshift.test_statement_sequence import (  # noqa: F401 (stage_files: the moto stage, autouse)
+    HOUR,
     LEDGER,
     LOAD_HOURS,
     RUN_ID,
@@ -444,8 +450,6 @@ def test_a_batch_over_the_limits_is_refused_before_it_is_sent(calls: Calls) -> N
 
 def test_a_read_in_the_middle_of_a_transaction_is_refused(calls: Calls) -> None:
     """Stands in for Redshift: the batch cannot answer a read between its statements."""
-    from firehose_loader.warehouse.data_api import DataApiBatchError
-
     connection = calls.connection()
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM t")
@@ -479,3 +483,49 @@ def test_every_statement_of_the_batch_parses_as_redshift(
     for statement in [*batch["Sqls"], *reads]:
         sqlglot.parse_one(statement, read="redshift")
         assert not sqlfluff_errors(redshift_grammar, statement), statement
+
+
+def test_a_read_back_follows_next_token_and_types_its_values(calls: Calls) -> None:
+    """Stands in for Redshift: GetStatementResult pages are joined; values come typed as a driver gives them."""
+    calls.stubber.add_response(
+        "execute_statement", {"Id": "read-1"}, {"Sql": "SELECT 1", "StatementName": NAME, **WHERE}
+    )
+    calls.stubber.add_response(
+        "describe_statement", {"Id": "read-1", "Status": "FINISHED", "HasResultSet": True}, {"Id": "read-1"}
+    )
+    columns = [
+        {"name": name, "typeName": kind}
+        for name, kind in (("at", "timestamp"), ("n", "numeric"), ("s", "varchar"), ("b", "bool"))
+    ]
+    first = [
+        [
+            {"stringValue": "2026-03-01 10:00:00.5"},
+            {"stringValue": "12.50"},
+            {"stringValue": "x"},
+            {"booleanValue": True},
+        ]
+    ]
+    second = [[{"isNull": True}, {"stringValue": "-1"}, {"stringValue": "it's"}, {"booleanValue": False}]]
+    calls.stubber.add_response(
+        "get_statement_result", {"Records": first, "ColumnMetadata": columns, "NextToken": "page-2"}, {"Id": "read-1"}
+    )
+    calls.stubber.add_response(
+        "get_statement_result", {"Records": second, "ColumnMetadata": columns}, {"Id": "read-1", "NextToken": "page-2"}
+    )
+    result = calls.connection().read("SELECT 1")
+    assert result.columns == ["at", "n", "s", "b"]
+    assert result.rows == [
+        (datetime(2026, 3, 1, 10, 0, 0, 500000), Decimal("12.50"), "x", True),
+        (None, Decimal("-1"), "it's", False),
+    ]
+
+
+def test_what_this_mode_cannot_send_is_refused_before_anything_is_sent(calls: Calls) -> None:
+    """Stands in for Redshift: add_columns reads the target's columns under the lock, and an erasure sends a list
+    of keys that is no INSERT: both are refused with what they need, and nothing reaches the Data API."""
+    fields = [{"name": "utm_source", "records": 3, "json_types": ["string"], "sample": "news"}]
+    with pytest.raises(DataApiBatchError, match="cannot be read in the middle"):
+        add_new_columns(calls.connection(), STREAM, SETTINGS, DIALECT, fields, HOUR, RUN_ID)
+    with pytest.raises(DataApiBatchError, match=r"needs an INSERT \.\.\. VALUES"):
+        erase_keys(calls.connection(), STREAM, SETTINGS, DIALECT, [[1, 2]], "GDPR request 42", "dpo")
+    assert calls.sent == []
