@@ -114,7 +114,13 @@ def context() -> dict:
         }
         for name, kind in COLUMNS.items()
     ]
-    return {"target": TARGET, "plan": "firehose_plan", "columns": columns, "insert_columns": columns}
+    return {
+        "target": TARGET,
+        "plan": "firehose_plan",
+        "columns": columns,
+        "insert_columns": columns,
+        "stages_rows": False,
+    }
 
 
 def create_target(cursor, types: dict[str, str] | None = None) -> None:

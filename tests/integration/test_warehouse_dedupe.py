@@ -94,6 +94,15 @@ def listed(s3: Any, stream: Stream) -> dict[str, ObjectInfo]:
     return {item.key: item for item in list_hour_objects(s3, stream.bucket, stream_layout(stream), HOUR)}
 
 
+def example_stream(
+    conn: psycopg.Connection, s3: Any, source: dict[str, Any], kind: str
+) -> tuple[dict[str, Any], Stream, list[ObjectInfo]]:
+    """A fresh stream for one drawn example, and the hour's objects as listed, in NAMES' order."""
+    entry, stream = fresh_stream(conn, source, f"{kind}_{next(examples)}")
+    objects = listed(s3, stream)
+    return entry, stream, [objects[object_key(HOUR, name)] for name in NAMES]
+
+
 def split_manifest(s3: Any, stream: Stream, groups: list[list[ObjectInfo]], run_id: str) -> Manifest:
     """The hour's manifest as the ingest DAG makes it for these parts: one extract_part each, then combine_parts."""
     now = datetime.now(UTC)
@@ -164,11 +173,8 @@ PROPERTY = settings(
 @PROPERTY
 @given(groups=partitions(len(NAMES)))
 def test_any_grouping_into_parts_gives_the_whole_hour(conn, s3, hour_data, whole_hour, groups) -> None:
-    number = next(examples)
-    entry, stream = fresh_stream(conn, hour_data, f"parts_{number}")
-    objects = listed(s3, stream)
-    keys = [object_key(HOUR, name) for name in NAMES]
-    manifest = split_manifest(s3, stream, [[objects[keys[index]] for index in group] for group in groups], "parts")
+    entry, stream, objects = example_stream(conn, s3, hour_data, "parts")
+    manifest = split_manifest(s3, stream, [[objects[index] for index in group] for group in groups], "parts")
     assert manifest["stage_key"] is not None and is_split_stage(manifest["stage_key"])
     load_and_merge(conn, stream, Settings(), Postgres(), manifest, staged_batch(s3, stream, manifest), "parts")
     assert state(conn, s3, entry) == whole_hour
@@ -197,13 +203,10 @@ def runs_of(count: int) -> st.SearchStrategy[list[list[list[int]]]]:
 @PROPERTY
 @given(runs=runs_of(len(NAMES)))
 def test_any_runs_of_parts_in_any_order_give_the_whole_hour(conn, s3, hour_data, whole_hour, runs) -> None:
-    number = next(examples)
-    entry, stream = fresh_stream(conn, hour_data, f"runs_{number}")
-    objects = listed(s3, stream)
-    keys = [object_key(HOUR, name) for name in NAMES]
+    entry, stream, objects = example_stream(conn, s3, hour_data, "runs")
     for index, parts in enumerate(runs):
         run_id = f"run_{index}"
-        manifest = split_manifest(s3, stream, [[objects[keys[member]] for member in part] for part in parts], run_id)
+        manifest = split_manifest(s3, stream, [[objects[member] for member in part] for part in parts], run_id)
         merge_hour(
             conn, stream, Settings(), Postgres(), manifest, staged_batch(s3, stream, manifest), run_id, delta=True
         )
