@@ -107,10 +107,16 @@ class Config:
     baseline: str | None = variable(
         "BENCH_BASELINE",
         "",
-        "a git ref (or a folder with plugins/ and include/): also run ours from there, once (before/after)",
+        "a git ref (or a folder with plugins/ and include/): also run ours, split and the scale run from there, once "
+        "(before/after)",
         _optional,
     )
-    baseline_max: int = variable("BENCH_BASELINE_MAX", "1000000", "largest size the baseline runs at", int)
+    baseline_max: int = variable(
+        "BENCH_BASELINE_MAX",
+        "1000000",
+        "largest size ours and split run from the baseline at (the scale run: every size)",
+        int,
+    )
     scale_sizes: tuple[int, ...] = variable(
         "BENCH_SCALE_SIZES",
         "",

@@ -253,29 +253,29 @@ def audit_report(audit: dict[str, Any]) -> list[str]:
         "locks held are the modes pg_locks showed granted to the audit's session on the target.",
         "",
         "| audit | s per hour (median) | s for all hours | writer attempts | longest wait: merge's lock "
-        "| longest wait: row insert | median of each hour's longest lock wait | total waited "
+        "| longest wait: row insert | median of each hour's longest wait | total waited "
         "| samples with the writer waiting | locks held on the target | hours not ok |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for mode, item in modes.items():
         lines.append(
             f"| {mode} | {item['median_seconds']:.2f} | {item['total_seconds']:.1f} | {item['attempts']:,} "
-            f"| {item['lock_wait_max']:.3f} s | {item['write_wait_max']:.3f} s | {item['median_hour_lock_wait_max']:.3f} s "
+            f"| {item['lock_wait_max']:.3f} s | {item['write_wait_max']:.3f} s | {item['median_hour_wait_max']:.3f} s "
             f"| {item['lock_wait_total'] + item['write_wait_total']:.1f} s "
             f"| {item['samples_waiting']:,} of {item['samples']:,} | {', '.join(item['modes_held']) or '-'} "
             f"| {len(item['not_ok'])} |"
         )
     lines += [
         "",
-        "Per hour (seconds; the writer's longest wait for the merge's lock):",
+        "Per hour (seconds; the writer's longest wait, for the merge's lock or a row insert):",
         "",
         f"| hour | {LOCKED} | writer waited | {LOCK_FREE} | writer waited |",
         "|---|---:|---:|---:|---:|",
     ]
     for locked, free in zip(modes[LOCKED]["hours"], modes[LOCK_FREE]["hours"], strict=True):
         lines.append(
-            f"| {locked['hour']:%Y-%m-%dT%H} | {locked['seconds']:.2f} | {locked['lock_wait_max']:.3f} "
-            f"| {free['seconds']:.2f} | {free['lock_wait_max']:.3f} |"
+            f"| {locked['hour']:%Y-%m-%dT%H} | {locked['seconds']:.2f} | {locked['wait_max']:.3f} "
+            f"| {free['seconds']:.2f} | {free['wait_max']:.3f} |"
         )
     lines.append("")
     return lines
