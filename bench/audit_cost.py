@@ -157,6 +157,8 @@ def ensure_audit_data(keys: int, hours: int) -> dict[str, Any]:
                 (stream.name, [naive_utc(hour) for hour in hours_list]),
             ).fetchone()[0]
     if stored == wanted and rows == keys * hours and loaded == hours:
+        with pg_connect() as conn:
+            ensure_tables(conn, stream, settings, Postgres())  # the loader's tables as this tree has them
         print(f"  audit data: {hours} hours of {keys:,} keys already loaded into {target}")
         return {"loaded_seconds": None}
     started = time.perf_counter()

@@ -227,6 +227,17 @@ def scale_report(scale: dict[str, Any]) -> tuple[list[str], bool]:
                 cells.append("-" if task is None else task_cell(task))
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
+        temp = [
+            f"{label} {result['warehouse_temp_bytes'] / 2**30:.2f} GB"
+            for label, result in item["results"].items()
+            if result.get("warehouse_temp_bytes") is not None
+        ]
+        if temp:
+            lines += [
+                "Temporary files PostgreSQL wrote during the load (sorts and hashes past `work_mem`; "
+                f"pg_stat_database.temp_bytes): {', '.join(temp)}.",
+                "",
+            ]
         if item["checks"]:
             size_agrees = tables_agree(item["checks"], item["size"])
             agree &= size_agrees

@@ -11,7 +11,7 @@ from typing import Any
 
 from bench.baseline import baseline_label, baseline_tree
 from bench.checks import table_checks, tables_agree
-from bench.common import fmt_rss, load_average
+from bench.common import fmt_rss, load_average, pg_connect, table_for
 from bench.config import Config
 from bench.contenders.split import run_split
 from bench.data import ensure_data
@@ -35,7 +35,7 @@ def run_scale(settings: Config) -> dict[str, Any]:
     for size in settings.scale_sizes:
         print(f"\n== split at scale: {size:,} records, parts of {settings.scale_part_bytes:,} bytes ==")
         data = ensure_data(size)
-        results = {}
+        results, checks = {}, {}
         for label, pythonpath in paths:
             load_before = load_average()
             result = run_split(size, label, pythonpath, settings.scale_part_bytes)
@@ -45,9 +45,17 @@ def run_scale(settings: Config) -> dict[str, Any]:
                 f"  {label:<22} {result['seconds']:8.1f} s  {result['parts']} parts  CPU {result['cpu_seconds']:7.1f} s  "
                 f"largest task {result['largest_task']} {fmt_rss(result['peak_rss'])}  (load {load_before})"
             )
-        checks = {label: check for label in results if (check := table_checks(label, size))}
+            checks[label] = table_checks(label, size)
+            # Checked, the table goes: a 10 M-record table is ~8 GB, and the next path writes its own.
+            drop_table(label, size)
         sizes.append({"size": size, "data": data, "results": results, "checks": checks})
     return {"part_bytes": settings.scale_part_bytes, "labels": [label for label, _ in paths], "sizes": sizes}
+
+
+def drop_table(label: str, size: int) -> None:
+    schema, table = table_for(label, size)
+    with pg_connect(autocommit=True) as conn:
+        conn.execute(f'DROP TABLE IF EXISTS "{schema}"."{table}"')
 
 
 def scale_agrees(scale: dict[str, Any]) -> bool:

@@ -135,4 +135,5 @@ def run_split(
         "load_peak_rss": phases["load"]["peak_rss"],
         "tasks": tasks,
         "largest_task": largest["task"],
+        "warehouse_temp_bytes": phases["load"].get("warehouse_temp_bytes"),
     }
