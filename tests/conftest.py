@@ -9,6 +9,7 @@ here: integration tests ask for the ``stack`` fixture, which starts what is miss
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -20,3 +21,11 @@ os.environ.update(stack.stack_environment())
 @pytest.fixture(scope="session")
 def stack_up() -> None:
     stack.up()
+
+
+@pytest.fixture(scope="session")
+def s3(stack_up) -> Any:
+    """A boto3 client of the stack's S3 API (the moto server over HTTP)."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from firehose_loader.config import Stream
@@ -34,12 +33,22 @@ from firehose_loader.handover import (
     make_part,
     make_part_result,
 )
-from firehose_loader.layout import StageWriter, hour_start, part_stage_key, quarantine_key, stage_key, stream_layout
+from firehose_loader.layout import (
+    StageWriter,
+    hour_start,
+    key_file_key,
+    key_manifest_key,
+    part_stage_key,
+    quarantine_key,
+    split_stage_key,
+    stage_key,
+    stream_layout,
+)
 from firehose_loader.records.coercion import POSTGRES_LIMITS, WarehouseLimits
 from firehose_loader.records.decoding import UnreadableObject, decompress
 from firehose_loader.records.pool import usable_cpus
 from firehose_loader.records.schema import columns_text
-from firehose_loader.records.stage import StagedHour, combine_parts, stage_hour
+from firehose_loader.records.stage import StagedHour, stage_hour, write_key_file
 from firehose_loader.records.timing import timed
 from firehose_loader.records.validate import QuarantinedRecord, SourceObject
 from firehose_loader.s3io import (
@@ -49,6 +58,7 @@ from firehose_loader.s3io import (
     count_error_objects,
     list_hour_objects,
     read_object,
+    write_copy_manifest,
     write_object,
 )
 
@@ -256,8 +266,12 @@ def combine_hour_parts(
     parts: Sequence[PartResult],
     writer: StageWriter,
 ) -> Manifest:
-    """The manifest of a split hour: its parts' stages deduplicated into one stage, their counts summed.
+    """The manifest of a split hour: a COPY manifest of its parts' stages, and their objects' accounts.
 
+    Nothing is read: the load step COPYs the part stages and dedupes across them in the warehouse
+    (dedupe_parts.sql), so no task holds the hour's keys, and adds each object's cross-part
+    duplicates to its count there; ``rows`` is None until then. Only the parts of successful
+    tries are listed (the results Airflow hands over), each once and mandatory.
     For an hour that was not split (its ``manifest`` is already made) this returns it unchanged,
     without calling ``s3`` for a client (making one costs about a second).
     """
@@ -268,29 +282,24 @@ def combine_hour_parts(
     parts = sorted(parts, key=lambda result: result["index"])
     if [result["index"] for result in parts] != list(range(len(planned))):
         raise ValueError(f"hour {hour.isoformat()} was split into {len(planned)} parts but got {len(parts)}")
-    objects_out = [entry for part in parts for entry in part["objects"]]
+    files = [part["stage_key"] for part in parts if part["stage_key"] is not None]
     staged_key = None
-    with tempfile.TemporaryDirectory(prefix="firehose-loader-") as workdir:
-        part_paths = []
-        for part in parts:
-            if part["stage_key"] is not None:
-                path = Path(workdir) / f"part-{part['index']}.parquet"
-                with timed("list+read"):
-                    path.write_bytes(read_object(client, stream.bucket, part["stage_key"]))
-                part_paths.append(path)
-        combined = combine_parts(stream, part_paths, Path(workdir) / "stage.parquet")
-        for entry in objects_out:
-            entry["records_duplicate"] += combined.cross_part_duplicates.get(entry["key"], 0)
-        if combined.path is not None:
-            staged_key = stage_key(stream, hour, writer)
-            with timed("stage write"), open(combined.path, "rb") as body:
-                write_object(client, stream.bucket, staged_key, body, "application/vnd.apache.parquet")
+    if files:
+        staged_key = split_stage_key(stream, hour, writer)
+        with timed("stage write"):
+            write_copy_manifest(client, stream.bucket, staged_key, files)
+            try:
+                keys = [key_file_key(file) for file in files]
+                write_copy_manifest(client, stream.bucket, key_manifest_key(staged_key), keys)
+            except ObjectChangedError:
+                # A part staged by a release before key files: the audit COPYs the parts' whole rows.
+                log.info("hour %s: a part has no key file; the hour's audits read its whole rows", hour.isoformat())
     return make_manifest(
         stream.name,
         hour,
         staged_key,
-        combined.rows,
-        objects_out,
+        None,
+        [entry for part in parts for entry in part["objects"]],
         count_error_objects(client, stream.bucket, stream_layout(stream), hour),
         [result["stage_key"] for result in parts],
         listed_at=listed_at(planned[0]),
@@ -352,6 +361,10 @@ def _stage_objects(
             staged_key = key
             with timed("stage write"), open(batch.path, "rb") as body:
                 write_object(client, stream.bucket, staged_key, body, "application/vnd.apache.parquet")
+            keys_path = batch.path.with_name("keys.parquet")
+            write_key_file(stream, batch.path, keys_path)
+            with timed("stage write"), open(keys_path, "rb") as body:
+                write_object(client, stream.bucket, key_file_key(staged_key), body, "application/vnd.apache.parquet")
     failpoint("after_stage")
     landed = {item.key: item.last_modified for item in objects}
     objects_out = [

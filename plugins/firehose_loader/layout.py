@@ -127,8 +127,37 @@ def stage_key(stream: Stream, hour: datetime, writer: StageWriter) -> str:
 
 
 def part_stage_key(stream: Stream, hour: datetime, writer: StageWriter, index: int) -> str:
-    # Not under the stage key as a prefix: Redshift's COPY would load the parts with the stage.
+    # Not under the stage key as a prefix: a COPY of a key prefix would load the parts with the stage.
     return f"{_stage_stem(stream, hour, writer)}.part-{index:04d}.parquet"
+
+
+# A key ending so is a COPY manifest (Redshift's format): a split hour's stage, or the manifest of one stage file.
+COPY_MANIFEST_SUFFIX = ".manifest"
+
+
+def split_stage_key(stream: Stream, hour: datetime, writer: StageWriter) -> str:
+    """Where one task try writes a split hour's stage: the COPY manifest of its part stages."""
+    return f"{_stage_stem(stream, hour, writer)}{COPY_MANIFEST_SUFFIX}"
+
+
+def copy_manifest_key(stage_file_key: str) -> str:
+    """The COPY manifest of one stage file: beside it, and written only from it (so any writer writes the same)."""
+    return f"{stage_file_key}{COPY_MANIFEST_SUFFIX}"
+
+
+def key_file_key(stage_file_key: str) -> str:
+    """A stage file's key file: its rows' key, order_by and provenance, what a lock-free audit compares."""
+    return f"{stage_file_key.removesuffix('.parquet')}.keys.parquet"
+
+
+def key_manifest_key(split_key: str) -> str:
+    """A split hour's COPY manifest of its parts' key files, beside the manifest of the part stages."""
+    return f"{split_key.removesuffix(COPY_MANIFEST_SUFFIX)}.keys{COPY_MANIFEST_SUFFIX}"
+
+
+def is_split_stage(key: str) -> bool:
+    """Whether a stage key names a split hour's part stages (a COPY manifest) rather than one stage file."""
+    return key.endswith(COPY_MANIFEST_SUFFIX)
 
 
 # -- Delivery layouts: where a stream's hour folders are ------------------------------------------

@@ -22,7 +22,14 @@ from firehose_loader.errors import PermanentError
 from firehose_loader.extract import extract_chosen, extract_hour
 from firehose_loader.faults import failpoint
 from firehose_loader.handover import Manifest, ObjectEntry, handed_hour, listed_at
-from firehose_loader.layout import StageWriter, naive_utc
+from firehose_loader.layout import (
+    StageWriter,
+    copy_manifest_key,
+    is_split_stage,
+    key_file_key,
+    key_manifest_key,
+    naive_utc,
+)
 from firehose_loader.records.coercion import POSTGRES_LIMITS, WarehouseLimits
 from firehose_loader.records.schema import (
     StageColumns,
@@ -33,9 +40,7 @@ from firehose_loader.records.schema import (
     stage_misfit,
 )
 from firehose_loader.records.validate import ObjectStats
-from firehose_loader.s3io import (
-    read_object,
-)
+from firehose_loader.s3io import copy_manifest_files, object_exists, read_object, write_copy_manifest
 from firehose_loader.warehouse.protocol import Dialect, Stage, StageSchemaError
 from firehose_loader.warehouse.render import render, render_statements
 from firehose_loader.warehouse.target_types import check_target_types
@@ -46,23 +51,46 @@ log = logging.getLogger(__name__)
 STAGING_TABLE = "firehose_staging"
 OBJECTS_TABLE = "firehose_objects"
 PLAN_TABLE = "firehose_plan"
+# A split hour's part stages as COPYed, and ranked per key (dedupe_parts.sql).
+PARTS_TABLE = "firehose_parts"
+RANKED_TABLE = "firehose_ranked"
 # Rows decoded from the stage (and encoded for PostgreSQL's binary COPY) at a time: ~50 MB of these events.
 STAGE_READ_BATCH_ROWS = 65_536
 
 
 def staged_batch(client: Any, stream: Stream, manifest: Manifest) -> Stage | None:
-    """The run's stage in S3, or None when the hour had no valid rows."""
+    """The run's stage in S3 (one file, or a split hour's part stages), or None when the hour had no valid rows.
+
+    Nothing is read from S3 until the rows are: on Redshift the cluster reads the stage, the worker
+    only writes a one-stage COPY manifest beside it (once).
+    """
     key = manifest["stage_key"]
     if key is None:
         return None
+    split = is_split_stage(key)
+    files = functools.cache(lambda: copy_manifest_files(stream.bucket, key, read_object(client, stream.bucket, key)))
+    # A split hour's stage is its COPY manifest; one stage file gets one beside it, written once.
+    copy_manifest = functools.cache(lambda: key if split else _written_copy_manifest(client, stream.bucket, key))
 
-    # The Parquet bytes (compressed) are fetched once and stay in memory while the stage is
-    # read (once for the merge plan's columns, once for the rows); rows are decoded a batch at a time.
+    @functools.cache
+    def key_manifest() -> str | None:
+        if split:
+            keys = key_manifest_key(key)
+            return keys if object_exists(client, stream.bucket, keys) else None
+        keys = key_file_key(key)
+        return (
+            _written_copy_manifest(client, stream.bucket, keys) if object_exists(client, stream.bucket, keys) else None
+        )
+
+    # One stage file is fetched once (compressed) and stays in memory while it is read: once for
+    # the merge plan's columns, once for the rows. A split hour's parts are read once each, one at
+    # a time, so memory holds one part's bytes whatever the size of the hour.
     stage_bytes = functools.cache(lambda: read_object(client, stream.bucket, key))
 
     def batches(columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
-        stage_file = pq.ParquetFile(pa.BufferReader(stage_bytes()))
-        yield from stage_file.iter_batches(batch_size=STAGE_READ_BATCH_ROWS, columns=columns)
+        for body in (read_object(client, stream.bucket, file) for file in files()) if split else (stage_bytes(),):
+            stage_file = pq.ParquetFile(pa.BufferReader(body))
+            yield from stage_file.iter_batches(batch_size=STAGE_READ_BATCH_ROWS, columns=columns)
 
     # The columns the stage was written with: from the manifest (or load_hours), else from the
     # file's own metadata (a manifest from before they were recorded).
@@ -70,8 +98,24 @@ def staged_batch(client: Any, stream: Stream, manifest: Manifest) -> Stage | Non
     if recorded:
         columns = parse_columns_text(recorded)
     else:
-        columns = stage_columns(pq.ParquetFile(pa.BufferReader(stage_bytes())).schema_arrow, stream)
-    return Stage(stream.bucket, key, batches, rows=manifest["rows"], columns=columns)
+        first = read_object(client, stream.bucket, files()[0]) if split else stage_bytes()
+        columns = stage_columns(pq.ParquetFile(pa.BufferReader(first)).schema_arrow, stream)
+    return Stage(
+        stream.bucket,
+        key,
+        batches,
+        rows=manifest["rows"],
+        columns=columns,
+        split=split,
+        copy_manifest=copy_manifest,
+        key_manifest=key_manifest,
+    )
+
+
+def _written_copy_manifest(client: Any, bucket: str, stage_file: str) -> str:
+    key = copy_manifest_key(stage_file)
+    write_copy_manifest(client, bucket, key, [stage_file])
+    return key
 
 
 def fitting_stage(
@@ -101,16 +145,25 @@ def fitting_stage(
 
 
 def template_context(
-    stream: Stream, settings: Settings, dialect: Dialect, staged: StageColumns | None = None
+    stream: Stream,
+    settings: Settings,
+    dialect: Dialect,
+    staged: StageColumns | None = None,
+    *,
+    split: bool = False,
+    keys_only: bool = False,
 ) -> dict[str, Any]:
     """What the templates render with; ``staged``: the columns of the stage being loaded (default: the stream's).
 
     ``columns`` are the target's (the stream's as declared now); ``insert_columns`` those of them
     the stage has, which the merge writes by name (the others stay NULL); ``staging_columns`` the
-    staging table's: on a dialect that stages whole rows, every column of the stage in the
-    file's order (a Parquet COPY fills columns by position), else only the merge plan's.
+    staging table's: where whole rows are staged (the dialect's way, or a ``split`` hour's parts,
+    deduplicated in the warehouse), every column of the stage in the file's order (a Parquet COPY
+    fills columns by position), else only the merge plan's, in the same order. ``keys_only``: the
+    plan's columns alone even where whole rows are staged (a lock-free audit COPYs the stage's key file).
     """
     staged = stream.columns if staged is None else staged
+    stages_rows = (dialect.stages_rows or split) and not keys_only
     columns = [
         {
             "name": name,
@@ -122,19 +175,21 @@ def template_context(
     ]
     plan_columns = {*stream.key, stream.order_by}
     by_name = {column["name"]: column for column in columns}
-    if dialect.stages_rows:
-        staging_columns = [
-            {"name": name, "staging_type": dialect.staging_type(stream.columns.get(name, kind))}
-            for name, kind in staged.items()
-        ]
-    else:
-        staging_columns = [column for column in columns if column["name"] in plan_columns]
+    staging_columns = [
+        {"name": name, "staging_type": dialect.staging_type(stream.columns.get(name, kind))}
+        for name, kind in staged.items()
+        if stages_rows or name in plan_columns
+    ]
     return {
         "target": (stream.schema, stream.table),
         "columns": columns,
         "insert_columns": [column for column in columns if column["name"] in staged],
         "staging_columns": staging_columns,
-        "stages_rows": dialect.stages_rows,
+        "stages_rows": stages_rows,
+        "split": split,
+        "keys_only": keys_only,
+        "parts": PARTS_TABLE,
+        "ranked": RANKED_TABLE,
         "key": list(stream.key),
         "order_by": stream.order_by,
         "loader_schema": settings.loader_schema,
@@ -350,7 +405,12 @@ def merge_hour(
     if stage is not None and (misfit := stage_misfit(stage.columns or stream.columns, stream)):
         raise StageSchemaError(f"stage {stage.uri} no longer fits the stream's columns: {misfit}")
     staged = None if stage is None else stage.columns
-    context = {**template_context(stream, settings, dialect, staged), "write_ledger": write_ledger, "delta": delta}
+    split = stage is not None and stage.split
+    context = {
+        **template_context(stream, settings, dialect, staged, split=split),
+        "write_ledger": write_ledger,
+        "delta": delta,
+    }
     parameters = {
         "stream": stream.name,
         "hour": naive_utc(handed_hour(manifest)),
@@ -435,13 +495,24 @@ def _write_schema_drift(
 def _stage_in_session(
     cursor: Any, context: dict[str, Any], dialect: Dialect, manifest: Manifest, stage: Stage | None
 ) -> None:
-    """The session-local tables of a merge: the manifest's objects, and the stage COPYed into staging."""
+    """The session-local tables of a merge: the manifest's objects, and the stage COPYed into staging.
+
+    A split hour's part stages are COPYed into the parts table and deduplicated across parts
+    there (dedupe_parts.sql), which also adds the rows each object lost to another part to its
+    duplicate count, as one extract of the whole hour would have counted them.
+    """
     for statement in render_statements("create_staging.sql", **context):
         cursor.execute(statement)
     insert_object = render("insert_object.sql", **context)
     cursor.executemany(insert_object, [_object_row(entry) for entry in manifest["objects"]])
-    if stage is not None:
+    if stage is None:
+        return
+    if not stage.split:
         dialect.copy_into_staging(cursor, context, stage)
+        return
+    dialect.copy_into_staging(cursor, {**context, "staging": context["parts"]}, stage)
+    for statement in render_statements("dedupe_parts.sql", **context):
+        cursor.execute(statement)
 
 
 @retry_serialization_failures
@@ -468,7 +539,17 @@ def audit_unchanged_without_lock(
     if stage is not None and stage_misfit(stage.columns or stream.columns, stream):
         return False  # the locked merge refuses it with the reason
     staged = None if stage is None else stage.columns
-    context = {**template_context(stream, settings, dialect, staged), "write_ledger": False, "plan_only": True}
+    split = stage is not None and stage.split
+    # The plan needs the staged rows' keys, versions and provenance only: where the dialect would
+    # COPY whole rows, the stage's key files are COPYed instead when it has them.
+    keys_only = not dialect.stages_rows or (
+        stage is not None and stage.key_manifest is not None and stage.key_manifest() is not None
+    )
+    context = {
+        **template_context(stream, settings, dialect, staged, split=split, keys_only=keys_only),
+        "write_ledger": False,
+        "plan_only": True,
+    }
     parameters = {
         "stream": stream.name,
         "hour": naive_utc(handed_hour(manifest)),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, BinaryIO
@@ -198,6 +200,52 @@ def write_object(client: Any, bucket: str, key: str, body: bytes | BinaryIO, con
         raise_if_permanent(exc, bucket, key)
         exc.add_note(f"while writing s3://{bucket}/{key}")
         raise
+
+
+def object_size(client: Any, bucket: str, key: str) -> int:
+    """The object's size in bytes (a HEAD request); a missing object raises :class:`ObjectChangedError`."""
+    try:
+        return int(client.head_object(Bucket=bucket, Key=key)["ContentLength"])
+    except Exception as exc:
+        if error_code(exc) in GONE_CODES:
+            raise ObjectChangedError(f"s3://{bucket}/{key} does not exist", bucket, key) from exc
+        raise_if_permanent(exc, bucket, key)
+        exc.add_note(f"while checking s3://{bucket}/{key}")
+        raise
+
+
+def copy_manifest_body(bucket: str, files: Sequence[tuple[str, int]]) -> bytes:
+    """A COPY manifest (Redshift's format) of these (key, size) files: each listed once, every one mandatory.
+
+    A Parquet COPY needs each entry's ``meta.content_length``; ``mandatory`` makes a missing file
+    fail the COPY instead of loading the hour without it.
+    """
+    keys = [key for key, _ in files]
+    if len(set(keys)) != len(keys):
+        raise ValueError(
+            f"a COPY manifest lists each file once; got {sorted(key for key in keys if keys.count(key) > 1)}"
+        )
+    entries = [
+        {"url": f"s3://{bucket}/{key}", "mandatory": True, "meta": {"content_length": size}} for key, size in files
+    ]
+    return json.dumps({"entries": entries}, indent=1).encode()
+
+
+def copy_manifest_files(bucket: str, key: str, body: bytes) -> list[str]:
+    """The keys a COPY manifest at ``key`` lists, in order; an entry outside ``bucket`` or not mandatory is refused."""
+    files = []
+    for entry in json.loads(body)["entries"]:
+        url = entry["url"]
+        if not url.startswith(f"s3://{bucket}/") or entry.get("mandatory") is not True:
+            raise ValueError(f"s3://{bucket}/{key}: entry {url!r} is not a mandatory file of bucket {bucket!r}")
+        files.append(url.removeprefix(f"s3://{bucket}/"))
+    return files
+
+
+def write_copy_manifest(client: Any, bucket: str, key: str, files: Sequence[str]) -> None:
+    """Write the COPY manifest of these stage files (sizes from S3) at ``key``."""
+    sized = [(file, object_size(client, bucket, file)) for file in files]
+    write_object(client, bucket, key, copy_manifest_body(bucket, sized), "application/json")
 
 
 def copy_object(client: Any, bucket: str, source_key: str, target_key: str) -> None:

@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import psycopg
 import pytest
 import yaml
@@ -25,11 +24,6 @@ from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[2]
 SESSION_TOKEN = uuid.uuid4().hex[:8]
-
-
-@pytest.fixture(scope="session")
-def s3(stack_up) -> Any:
-    return boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
 
 
 @pytest.fixture(scope="session")

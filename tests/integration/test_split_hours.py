@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from firehose_loader.layout import StageWriter, part_stage_key, stage_key
+from firehose_loader.layout import StageWriter, is_split_stage
 from tests.integration.conftest import dump_table, put, run_hour
 from tests.integration.test_ingest import HOURS, rich_stream_fields, table_rows, write_hours
 
@@ -136,18 +136,25 @@ def test_rerun_of_a_split_hour_rewrites_nothing(twins, warehouse):
     assert (inserted, updated) == (0, 0) and unchanged > 0
 
 
-def test_part_stages_are_not_under_the_stage_key_prefix(twins):
-    """Redshift's COPY loads every key under the stage key as a prefix: the parts must not match it."""
-    _whole, split, _expected, _runs = twins
-    from firehose_loader.config import load_config
+def test_a_split_hours_stage_is_a_manifest_of_exactly_its_parts(twins, s3, warehouse):
+    """The hour's stage (load_hours.stage_key) is a COPY manifest listing each part stage of the run once,
+    mandatory, with its size: the load COPYs exactly those files and no other object under their prefix."""
+    import json
 
-    stream = next(item for item in load_config().streams if item.name == split["name"])
-    final = stage_key(stream, HOURS[0], StageWriter("ingest", "manual__2026-03-01T10:00:00+00:00", "combine_parts", 1))
-    for index in (0, 1, 12):
-        part = part_stage_key(
-            stream, HOURS[0], StageWriter("ingest", "manual__2026-03-01T10:00:00+00:00", "extract_part", 1), index
-        )
-        assert not part.startswith(final) and part != final
+    _whole, split, _expected, _runs = twins
+    (stage,) = warehouse.execute(
+        "SELECT stage_key FROM firehose_loader.load_hours WHERE stream = %s AND hour = %s", (split["name"], HOURS[0])
+    ).fetchone()
+    assert is_split_stage(stage)
+    entries = json.loads(s3.get_object(Bucket=split["bucket"], Key=stage)["Body"].read())["entries"]
+    folder = stage.rsplit("/", 1)[0] + "/"
+    listing = s3.list_objects_v2(Bucket=split["bucket"], Prefix=folder)["Contents"]
+    parts = {item["Key"]: item["Size"] for item in listing if ".part-" in item["Key"]}
+    assert len(entries) == len(parts) >= 3
+    assert {entry["url"]: entry["meta"]["content_length"] for entry in entries} == {
+        f"s3://{split['bucket']}/{key}": size for key, size in parts.items()
+    }
+    assert all(entry["mandatory"] is True for entry in entries)
 
 
 def test_a_part_takes_objects_as_they_are_when_they_changed_after_the_listing(s3):

@@ -8,6 +8,7 @@ redshift_connector can bind, and the absence of secrets.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -19,13 +20,12 @@ from redshift_connector.core import convert_paramstyle
 
 from firehose_loader.audit import audit_writer
 from firehose_loader.config import parse_column_type
-from firehose_loader.layout import StageWriter, stage_key
+from firehose_loader.layout import StageWriter, key_file_key, part_stage_key, split_stage_key, stage_key
 from firehose_loader.load import ensure_tables, erase_keys, load_and_merge, merge_hour, staged_batch
 from firehose_loader.records.schema import columns_text
 from firehose_loader.records.validate import ObjectStats
 from firehose_loader.warehouse import transactions
 from firehose_loader.warehouse.protocol import StageSchemaError
-from firehose_loader.warehouse.redshift import StageMismatchError
 from tests.redshift.recording import Event, RecordingConnection, serialization_error
 from tests.redshift.redshift_setup import COPY_ROLE, DIALECT, SETTINGS, STREAMS
 
@@ -61,8 +61,8 @@ MERGE_SEQUENCE = [
     r'CREATE TEMPORARY TABLE "firehose_staging" \(',
     r'CREATE TEMPORARY TABLE "firehose_objects" \(',
     r'INSERT INTO "firehose_objects" \(',
+    # The stage by its COPY manifest (exactly its file), so nothing is counted afterwards.
     r'COPY "firehose_staging"\n',
-    r'SELECT COUNT\(\*\) FROM "firehose_staging"',
     # The loader's tables, not the target: Redshift's LOCK would block the target's readers.
     rf"LOCK {LEDGER}, {LOAD_HOURS}, {SCHEMA_DRIFT}, {OBJECT_COMMITS}, {REALTIME_QUALITY}$",
     # Under the lock, the hour's ledger objects: a listing that lacks one is refused (load.ShrinkingListingError).
@@ -106,8 +106,8 @@ def manifest() -> dict[str, Any]:
 
 def run_hour(connection: RecordingConnection) -> dict[str, Any]:
     ensure_tables(connection, STREAM, SETTINGS, DIALECT)
-    # No S3 client: on Redshift the cluster reads the stage, the worker never downloads it.
-    stage = staged_batch(None, STREAM, manifest())
+    # On Redshift the cluster reads the stage; the worker only writes its COPY manifest (moto S3 here).
+    stage = staged_batch(STAGE_FILES.client, STREAM, manifest())
     return load_and_merge(connection, STREAM, SETTINGS, DIALECT, manifest(), stage, RUN_ID)
 
 
@@ -120,6 +120,29 @@ def assert_merge_sequence(events: list[Event]) -> None:
     assert len(statements) == len(MERGE_SEQUENCE), "\n\n".join(statements)
     for statement, pattern in zip(statements, MERGE_SEQUENCE, strict=True):
         assert re.match(pattern, statement), f"expected {pattern!r}, got:\n{statement}"
+
+
+class StageFiles:
+    """The S3 client the stages are in (the moto server), for staged_batch; set by the stage_files fixture."""
+
+    client: Any = None
+
+
+STAGE_FILES = StageFiles()
+
+
+@pytest.fixture(autouse=True)
+def stage_files(s3: Any) -> Any:
+    """The stage files the extract tasks wrote, in moto S3: the load writes a COPY manifest beside each one."""
+    from contextlib import suppress
+
+    with suppress(s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+        s3.create_bucket(Bucket=STREAM.bucket)
+    for key in (STAGE_KEY, stage_key(STREAM, HOUR, audit_writer(RUN_ID, 1))):
+        s3.put_object(Bucket=STREAM.bucket, Key=key, Body=b"PAR1 stands in for the stage's bytes PAR1")
+        s3.delete_object(Bucket=STREAM.bucket, Key=key_file_key(key))  # a test that wants one writes it
+    STAGE_FILES.client = s3
+    return s3
 
 
 @pytest.fixture
@@ -175,17 +198,23 @@ def test_one_hour_is_ddl_then_one_merge_transaction_then_a_read(no_sleep: list[f
     assert no_sleep == []
 
 
-def test_copy_uses_the_iam_role_and_the_exact_stage() -> None:
-    """Stands in for Redshift: COPY names the stage object, the IAM role from the connection, and Parquet."""
-    connection = RecordingConnection(staged_rows=STAGED_ROWS)
+def test_copy_uses_the_iam_role_and_a_manifest_of_exactly_the_stage(s3: Any) -> None:
+    """Stands in for Redshift: COPY reads a manifest that lists the stage file alone (mandatory, with its
+    size), so no other object under the key prefix is loaded; the IAM role comes from the connection."""
+    connection = RecordingConnection()
     run_hour(connection)
     (copy,) = [event for event in connection.events if event.statement.startswith("COPY")]
-    assert copy.statement == f"COPY \"firehose_staging\"\nFROM '{STAGE_URI}'\nIAM_ROLE '{COPY_ROLE}'\nFORMAT AS PARQUET"
+    assert copy.statement == (
+        f"COPY \"firehose_staging\"\nFROM '{STAGE_URI}.manifest'\nIAM_ROLE '{COPY_ROLE}'\nFORMAT AS PARQUET\nMANIFEST"
+    )
     assert copy.parameters is None
     assert STAGE_URI == (
         "s3://firehose-orders/firehose-loader/staging/orders/2026/03/01/10/"
         "ingest/scheduled__2026-03-01T11_00_00_00_00/extract_hour.try-0001.parquet"
     )
+    written = json.loads(s3.get_object(Bucket=STREAM.bucket, Key=f"{STAGE_KEY}.manifest")["Body"].read())
+    size = s3.head_object(Bucket=STREAM.bucket, Key=STAGE_KEY)["ContentLength"]
+    assert written == {"entries": [{"url": STAGE_URI, "mandatory": True, "meta": {"content_length": size}}]}
 
 
 def test_lock_comes_after_the_copy_and_before_any_change_to_the_target_or_ledger() -> None:
@@ -316,15 +345,6 @@ def test_serialization_failures_that_persist_give_up_after_the_last_attempt(no_s
     assert len(no_sleep) == transactions.ATTEMPTS - 1
 
 
-def test_a_copy_that_loads_other_objects_too_is_refused(no_sleep: list[float]) -> None:
-    """Stands in for Redshift: COPY's source is a prefix; if more rows arrive than were staged, nothing commits."""
-    connection = RecordingConnection(staged_rows=STAGED_ROWS + 4)
-    with pytest.raises(RuntimeError, match="loaded 9 rows but the stage holds 5"):
-        run_hour(connection)
-    assert not any(event.statement.startswith("LOCK") for event in connection.events)
-    assert [event.kind for event in connection.events][-1] == "rollback"
-
-
 def test_ensure_tables_adds_no_column_the_catalog_already_has() -> None:
     """Stands in for Redshift: when information_schema.columns has the added columns, no ALTER is sent."""
     connection = RecordingConnection(
@@ -377,17 +397,22 @@ def test_ensure_tables_sends_no_ddl_when_the_catalog_has_every_table() -> None:
     )
 
 
+@pytest.mark.parametrize("key_file", [True, False], ids=["key file", "stage from before key files"])
 @pytest.mark.parametrize("changes", [0, 3])
-def test_an_audit_judges_a_healthy_hour_without_any_lock(changes: int) -> None:
-    """Stands in for Redshift: the stage is COPYed and the plan built without LOCK; with no change to
-    make the findings are written and committed, lock-free; otherwise nothing is written (the caller merges)."""
+def test_an_audit_judges_a_healthy_hour_without_any_lock(changes: int, key_file: bool, s3: Any) -> None:
+    """Stands in for Redshift: the stage's key file (whole rows for a stage written before key files) is
+    COPYed and the plan built without LOCK; with no change to make the findings are written and
+    committed, lock-free; otherwise nothing is written (the caller merges)."""
     from firehose_loader.load import audit_unchanged_without_lock
+
+    if key_file:
+        s3.put_object(Bucket=STREAM.bucket, Key=key_file_key(STAGE_KEY), Body=b"PAR1 keys PAR1")
 
     connection = RecordingConnection(
         staged_rows=STAGED_ROWS,
         answer=lambda statement: (changes,) if statement.startswith('SELECT COUNT(*)\nFROM "firehose_plan"') else None,
     )
-    stage = staged_batch(None, STREAM, manifest())
+    stage = staged_batch(STAGE_FILES.client, STREAM, manifest())
     findings = [
         ("audit/record_result.sql", {"late_objects": 0, "audited_at": HOUR.replace(tzinfo=None), "try_number": 1})
     ]
@@ -395,6 +420,15 @@ def test_an_audit_judges_a_healthy_hour_without_any_lock(changes: int) -> None:
     statements = connection.statements()
     assert judged is (changes == 0)
     assert not any(statement.startswith("LOCK") for statement in statements)
+    (copy,) = [statement for statement in statements if statement.startswith("COPY")]
+    (staging,) = [s for s in statements if s.startswith('CREATE TEMPORARY TABLE "firehose_staging"')]
+    staged = re.findall(r'^\s+"([a-z_]+)" ', staging, re.MULTILINE)
+    if key_file:
+        assert f"FROM 's3://{STREAM.bucket}/{key_file_key(STAGE_KEY)}.manifest'" in copy
+        assert staged == [*STREAM.key, STREAM.order_by, "_firehose_object", "_firehose_offset"]
+    else:
+        assert f"FROM '{STAGE_URI}.manifest'" in copy
+        assert staged == [*STREAM.columns, "_firehose_object", "_firehose_offset"]
     assert any(statement.startswith('CREATE TEMPORARY TABLE "firehose_plan" AS') for statement in statements)
     assert not any(
         re.match(rf"(DELETE FROM|UPDATE|INSERT INTO) ({TARGET}|{LEDGER}|{LOAD_HOURS})", s) for s in statements
@@ -414,21 +448,20 @@ def test_every_session_sets_the_streams_statement_timeout() -> None:
     assert connection.events[-1].kind == "commit"
 
 
-def test_an_ingest_and_an_audit_of_one_interval_pass_the_row_count_check_and_a_cleared_merge_too(
+def test_an_ingest_and_an_audit_of_one_interval_copy_their_own_stages_and_a_cleared_merge_too(
     no_sleep: list[float],
 ) -> None:
     """Stands in for Redshift: the ingest and the audit of one interval (one run id) stage the hour under
-    different keys, neither a prefix of the other, so each COPY (a prefix read) loads exactly its stage's
-    rows: the ingest's merge, the audit's (a late object arrived: 7 rows), and the ingest's merge cleared
-    alone afterwards with its original manifest, whose older listed_at the ledger statements bind."""
+    different keys, each COPYed by its own manifest: the ingest's merge, the audit's (a late object
+    arrived: 7 rows), and the ingest's merge cleared alone afterwards with its original manifest, whose
+    older listed_at the ledger statements bind."""
     ingest_key = STAGE_KEY
     audit_key = stage_key(STREAM, HOUR, audit_writer(RUN_ID, 1))
     assert audit_key != ingest_key
     assert not audit_key.startswith(ingest_key.removesuffix(".parquet"))
     assert not ingest_key.startswith(audit_key.removesuffix(".parquet"))
     bucket = f"s3://{STREAM.bucket}/"
-    # Every object under the hour's staging folder, as S3 holds them after both runs staged.
-    connection = RecordingConnection(stages={bucket + ingest_key: STAGED_ROWS, bucket + audit_key: STAGED_ROWS + 2})
+    connection = RecordingConnection()
 
     ingest = manifest()
     late = ObjectStats(
@@ -442,9 +475,13 @@ def test_an_ingest_and_an_audit_of_one_interval_pass_the_row_count_check_and_a_c
         "listed_at": "2026-03-01T12:10:00+00:00",
     }
     ensure_tables(connection, STREAM, SETTINGS, DIALECT)
-    load_and_merge(connection, STREAM, SETTINGS, DIALECT, ingest, staged_batch(None, STREAM, ingest), RUN_ID)
-    merge_hour(connection, STREAM, SETTINGS, DIALECT, audit, staged_batch(None, STREAM, audit), RUN_ID)
-    load_and_merge(connection, STREAM, SETTINGS, DIALECT, ingest, staged_batch(None, STREAM, ingest), RUN_ID)
+    load_and_merge(
+        connection, STREAM, SETTINGS, DIALECT, ingest, staged_batch(STAGE_FILES.client, STREAM, ingest), RUN_ID
+    )
+    merge_hour(connection, STREAM, SETTINGS, DIALECT, audit, staged_batch(STAGE_FILES.client, STREAM, audit), RUN_ID)
+    load_and_merge(
+        connection, STREAM, SETTINGS, DIALECT, ingest, staged_batch(STAGE_FILES.client, STREAM, ingest), RUN_ID
+    )
 
     assert "rollback" not in [event.kind for event in connection.events]
     _ddl, first, _read, repair, cleared, _read_again = connection.transactions()
@@ -452,7 +489,7 @@ def test_an_ingest_and_an_audit_of_one_interval_pass_the_row_count_check_and_a_c
         assert_merge_sequence(merge)
         assert merge[-1].kind == "commit"
         (copy,) = [event for event in merge if event.statement.startswith("COPY")]
-        assert f"FROM '{bucket}{key}'\n" in copy.statement
+        assert f"FROM '{bucket}{key}.manifest'\n" in copy.statement
     # The ledger statements of the cleared merge bind its manifest's listing (older than the audit's):
     # merge.sql leaves the audit's ledger and load_hours rows when load_hours holds a later one.
     ledger_writes = [event for event in cleared if LEDGER in event.statement or LOAD_HOURS in event.statement]
@@ -465,14 +502,6 @@ def test_an_ingest_and_an_audit_of_one_interval_pass_the_row_count_check_and_a_c
     assert repair_load_hours.parameters["listed_at"] == datetime(2026, 3, 1, 12, 10)
     assert repair_load_hours.parameters["stage_key"] == audit_key
     assert no_sleep == []
-
-
-def test_one_stage_key_for_both_runs_would_fail_the_row_count_check() -> None:
-    """Stands in for Redshift: what the keys apart prevent: had the audit staged over the ingest's key, the
-    cleared ingest merge would COPY the audit's 7 rows against a manifest of 5, and be refused."""
-    connection = RecordingConnection(stages={f"s3://{STREAM.bucket}/{STAGE_KEY}": STAGED_ROWS + 2})
-    with pytest.raises(StageMismatchError, match="loaded 7 rows but the stage holds 5"):
-        run_hour(connection)
 
 
 def test_an_erasure_is_one_transaction_under_the_merges_lock_and_binds_with_redshift_connector() -> None:
@@ -513,7 +542,13 @@ def test_an_older_stage_is_copied_into_a_staging_table_of_its_own_columns_and_me
     connection = RecordingConnection(staged_rows=STAGED_ROWS)
     ensure_tables(connection, STREAM, SETTINGS, DIALECT)
     load_and_merge(
-        connection, STREAM, SETTINGS, DIALECT, stage_manifest, staged_batch(None, STREAM, stage_manifest), RUN_ID
+        connection,
+        STREAM,
+        SETTINGS,
+        DIALECT,
+        stage_manifest,
+        staged_batch(STAGE_FILES.client, STREAM, stage_manifest),
+        RUN_ID,
     )
     (create,) = [s for s in connection.statements() if s.startswith('CREATE TEMPORARY TABLE "firehose_staging"')]
     staged = re.findall(r'^\s+"([a-z_]+)" (\S+(?: precision)?)', create, re.MULTILINE)
@@ -534,6 +569,65 @@ def test_a_stage_whose_type_changed_is_never_copied() -> None:
         StageSchemaError, match="column 'price' is staged as numeric\\(12,4\\) but is declared numeric\\(12,2\\)"
     ):
         merge_hour(
-            connection, STREAM, SETTINGS, DIALECT, stage_manifest, staged_batch(None, STREAM, stage_manifest), RUN_ID
+            connection,
+            STREAM,
+            SETTINGS,
+            DIALECT,
+            stage_manifest,
+            staged_batch(STAGE_FILES.client, STREAM, stage_manifest),
+            RUN_ID,
         )
     assert connection.events == []
+
+
+def test_a_split_hour_copies_its_parts_by_manifest_and_dedupes_them_in_the_merge_transaction(s3: Any) -> None:
+    """Stands in for Redshift: the parts' stages reach a parts table by one COPY of the hour's manifest
+    (each part once, mandatory, with its size), and ROW_NUMBER keeps each key's winner in the staging
+    table before the lock; the rest of the merge is the one-stage hour's, in the same transaction."""
+    from firehose_loader.extract import combine_hour_parts
+    from firehose_loader.handover import make_part, make_part_result
+    from firehose_loader.s3io import ObjectInfo
+
+    part_writer = StageWriter("ingest", RUN_ID, "extract_part", 1)
+    parts = [part_stage_key(STREAM, HOUR, part_writer, index) for index in range(3)]
+    for key in parts[:2]:
+        s3.put_object(Bucket=STREAM.bucket, Key=key, Body=b"PAR1 a part PAR1")
+    objects = manifest()["objects"]
+    listed = [ObjectInfo(entry["key"], entry["etag"], entry["size"]) for entry in objects]
+    planned = [make_part(index, HOUR, [listed[index]] if index < 2 else [], HOUR) for index in range(3)]
+    # The third part's objects had no valid record: it staged nothing and is not in the manifest.
+    results = [make_part_result(0, parts[0], 3, [objects[0]]), make_part_result(1, parts[1], 3, [objects[1]])]
+    results.append(make_part_result(2, None, 0, []))
+    combine_writer = StageWriter("ingest", RUN_ID, "combine_parts", 1)
+    split = combine_hour_parts(lambda: s3, STREAM, None, planned, results, combine_writer)
+    assert split["stage_key"] == split_stage_key(STREAM, HOUR, combine_writer) and split["rows"] is None
+    written = json.loads(s3.get_object(Bucket=STREAM.bucket, Key=split["stage_key"])["Body"].read())
+    assert written["entries"] == [
+        {"url": f"s3://{STREAM.bucket}/{key}", "mandatory": True, "meta": {"content_length": 16}} for key in parts[:2]
+    ]
+
+    connection = RecordingConnection()
+    ensure_tables(connection, STREAM, SETTINGS, DIALECT)
+    load_and_merge(connection, STREAM, SETTINGS, DIALECT, split, staged_batch(s3, STREAM, split), RUN_ID)
+    _ddl, merge, _read = connection.transactions()
+    statements = statement_kinds(merge)
+    copy = statements.index(next(s for s in statements if s.startswith("COPY")))
+    assert statements[copy] == (
+        f"COPY \"firehose_parts\"\nFROM 's3://{STREAM.bucket}/{split['stage_key']}'\n"
+        f"IAM_ROLE '{COPY_ROLE}'\nFORMAT AS PARQUET\nMANIFEST"
+    )
+    ranked, duplicates, winners, drop_ranked, drop_parts, lock = statements[copy + 1 : copy + 7]
+    assert ranked.startswith('CREATE TEMPORARY TABLE "firehose_ranked" AS')
+    assert 'ROW_NUMBER() OVER (\n        PARTITION BY p."order_id", p."line_no"' in ranked
+    assert 'ORDER BY p."updated_at" DESC, p."_firehose_object" DESC, p."_firehose_offset" DESC' in ranked
+    assert duplicates.startswith('UPDATE "firehose_objects"\nSET records_duplicate = records_duplicate + d.losers')
+    assert winners.startswith('INSERT INTO "firehose_staging" (') and '"_firehose_position" = 1' in winners
+    assert (drop_ranked, drop_parts) == ('DROP TABLE "firehose_ranked"', 'DROP TABLE "firehose_parts"')
+    assert lock.startswith(f"LOCK {LEDGER}")
+    # From the lock on, the same statements as a one-stage hour's merge.
+    one_stage = RecordingConnection()
+    run_hour(one_stage)
+    single = statement_kinds(one_stage.transactions()[1])
+    assert statements[copy + 6 :] == single[single.index(lock) :]
+    for statement in statements:
+        sqlglot.parse_one(statement, read="redshift")

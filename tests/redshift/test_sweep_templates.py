@@ -17,7 +17,14 @@ from firehose_loader.load import ensure_tables, merge_hour, staged_batch
 from firehose_loader.warehouse.render import render_statements
 from tests.redshift.recording import RecordingConnection
 from tests.redshift.redshift_setup import DIALECT, SETTINGS, STREAMS
-from tests.redshift.test_statement_sequence import LEDGER, LOAD_HOURS, RUN_ID, STAGED_ROWS, STREAM, manifest
+from tests.redshift.test_statement_sequence import (
+    LEDGER,
+    LOAD_HOURS,
+    RUN_ID,
+    STAGE_FILES,
+    STREAM,
+    manifest,
+)
 from tests.redshift.test_templates import LOCK, redshift_context
 
 pytestmark = pytest.mark.redshift
@@ -52,7 +59,7 @@ def test_without_delta_the_merge_is_as_before() -> None:
 
 def test_a_delta_merge_with_its_findings_is_one_transaction() -> None:
     """Stands in for Redshift: the sweep's delta merge and its sweep_results row commit together, once."""
-    connection = RecordingConnection(staged_rows=STAGED_ROWS)
+    connection = RecordingConnection()
     ensure_tables(connection, STREAM, SETTINGS, DIALECT)
     findings = {
         "swept_at": datetime(2026, 3, 3, 11, 5),
@@ -68,7 +75,7 @@ def test_a_delta_merge_with_its_findings_is_one_transaction() -> None:
         SETTINGS,
         DIALECT,
         manifest(),
-        staged_batch(None, STREAM, manifest()),
+        staged_batch(STAGE_FILES.client, STREAM, manifest()),
         RUN_ID,
         delta=True,
         measured_by="sweep",

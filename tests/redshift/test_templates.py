@@ -42,11 +42,12 @@ LOCK = re.compile(r'LOCK "[a-z_][a-z0-9_]*"\."[a-z_][a-z0-9_]*"(, "[a-z_][a-z0-9
 
 
 def redshift_context(stream_name: str) -> dict[str, Any]:
-    context = template_context(STREAMS[stream_name], SETTINGS, DIALECT)
+    # A split hour's context: the templates render their parts-table statements too (create_staging.sql).
+    context = template_context(STREAMS[stream_name], SETTINGS, DIALECT, split=True)
     return {
         **context,
         "lock_statement": DIALECT.lock_statement(context),
-        "stage_uri": STAGE_URI,
+        "manifest_uri": f"{STAGE_URI}.manifest",
         "iam_role": COPY_ROLE,
         # What the column templates (add_column.sql, redshift/alter_column_type.sql) take: the
         # first column, and the change Redshift cannot make in place (the longer form).
@@ -66,9 +67,7 @@ ALL_TEXT = "\n".join(statement for statements in RENDERED.values() for statement
 
 def test_the_templates_include_the_shared_and_the_redshift_ones() -> None:
     assert {"create_loader_tables.sql", "create_target.sql", "create_staging.sql", "merge.sql"} <= set(TEMPLATES)
-    assert {"redshift/copy_staging.sql", "redshift/lock_loader_tables.sql", "redshift/staged_rows.sql"} <= set(
-        TEMPLATES
-    )
+    assert {"redshift/copy_staging.sql", "redshift/lock_loader_tables.sql", "dedupe_parts.sql"} <= set(TEMPLATES)
 
 
 @pytest.mark.parametrize("stream_name", list(STREAMS))
@@ -149,10 +148,10 @@ def test_json_is_staged_as_text_and_parsed_into_super() -> None:
     assert 'JSON_PARSE(s."super")' in merge
 
 
-def test_copy_uses_the_iam_role_the_stage_and_parquet() -> None:
+def test_copy_uses_the_iam_role_the_stage_manifest_and_parquet() -> None:
     """Stands in for Redshift: the COPY statement, as sent."""
     assert RENDERED[("redshift/copy_staging.sql", "rich")] == [
-        f"""COPY "firehose_staging"\nFROM '{STAGE_URI}'\nIAM_ROLE '{COPY_ROLE}'\nFORMAT AS PARQUET"""
+        f"""COPY "firehose_staging"\nFROM '{STAGE_URI}.manifest'\nIAM_ROLE '{COPY_ROLE}'\nFORMAT AS PARQUET\nMANIFEST"""
     ]
     copy = sqlglot.parse_one(RENDERED[("redshift/copy_staging.sql", "rich")][0], read="redshift")
     assert isinstance(copy, exp.Copy)
@@ -179,7 +178,7 @@ def test_lock_takes_the_loader_tables_in_a_fixed_order_and_never_the_target() ->
 
 def test_no_statement_carries_a_literal_value_but_the_copy_source_and_role() -> None:
     """Stands in for Redshift: values travel as bind parameters; only COPY's source and role are literals."""
-    literals = set(re.findall(r"'([^']*)'", ALL_TEXT)) - {STAGE_URI, COPY_ROLE}
+    literals = set(re.findall(r"'([^']*)'", ALL_TEXT)) - {f"{STAGE_URI}.manifest", COPY_ROLE}
     assert literals and all(re.fullmatch(r"[a-z_]+", literal) for literal in literals), literals  # status words
 
 

@@ -48,7 +48,7 @@ def test_redshift_copy_authenticates_with_the_role_only() -> None:
     statement = render(
         "redshift/copy_staging.sql",
         staging=STAGING_TABLE,
-        stage_uri="s3://firehose-orders/firehose-loader/staging/orders/2026/03/01/10/run.parquet",
+        manifest_uri="s3://firehose-orders/firehose-loader/staging/orders/2026/03/01/10/run.parquet.manifest",
         iam_role=Redshift(iam_role=role).iam_role,
     )
     assert f"IAM_ROLE '{role}'" in statement

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import pytest
@@ -69,68 +68,3 @@ def test_stage_hour_across_row_groups(tmp_path: Any, monkeypatch: Any) -> None:
     assert {s.key: s.records_duplicate for s in staged.objects} == {
         s.key: s.records_duplicate for s in reference.objects
     }
-
-
-# --- combine_parts: a split hour's parts, staged apart, deduplicated into one stage ---------------------------------
-
-
-def combined_over_parts(
-    stream: Stream, parts: list[list[SourceObject]], tmp_path: Any
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Stage each part on its own, then combine: the rows and each object's duplicates over the hour."""
-    import pyarrow.parquet as pq
-
-    from firehose_loader.records.stage import combine_parts, stage_hour
-
-    paths, duplicates = [], {}
-    for index, part in enumerate(parts):
-        folder = tmp_path / f"part-{index}"
-        folder.mkdir()
-        staged = stage_hour(stream, part, folder)
-        duplicates.update({stats.key: stats.records_duplicate for stats in staged.objects})
-        if staged.path is not None:
-            paths.append(staged.path)
-    combined = combine_parts(stream, paths, tmp_path / "stage.parquet")
-    for key, count in combined.cross_part_duplicates.items():
-        duplicates[key] += count
-    if combined.path is None:
-        return [], duplicates
-    table = pq.read_table(combined.path)
-    assert table.schema == arrow_schema(stream) and table.num_rows == combined.rows
-    return table.to_pylist(), duplicates
-
-
-@pytest.mark.parametrize("cuts", [(1,), (2,), (1, 2), (1, 2, 3)])
-@pytest.mark.parametrize("row_group", [7, 131_072])
-def test_combining_parts_gives_the_stage_of_the_whole_hour(
-    cuts: tuple[int, ...], row_group: int, tmp_path: Any, monkeypatch: Any
-) -> None:
-    from firehose_loader.records import stage as stage_module
-
-    monkeypatch.setattr(stage_module, "STAGE_ROW_GROUP", row_group)
-    extra = source(
-        "orders/2026/01/01/00/obj-d",
-        [rec(6, "eu", 1, amount="lots"), rec(2, "eu", 9, note="d2-newest"), rec(3, "eu", 7, note="d3-tie-last")],
-    )
-    objects = [
-        *DEDUPE_OBJECTS,
-        extra,
-        *(
-            source(f"h/obj-{index}", [rec(n % 23, "eu", n % 5, note=f"{index}-{n}") for n in range(40)])
-            for index in range(2)
-        ),
-    ]
-    bounds = [0, *cuts, len(objects)]
-    parts = [objects[start:end] for start, end in itertools.pairwise(bounds)]
-    reference = build_hour_batch(STREAM, objects)
-
-    rows, duplicates = combined_over_parts(STREAM, parts, tmp_path)
-
-    assert sorted(rows, key=lambda row: (row["order_id"], row["region"])) == rows_of(reference.rows)
-    assert duplicates == {stats.key: stats.records_duplicate for stats in reference.objects}
-    assert sum(duplicates.values()) > 0
-
-
-def test_combining_parts_without_valid_rows(tmp_path: Any) -> None:
-    rows, duplicates = combined_over_parts(STREAM, [[source("k", [rec(None, "eu", 1)])], []], tmp_path)
-    assert rows == [] and duplicates == {"k": 0}

@@ -9,16 +9,16 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from firehose_loader.airflow import tasks
 from firehose_loader.airflow.tasks import fails_at_once_when_permanent
+from firehose_loader.load import ShrinkingListingError
 from firehose_loader.s3io import PermanentS3Error
 from firehose_loader.warehouse.protocol import TargetTypeError
-from firehose_loader.warehouse.redshift import StageMismatchError
 
 
 @pytest.mark.parametrize(
     "error",
     [
         TargetTypeError("column analytics.events.n is integer, the streams file says bigint: ALTER TABLE ..."),
-        StageMismatchError("COPY loaded 9 rows but the stage holds 5"),
+        ShrinkingListingError("orders hour 2026-03-01T10:00:00+00:00: the listing finds 1 object(s)"),
         PermanentS3Error("NoSuchBucket on s3://firehose-events/: the bucket does not exist"),
     ],
     ids=lambda error: type(error).__name__,

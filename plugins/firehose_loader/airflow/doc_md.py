@@ -45,7 +45,7 @@ until the hour has settled (interval end + {grace} min, for Firehose buffering).
 | `ensure_tables` | creates `{stream.qualified_table}` and the loader tables if missing (beside the wait; the load waits for it) | harmless |
 | `extract_hour` | lists the hour's exact keys, decodes, validates, dedupes, stages Parquet under `{stream.staging_prefix}`, writes bad records to `{stream.quarantine_prefix}{stream.name}/`; an hour of more than {split_size} of objects is only listed and split into parts | re-reads S3; clear with *downstream* so the new stage is loaded |
 | `extract_part` | mapped, one per part of a split hour (skipped otherwise): the same work for the part's objects | re-reads its objects; clear with *downstream* |
-| `combine_parts` | dedupes a split hour's part stages into the hour's stage (passes the manifest through otherwise) | harmless; clear with *downstream* |
+| `combine_parts` | writes a split hour's stage: the COPY manifest of its part stages, which `load_and_merge` dedupes in the warehouse (passes the manifest through otherwise) | harmless; clear with *downstream* |
 | `load_and_merge` | COPY into a temporary staging table and merge into the target with the ledger, in one transaction | re-merges the same stage (its manifest names it); rewrites nothing that is already there, nor a ledger an audit wrote since from a later listing |
 
 **Rerun, clear, backfill.** Every step derives from the data interval, never from the

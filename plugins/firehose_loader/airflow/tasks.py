@@ -176,11 +176,13 @@ def run_combine_parts(
 
 
 def log_manifest(manifest: Manifest) -> None:
+    # A split hour's rows are counted by the warehouse's dedupe, in the load step.
+    rows = "a split hour's" if manifest["rows"] is None else f"{manifest['rows']}"
     log.info(
-        "hour %s: %d objects, %d rows staged at %s, %d error-output objects",
+        "hour %s: %d objects, %s rows staged at %s, %d error-output objects",
         manifest["hour"],
         len(manifest["objects"]),
-        manifest["rows"],
+        rows,
         manifest["stage_key"],
         manifest["error_objects"],
     )

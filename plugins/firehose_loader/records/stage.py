@@ -2,13 +2,13 @@
 
 :func:`stage_hour` keeps only what deduplication needs (key, order column, object, offset) and
 spills each object's validated rows to a local file, then writes the winners row group by row
-group, so its memory grows with the number of keys, not with the JSON bytes.
-:func:`combine_parts` does the same across the stages of a split hour's parts.
+group, so its memory grows with the number of keys, not with the JSON bytes. A split hour's
+parts are each staged so, and deduplicated across parts in the warehouse (dedupe_parts.sql).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,7 @@ from firehose_loader.config import Stream
 from firehose_loader.records.coercion import POSTGRES_LIMITS, WarehouseLimits
 from firehose_loader.records.dedupe import choose_winners, count_losers
 from firehose_loader.records.pool import decoded_objects
-from firehose_loader.records.schema import OBJECT_COLUMN, OFFSET_COLUMN, arrow_schema
+from firehose_loader.records.schema import OFFSET_COLUMN, PROVENANCE_COLUMNS, arrow_schema
 from firehose_loader.records.timing import timed
 from firehose_loader.records.validate import ObjectRows, ObjectStats, QuarantinedRecord, SourceObject
 
@@ -128,62 +128,16 @@ def stage_hour(
     return batch
 
 
-@dataclass
-class CombinedParts:
-    """What :func:`combine_parts` leaves: the hour's stage file and the rows each object lost across parts."""
+def write_key_file(stream: Stream, stage_path: Path, keys_path: Path) -> None:
+    """The stage's key, order_by and provenance columns (in the stage's order) as a Parquet file of their own.
 
-    path: Path | None
-    rows: int
-    cross_part_duplicates: dict[str, int]
-
-
-def combine_parts(stream: Stream, part_paths: Sequence[Path], stage_path: Path) -> CombinedParts:
-    """Dedupe the stages of an hour's parts (each deduplicated on its own) into one stage file.
-
-    A key's winner over the hour is the greatest (order_by, object key, offset) among the parts'
-    winners, so the result is the one :func:`stage_hour` gives for all the objects at once. Only
-    the key, order, object and offset columns of every row are in memory, then one row group.
+    A lock-free audit COPYs only these into the warehouse to plan the hour (on Redshift a COPY
+    fills every column of the file, so the stage itself would bring its whole rows).
     """
-    if not part_paths:
-        return CombinedParts(None, 0, {})
-    schema = arrow_schema(stream)
-    key_columns = [*stream.key, stream.order_by, OFFSET_COLUMN]
-    with timed("dedupe"):
-        # The object column is read as a dictionary and turned into ranks part by part: as text it
-        # would hold a copy of an object key per row (~70 bytes, more than the rest of the row here).
-        objects = [
-            chunk
-            for path in part_paths
-            for chunk in pq.read_table(path, columns=[OBJECT_COLUMN], read_dictionary=[OBJECT_COLUMN]).column(0).chunks
-        ]
-        names = sorted({name for chunk in objects for name in chunk.dictionary.to_pylist()})
-        rank_of_name = {name: rank for rank, name in enumerate(names)}
-        object_rank = np.concatenate(
-            [
-                np.array([rank_of_name[name] for name in chunk.dictionary.to_pylist()], dtype=np.int64)[
-                    chunk.indices.to_numpy(zero_copy_only=False)
-                ]
-                for chunk in objects
-            ]
-            or [np.empty(0, dtype=np.int64)]
-        )
-        del objects
-        keys = pa.concat_tables([pq.read_table(path, columns=key_columns, schema=schema) for path in part_paths])
-        if keys.num_rows == 0:
-            return CombinedParts(None, 0, {})
-        winners, losers = choose_winners(stream, keys, object_rank)
-        del keys
-        cross_part_duplicates = count_losers(object_rank[losers], names)
-        keep = np.zeros(len(object_rank), dtype=bool)
-        keep[winners] = True
+    plan = {*stream.key, stream.order_by}
+    names = [name for name in arrow_schema(stream).names if name in plan or name in PROVENANCE_COLUMNS]
     with timed("stage write"):
-        batches = (
-            batch
-            for path in part_paths
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=STAGE_ROW_GROUP, use_threads=False)
-        )
-        _write_winners(batches, keep, stage_path, schema)
-    return CombinedParts(stage_path, len(winners), cross_part_duplicates)
+        pq.write_table(pq.read_table(stage_path, columns=names), keys_path, compression="zstd")
 
 
 def _spilled_batches(spill_path: Path) -> Iterator[pa.RecordBatch]:

@@ -69,7 +69,8 @@ class Postgres:
         ).strip()
 
     def copy_into_staging(self, cursor: Any, context: dict[str, Any], stage: Stage) -> None:
-        """COPY the staged rows' plan columns (key, order_by, provenance) into the staging table."""
+        """COPY the staged rows' staging columns (the plan's: key, order_by; whole rows for a split hour)
+        and provenance into the staging table, a batch at a time."""
         names = [column["name"] for column in context["staging_columns"]]
         statement = render("postgres/copy_staging.sql", **context)
         _copy_binary(
@@ -81,8 +82,10 @@ class Postgres:
 
         Runs after merge.sql, in its transaction: the plan (firehose_plan) says which staged
         rows lose or are already there; every other row is sent. A rerun of a loaded hour
-        sends nothing.
+        sends nothing. Where whole rows were staged (a split hour), merge.sql inserted them.
         """
+        if context["stages_rows"]:
+            return
         cursor.execute(render("postgres/rows_not_inserted.sql", **context, count_only=True))
         (inserted,) = cursor.fetchone()
         if inserted == 0:

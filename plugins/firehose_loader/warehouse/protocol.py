@@ -15,16 +15,28 @@ from firehose_loader.records.coercion import WarehouseLimits
 
 @dataclass(frozen=True)
 class Stage:
-    """The staged Parquet batch of a run: where it is, and how to read it a record batch at a time."""
+    """The staged Parquet batch of a run: where it is, and how to read it a record batch at a time.
+
+    One stage file holds the hour's deduplicated rows. A split hour's stage (``split``) is the COPY
+    manifest of its part stages, each deduplicated on its own: the merge dedupes across them in the
+    warehouse (dedupe_parts.sql), so no worker holds the hour's keys.
+    """
 
     bucket: str
-    key: str
+    key: str  # the stage file, or a split hour's COPY manifest
     # The stage's rows a record batch at a time: all columns, or only those named.
     batches: Callable[[Sequence[str] | None], Iterator[pa.RecordBatch]]
     rows: int | None = None  # how many rows the stage holds, when the caller knows
     # The columns the stage was written with (names and declared types, in the file's order);
     # None: the stream's columns as declared now.
     columns: Mapping[str, ColumnType] | None = None
+    split: bool = False
+    # The key of a COPY manifest listing exactly the stage's files (mandatory, each once), written
+    # on first use when the stage has none: a COPY of a key prefix could load other objects too.
+    copy_manifest: Callable[[], str] | None = None
+    # The COPY manifest of the stage's key files (key, order_by, provenance: a lock-free audit's
+    # plan reads no more), or None where it has none (a stage written before they were).
+    key_manifest: Callable[[], str | None] | None = None
 
     @property
     def uri(self) -> str:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from firehose_loader.config import MAX_VARCHAR, ColumnType
-from firehose_loader.errors import PermanentError
 from firehose_loader.records.coercion import WarehouseLimits
 from firehose_loader.warehouse.protocol import Stage
 from firehose_loader.warehouse.render import render
@@ -30,10 +29,6 @@ REDSHIFT_LIMITS = WarehouseLimits(
 )
 # The connection extra the Redshift dialect reads; airflow.connections hides it from the driver.
 REDSHIFT_EXTRA_KEYS = ("iam_role",)
-
-
-class StageMismatchError(PermanentError, RuntimeError):
-    """The staging table did not receive exactly the staged rows."""
 
 
 @dataclass(frozen=True)
@@ -119,25 +114,28 @@ class Redshift:
         return render("redshift/alter_column_type.sql", target=target, name=name, type=declared, widen=widen).strip()
 
     def copy_into_staging(self, cursor: Any, context: dict[str, Any], stage: Stage) -> None:
-        """COPY the stage from S3 into the staging table, then check that exactly its rows arrived."""
-        if not STAGE_BUCKET.fullmatch(stage.bucket) or not STAGE_KEY.fullmatch(stage.key):
+        """COPY the stage's files from S3 into the staging table, by a manifest that lists exactly them
+        (with ``keys_only``, the manifest of the stage's key files: the plan's columns alone)."""
+        assert stage.copy_manifest is not None, "load.staged_batch gives every stage its COPY manifest"
+        if context.get("keys_only"):
+            assert stage.key_manifest is not None, "keys_only is chosen for a stage with key files"
+            manifest_key = stage.key_manifest()
+            assert manifest_key is not None, "keys_only is chosen for a stage with key files"
+        else:
+            manifest_key = stage.copy_manifest()
+        if not STAGE_BUCKET.fullmatch(stage.bucket) or not STAGE_KEY.fullmatch(manifest_key):
             raise ValueError(
-                f"cannot COPY s3://{stage.bucket}/{stage.key}: a stage key for Redshift may only contain "
+                f"cannot COPY s3://{stage.bucket}/{manifest_key}: a stage key for Redshift may only contain "
                 "letters, digits and !_.*()/- (check the stream's staging_prefix)"
             )
         cursor.execute(
-            render("redshift/copy_staging.sql", **context, stage_uri=stage.uri, iam_role=self.iam_role).strip()
+            render(
+                "redshift/copy_staging.sql",
+                **context,
+                manifest_uri=f"s3://{stage.bucket}/{manifest_key}",
+                iam_role=self.iam_role,
+            ).strip()
         )
-        # COPY's source is a key prefix: another object whose key starts with this one would be
-        # loaded too. The staging table must hold exactly the staged rows.
-        cursor.execute(render("redshift/staged_rows.sql", **context).strip())
-        (loaded,) = cursor.fetchone()
-        expected = stage.rows if stage.rows is not None else sum(batch.num_rows for batch in stage.batches(None))
-        if loaded != expected:
-            raise StageMismatchError(
-                f"COPY from {stage.uri} loaded {loaded} rows but the stage holds {expected}: another object "
-                "under the same key prefix was loaded with it; remove it and clear the task"
-            )
 
     def insert_winners(self, cursor: Any, context: dict[str, Any], stage: Stage) -> None:
         """Nothing more to do: merge.sql inserted the winners from the staging table."""
