@@ -14,10 +14,12 @@ hour by hour and interleaved, two ways:
 
 During each hour's audit a writer on another connection loops, in turn taking the merge's lock
 (``postgres/lock_target.sql``) and inserting a row into the target (as a real-time writer does),
-each rolled back at once, and records how long each attempt waited. A monitor on a third connection samples the audit
-session's granted locks on the target and whether the writer is waiting for one (pg_locks).
-Both run in a process of their own (probe_main), so that what they time is the server's waits, not
-this process's GIL while the audit decodes Parquet.
+each rolled back at once, and records how long each attempt waited. A monitor on a third
+connection samples the audit session's granted locks on the target, whether the writer is waiting
+for one (pg_locks) and whether the audit's session is what it waits for (pg_blocking_pids): on a
+freshly loaded table autovacuum's SHARE UPDATE EXCLUSIVE lock also holds up the merge's lock, until
+deadlock_timeout (1 s) cancels it. Both run in a process of their own (probe_main), so that what
+they time is the server's waits, not this process's GIL while the audit decodes Parquet.
 """
 
 from __future__ import annotations
@@ -180,8 +182,12 @@ def ensure_audit_data(keys: int, hours: int) -> dict[str, Any]:
                 raise RuntimeError(
                     f"audit hour {hour.isoformat()} loaded {summary['records_inserted']} rows, not {keys}"
                 )
+    with pg_connect(autocommit=True) as conn:
+        # As a table long loaded is: vacuumed. Else autovacuum's lock on the fresh table holds up the
+        # merge's lock (and the writer's) until deadlock_timeout cancels it, hour after hour.
+        conn.execute(f"VACUUM (ANALYZE) {target}")
     seconds = time.perf_counter() - started
-    print(f"  audit data: loaded {hours} hours of {keys:,} keys in {seconds:.1f} s")
+    print(f"  audit data: loaded {hours} hours of {keys:,} keys (and vacuumed) in {seconds:.1f} s")
     return {"loaded_seconds": round(seconds, 1)}
 
 
@@ -204,6 +210,7 @@ class WriterProbe:
         self.modes_held: set[str] = set()
         self.samples = 0
         self.samples_waiting = 0
+        self.samples_blocked_by_audit = 0
         self.samples_locked = 0
         self._writer_pid: int | None = None
         self._ready = threading.Barrier(3)
@@ -252,7 +259,12 @@ class WriterProbe:
                 self.modes_held |= held
                 self.samples += 1
                 self.samples_locked += "ShareRowExclusiveLock" in held
-                self.samples_waiting += any(pid == self._writer_pid and not granted for pid, _, granted in rows)
+                if any(pid == self._writer_pid and not granted for pid, _, granted in rows):
+                    self.samples_waiting += 1
+                    # Who it waits for: the audit, or another session (autovacuum's SHARE UPDATE EXCLUSIVE
+                    # on a freshly loaded table blocks the merge's lock until deadlock_timeout cancels it).
+                    (blockers,) = conn.execute("SELECT pg_blocking_pids(%s)", (self._writer_pid,)).fetchone()
+                    self.samples_blocked_by_audit += self.audit_pid in blockers
                 self._stop.wait(MONITOR_INTERVAL)
 
     def summary(self) -> dict[str, Any]:
@@ -266,6 +278,7 @@ class WriterProbe:
             "modes_held": sorted(self.modes_held),
             "samples": self.samples,
             "samples_waiting": self.samples_waiting,
+            "samples_blocked_by_audit": self.samples_blocked_by_audit,
             "samples_locked": self.samples_locked,
         }
 
@@ -425,6 +438,7 @@ def run_audit_cost(keys: int, hours: int) -> dict[str, Any]:
             "modes_held": sorted({mode for row in rows for mode in row["modes_held"]}),
             "samples_locked": sum(row["samples_locked"] for row in rows),
             "samples_waiting": sum(row["samples_waiting"] for row in rows),
+            "samples_blocked_by_audit": sum(row["samples_blocked_by_audit"] for row in rows),
             "samples": sum(row["samples"] for row in rows),
             "attempts": sum(row["attempts"] for row in rows),
             "not_ok": [row["hour"].isoformat() for row in rows if row["status"] != "ok"],

@@ -261,11 +261,13 @@ def audit_report(audit: dict[str, Any]) -> list[str]:
         f"Hours loaded {'earlier (reused)' if loaded is None else f'by this run in {loaded} s'}; "
         f"load average {audit['load_before']} before the audits, {audit['load_after']} after. Writer waits are "
         "the seconds an attempt (the merge's lock, or a one-row insert, in turn, each rolled back) took; "
-        "locks held are the modes pg_locks showed granted to the audit's session on the target.",
+        "locks held are the modes pg_locks showed granted to the audit's session on the target; the monitor "
+        "samples every 5 ms whether the writer waits, and (in brackets) whether it waits for the audit's session "
+        "(pg_blocking_pids) rather than another, such as autovacuum.",
         "",
         "| audit | s per hour (median) | s for all hours | writer attempts | longest wait: merge's lock "
         "| longest wait: row insert | median of each hour's longest wait | total waited "
-        "| samples with the writer waiting | locks held on the target | hours not ok |",
+        "| samples with the writer waiting (for the audit) | locks held on the target | hours not ok |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for mode, item in modes.items():
@@ -273,7 +275,8 @@ def audit_report(audit: dict[str, Any]) -> list[str]:
             f"| {mode} | {item['median_seconds']:.2f} | {item['total_seconds']:.1f} | {item['attempts']:,} "
             f"| {item['lock_wait_max']:.3f} s | {item['write_wait_max']:.3f} s | {item['median_hour_wait_max']:.3f} s "
             f"| {item['lock_wait_total'] + item['write_wait_total']:.1f} s "
-            f"| {item['samples_waiting']:,} of {item['samples']:,} | {', '.join(item['modes_held']) or '-'} "
+            f"| {item['samples_waiting']:,} of {item['samples']:,} ({item['samples_blocked_by_audit']:,}) "
+            f"| {', '.join(item['modes_held']) or '-'} "
             f"| {len(item['not_ok'])} |"
         )
     lines += [
