@@ -19,7 +19,7 @@ help:
 	@echo "make status      what make up runs, and every failed run with the task and its error"
 	@echo "make test-browser  headless Chromium against the Airflow UI and the audit dashboard"
 	@echo "make lint        ruff check (with the AIR rules) + ruff format --check + mypy"
-	@echo "make bench       load a generated 100k and 1M-record hour, beside the parse limit, pandas and dlt"
+	@echo "make bench       load a generated 100k and 1M-record hour, beside the parse limit, pandas and dlt; audit 24 healthy hours"
 	@echo "make bench-freshness  landing -> committed with Airflow running, freshness modes poll and events"
 
 $(STAMP): requirements.txt pyproject.toml

@@ -9,6 +9,7 @@ before the library was split into layers (``ingest``, ``batch``, ``dialects``). 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import inspect
 import subprocess
@@ -118,8 +119,9 @@ def install_stage_wrappers(stages: Stages) -> None:
     wrap(ingest.pq, "write_table", "stage write")
 
 
+@functools.cache
 def baseline_tree(ref: str) -> str:
-    """plugins/ and include/ of a git ref (or of a folder holding them), as a plugins path."""
+    """plugins/ and include/ of a git ref (or of a folder holding them), as a plugins path (extracted once a run)."""
     if Path(ref).is_dir():
         return str(Path(ref).resolve() / "plugins")
     folder = Path(tempfile.mkdtemp(prefix="bench-baseline-"))
@@ -130,8 +132,8 @@ def baseline_tree(ref: str) -> str:
     return str(folder / "plugins")
 
 
-def baseline_label(ref: str) -> str:
-    return f"ours before ({Path(ref).name if Path(ref).is_dir() else ref})"
+def baseline_label(ref: str, contender: str = "ours") -> str:
+    return f"{contender} before ({Path(ref).name if Path(ref).is_dir() else ref})"
 
 
 def baseline_loader_schema() -> str:

@@ -53,8 +53,8 @@ def loader_stream_name(size: int) -> str:
 
 
 def table_for(contender: str, size: int) -> tuple[str, str]:
-    if contender.startswith("ours before"):
-        contender = "ours_before"
+    if " before (" in contender:  # a baseline's run: "ours before (ref)" -> ours_before
+        contender = contender.split(" before (")[0] + "_before"
     if contender == "dlt":  # dlt keeps its own state tables in the dataset: one per size
         contender = f"dlt_{size}"
     schema = f"{config().namespace}_" + re.sub(r"[^a-z0-9_]", "_", contender.lower())

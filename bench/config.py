@@ -21,6 +21,9 @@ from typing import Any
 HERE_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONTENDERS = ("limit", "ours", "split", "dag", "deployed", "naive", "dlt")
 FULL_SHARD_HOUR = 3_600_000
+# What BENCH_FULL=1 adds to the scale and audit runs, unless their variables are set.
+FULL_SCALE_SIZES = (1_000_000, 10_000_000)
+FULL_AUDIT_KEYS = 1_000_000
 # Left out of the "Reproduce" command in the report (a path of this run, or a worker's).
 NOT_REPRODUCED = ("BENCH_RESULTS", "BENCH_MANIFEST", "BENCH_SCHEMA")
 
@@ -104,10 +107,36 @@ class Config:
     baseline: str | None = variable(
         "BENCH_BASELINE",
         "",
-        "a git ref (or a folder with plugins/ and include/): also run ours from there, once (before/after)",
+        "a git ref (or a folder with plugins/ and include/): also run ours, split and the scale run from there, once "
+        "(before/after)",
         _optional,
     )
-    baseline_max: int = variable("BENCH_BASELINE_MAX", "1000000", "largest size the baseline runs at", int)
+    baseline_max: int = variable(
+        "BENCH_BASELINE_MAX",
+        "1000000",
+        "largest size ours and split run from the baseline at (the scale run: every size)",
+        int,
+    )
+    scale_sizes: tuple[int, ...] = variable(
+        "BENCH_SCALE_SIZES",
+        "",
+        "the split-at-scale run: record counts of a split hour, run by this tree and by BENCH_BASELINE "
+        "(BENCH_FULL: 1000000,10000000; empty = skip)",
+        _sizes,
+    )
+    scale_part_bytes: int = variable(
+        "BENCH_SCALE_PART_BYTES",
+        str(64 << 20),
+        "the split-at-scale run's split_above_bytes, the same at every size (64 MiB: 4 parts at 1 M, 39 at 10 M)",
+        int,
+    )
+    audit_keys: int = variable(
+        "BENCH_AUDIT_KEYS",
+        "100000",
+        "the audit run: keys per healthy hour (BENCH_FULL: 1000000; 0 = skip)",
+        int,
+    )
+    audit_hours: int = variable("BENCH_AUDIT_HOURS", "24", "the audit run: healthy hours audited", int)
     merge_base: int = variable(
         "BENCH_MERGE_BASE", "0", "rows already in the target for the merge-cost run (e.g. 10000000; 0 = skip)", int
     )
@@ -161,6 +190,10 @@ class Config:
             raise ConfigError(f"unknown contender(s) {sorted(unknown)}; known: {DEFAULT_CONTENDERS}")
         if values["full"] and FULL_SHARD_HOUR not in values["sizes"]:
             values["sizes"] = (*values["sizes"], FULL_SHARD_HOUR)
+        if values["full"] and not environ.get("BENCH_SCALE_SIZES"):
+            values["scale_sizes"] = FULL_SCALE_SIZES
+        if values["full"] and not environ.get("BENCH_AUDIT_KEYS"):
+            values["audit_keys"] = FULL_AUDIT_KEYS
         values["root"], values["plugins"] = library_paths(environ)
         values["results"] = Path(values["results"] or values["root"] / "bench" / "results.md")
         values["loader_schema"] = values["loader_schema"] or f"{values['namespace']}_loader"

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from bench.audit_cost import audit_healthy, run_audit_cost
 from bench.baseline import baseline_label, baseline_tree
 from bench.checks import table_checks
 from bench.common import fmt_rss, load_average
@@ -21,6 +22,7 @@ from bench.contenders.split import run_split
 from bench.data import ensure_data
 from bench.merge_cost import merge_cost
 from bench.report import write_report
+from bench.scale import run_scale, scale_agrees
 from bench.worker import run_worker
 
 
@@ -58,6 +60,10 @@ def planned_runs(size: int, settings: Config) -> list[tuple[str, Callable[[], di
                 print("  split: skipped below BENCH_SPLIT_MIN")
                 continue
             runs.append(("split", lambda: run_split(size)))
+            if settings.baseline and size <= settings.baseline_max:
+                tree = baseline_tree(settings.baseline)
+                label = baseline_label(settings.baseline, "split")
+                runs.append((label, lambda tree=tree, label=label: run_split(size, label, tree)))
             continue
         if contender == "ours":
             runs.append(("ours", lambda: run_ours(size)))
@@ -112,10 +118,15 @@ def main() -> int:
     if settings.merge_base:
         merge_size = settings.merge_size if settings.merge_size in settings.sizes else max(settings.sizes)
         merge = merge_cost(merge_size, settings.merge_base)
-    agree = write_report(settings.results, runs, merge, command)
+    scale = run_scale(settings) if settings.scale_sizes else None
+    audit = run_audit_cost(settings.audit_keys, settings.audit_hours) if settings.audit_keys else None
+    agree = write_report(settings.results, runs, merge, command, scale, audit)
     print()
     print(settings.results.read_text())
-    if not agree:
+    if not agree or (scale and not scale_agrees(scale)):
         print("bench: the contenders' tables do not agree", file=sys.stderr)
+        return 1
+    if audit and not audit_healthy(audit):
+        print("bench: an audit found a healthy hour not ok", file=sys.stderr)
         return 1
     return 0

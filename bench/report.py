@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.audit_cost import LOCK_FREE, LOCKED
 from bench.checks import tables_agree
 from bench.common import HOUR, fmt_rss, load_average, pg_connect
 from bench.config import config
+from bench.scale import growth
 
 
 def machine() -> dict[str, str]:
@@ -139,14 +141,7 @@ def size_report(run: dict[str, Any]) -> tuple[list[str], bool]:
     checks = run["checks"]
     agree = True
     if checks:
-        lines += [
-            "| table | rows | distinct keys | checksum (key + order) | checksum (all columns) |",
-            "|---|---:|---:|---|---|",
-        ]
-        for label, check in checks.items():
-            lines.append(
-                f"| {label} | {check['rows']:,} | {check['keys']:,} | {check['key_order_checksum']} | {check['row_checksum']} |"
-            )
+        lines += check_table(checks)
         agree = tables_agree(checks, size)
         lines += [
             "",
@@ -162,7 +157,152 @@ def size_report(run: dict[str, Any]) -> tuple[list[str], bool]:
     return lines, agree
 
 
-def write_report(path: Path, runs: list[dict[str, Any]], merge: dict[str, Any] | None, command: str) -> bool:
+def check_table(checks: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [
+        "| table | rows | distinct keys | checksum (key + order) | checksum (all columns) |",
+        "|---|---:|---:|---|---|",
+    ]
+    for label, check in checks.items():
+        lines.append(
+            f"| {label} | {check['rows']:,} | {check['keys']:,} | {check['key_order_checksum']} | {check['row_checksum']} |"
+        )
+    return lines
+
+
+def task_cell(task: dict[str, Any]) -> str:
+    return f"{task['seconds']:.1f} s, {fmt_rss(task['peak_rss'])}"
+
+
+def scale_report(scale: dict[str, Any]) -> tuple[list[str], bool]:
+    """The split-at-scale section: per size and path the tasks' times and peak RSS, the growth, the row checks."""
+    labels = scale["labels"]
+    lines = [
+        f"### A split hour at scale: parts of {scale['part_bytes']:,} bytes at every size",
+        "",
+        f"The hour split into parts of at most `split_above_bytes` = {scale['part_bytes']:,} bytes of objects "
+        f"(`BENCH_SCALE_PART_BYTES`), {config().split_workers} parts at a time, every task in a fresh process; "
+        f"paths: {', '.join(f'`{label}`' for label in labels)}. Each cell: the task's work seconds (after its "
+        "imports) and its process's peak RSS; end to end is the wall time of all the tasks, process starts included.",
+        "",
+        "| records | path | parts | end to end | CPU s | plan | parts (wall) | largest part | combine | load "
+        "| largest task | load avg before |",
+        "|---:|---|---:|---:|---:|---|---:|---|---|---|---|---|",
+    ]
+    agree = True
+    for item in scale["sizes"]:
+        for label, result in item["results"].items():
+            tasks = {task["task"]: task for task in result["tasks"]}
+            parts = [task for task in result["tasks"] if task["task"].startswith("part ")]
+            largest_part = max(parts, key=lambda task: task["peak_rss"], default=None)
+            part_text = "-" if largest_part is None else f"{largest_part['task']}: {task_cell(largest_part)}"
+            largest = tasks[result["largest_task"]]
+            lines.append(
+                f"| {item['data']['records']:,} | {label} | {result['parts']} | {result['seconds']:.1f} s "
+                f"| {result['cpu_seconds']:.1f} | {task_cell(tasks['plan'])} | {result['parts_seconds']:.1f} s "
+                f"| {part_text} | {task_cell(tasks['combine'])} "
+                f"| {task_cell(tasks['load'])} | {largest['task']}, {fmt_rss(largest['peak_rss'])} "
+                f"| {result['load_before']} |"
+            )
+    lines += ["", "The largest task's peak RSS from the smallest to the largest hour:", ""]
+    lines += ["| path | " + " | ".join(f"{item['size']:,}" for item in scale["sizes"]) + " | growth |"]
+    lines += ["|---|" + "---:|" * len(scale["sizes"]) + "---:|"]
+    for label in labels:
+        grown = growth(scale, label)
+        cells = []
+        for item in scale["sizes"]:
+            result = item["results"][label]
+            cells.append(f"{fmt_rss(result['peak_rss'])} ({result['largest_task']})")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {'-' if grown is None else f'{grown[2]:.2f}x'} |")
+    lines.append("")
+    for item in scale["sizes"]:
+        lines += [f"Every task at {item['size']:,} records (work seconds, peak RSS):", ""]
+        lines += ["| task | " + " | ".join(item["results"]) + " |", "|---|" + "---|" * len(item["results"])]
+        names: list[str] = []
+        for result in item["results"].values():
+            names += [task["task"] for task in result["tasks"] if task["task"] not in names]
+        for name in names:
+            cells = []
+            for result in item["results"].values():
+                task = next((task for task in result["tasks"] if task["task"] == name), None)
+                cells.append("-" if task is None else task_cell(task))
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+        temp = [
+            f"{label} {result['warehouse_temp_bytes'] / 2**30:.2f} GB"
+            for label, result in item["results"].items()
+            if result.get("warehouse_temp_bytes") is not None
+        ]
+        if temp:
+            lines += [
+                "Temporary files PostgreSQL wrote during the load (sorts and hashes past `work_mem`; "
+                f"pg_stat_database.temp_bytes): {', '.join(temp)}.",
+                "",
+            ]
+        if item["checks"]:
+            size_agrees = tables_agree(item["checks"], item["size"])
+            agree &= size_agrees
+            lines += check_table(item["checks"])
+            lines += [
+                "",
+                f"Row checks at {item['size']:,}: **{'all tables agree' if size_agrees else 'TABLES DIFFER'}** "
+                f"(expected {item['size']:,} rows, one per key).",
+                "",
+            ]
+    return lines, agree
+
+
+def audit_report(audit: dict[str, Any]) -> list[str]:
+    """The audit section: per way the time per hour, what the writer waited, and the locks the audit held."""
+    modes = audit["modes"]
+    loaded = audit.get("loaded_seconds")
+    lines = [
+        f"### The audit: {audit['hours']} healthy hours of {audit['keys']:,} keys, a writer probing each audit",
+        "",
+        f"Hours loaded {'earlier (reused)' if loaded is None else f'by this run in {loaded} s'}; "
+        f"load average {audit['load_before']} before the audits, {audit['load_after']} after. Writer waits are "
+        "the seconds an attempt (the merge's lock, or a one-row insert, in turn, each rolled back) took; "
+        "locks held are the modes pg_locks showed granted to the audit's session on the target; the monitor "
+        "samples every 5 ms whether the writer waits, and (in brackets) whether it waits for the audit's session "
+        "(pg_blocking_pids) rather than another, such as autovacuum.",
+        "",
+        "| audit | s per hour (median) | s for all hours | writer attempts | longest wait: merge's lock "
+        "| longest wait: row insert | median of each hour's longest wait | total waited "
+        "| samples with the writer waiting (for the audit) | locks held on the target | hours not ok |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for mode, item in modes.items():
+        lines.append(
+            f"| {mode} | {item['median_seconds']:.2f} | {item['total_seconds']:.1f} | {item['attempts']:,} "
+            f"| {item['lock_wait_max']:.3f} s | {item['write_wait_max']:.3f} s | {item['median_hour_wait_max']:.3f} s "
+            f"| {item['lock_wait_total'] + item['write_wait_total']:.1f} s "
+            f"| {item['samples_waiting']:,} of {item['samples']:,} ({item['samples_blocked_by_audit']:,}) "
+            f"| {', '.join(item['modes_held']) or '-'} "
+            f"| {len(item['not_ok'])} |"
+        )
+    lines += [
+        "",
+        "Per hour (seconds; the writer's longest wait, for the merge's lock or a row insert):",
+        "",
+        f"| hour | {LOCKED} | writer waited | {LOCK_FREE} | writer waited |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for locked, free in zip(modes[LOCKED]["hours"], modes[LOCK_FREE]["hours"], strict=True):
+        lines.append(
+            f"| {locked['hour']:%Y-%m-%dT%H} | {locked['seconds']:.2f} | {locked['wait_max']:.3f} "
+            f"| {free['seconds']:.2f} | {free['wait_max']:.3f} |"
+        )
+    lines.append("")
+    return lines
+
+
+def write_report(
+    path: Path,
+    runs: list[dict[str, Any]],
+    merge: dict[str, Any] | None,
+    command: str,
+    scale: dict[str, Any] | None = None,
+    audit: dict[str, Any] | None = None,
+) -> bool:
     info = machine()
     lines = [
         "# make bench: results",
@@ -212,6 +352,12 @@ def write_report(path: Path, runs: list[dict[str, Any]], merge: dict[str, Any] |
             "```",
             "",
         ]
+    if scale:
+        section, agree = scale_report(scale)
+        agree_all &= agree
+        lines += section
+    if audit:
+        lines += audit_report(audit)
     root = config().root
     extra = root / "bench" / "NOTES.md"
     if extra.exists() and path.resolve() == (root / "bench" / "results.md").resolve():

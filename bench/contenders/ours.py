@@ -52,10 +52,18 @@ def contender_ours_extract(size: int) -> dict[str, Any]:
     }
 
 
+def warehouse_temp_bytes() -> int:
+    """Bytes of temporary files PostgreSQL has written in this database (sorts and hashes past work_mem)."""
+    with pg_connect(autocommit=True) as conn:
+        query = "SELECT temp_bytes FROM pg_stat_database WHERE datname = current_database()"
+        return int(conn.execute(query).fetchone()[0])
+
+
 def contender_ours_load(size: int) -> dict[str, Any]:
     load_and_merge, staged_batch = library("load_and_merge"), library("staged_batch")
     stream, settings, dialect = ours_context(size)
     manifest = json.loads(config().manifest.read_text())
+    temp_before = warehouse_temp_bytes()
     started = start_clock()
     with pg_connect() as conn:
         summary = load_and_merge(
@@ -64,6 +72,7 @@ def contender_ours_load(size: int) -> dict[str, Any]:
     elapsed = time.perf_counter() - started
     return {
         "seconds": elapsed,
+        "warehouse_temp_bytes": warehouse_temp_bytes() - temp_before,
         "stages": {"COPY+merge": elapsed},
         "summary": {name: value for name, value in summary.items() if isinstance(value, int | str | None)},
     }
