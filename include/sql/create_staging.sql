@@ -4,25 +4,17 @@ DROP TABLE IF EXISTS {{ objects | ident }};
 DROP TABLE IF EXISTS {{ plan | ident }};
 
 {% if split %}
-DROP TABLE IF EXISTS {{ parts | ident }};
-DROP TABLE IF EXISTS {{ ranked | ident }};
+DROP TABLE IF EXISTS {{ losers | ident }};
 {% endif %}
 
-{% macro staged_rows_table(name) %}
-CREATE TEMPORARY TABLE {{ name | ident }} (
+-- Whole rows, or only the merge plan's columns where the dialect COPYs the winners itself.
+CREATE TEMPORARY TABLE {{ staging | ident }} (
 {% for column in staging_columns %}
     {{ column.name | ident }} {{ column.staging_type }},
 {% endfor %}
     "_firehose_object" {{ object_key_type }} NOT NULL,
     "_firehose_offset" bigint NOT NULL
-){% endmacro %}
--- Whole rows, or only the merge plan's columns where the dialect COPYs the winners itself.
-{{ staged_rows_table(staging) }};
-{% if split %}
-
--- A split hour's part stages, each deduplicated on its own: dedupe_parts.sql keeps each key's winner in staging.
-{{ staged_rows_table(parts) }};
-{% endif %}
+);
 
 CREATE TEMPORARY TABLE {{ objects | ident }} (
     object_key varchar(1024) NOT NULL,

@@ -54,9 +54,8 @@ log = logging.getLogger(__name__)
 STAGING_TABLE = "firehose_staging"
 OBJECTS_TABLE = "firehose_objects"
 PLAN_TABLE = "firehose_plan"
-# A split hour's part stages as COPYed, and ranked per key (dedupe_parts.sql).
-PARTS_TABLE = "firehose_parts"
-RANKED_TABLE = "firehose_ranked"
+# A split hour's rows that lose to another part's (dedupe_parts.sql).
+LOSERS_TABLE = "firehose_losers"
 # Rows decoded from the stage (and encoded for PostgreSQL's binary COPY) at a time: ~50 MB of these events.
 STAGE_READ_BATCH_ROWS = 65_536
 
@@ -202,8 +201,7 @@ def template_context(
         "stages_rows": stages_rows,
         "split": split,
         "keys_only": keys_only,
-        "parts": PARTS_TABLE,
-        "ranked": RANKED_TABLE,
+        "losers": LOSERS_TABLE,
         "key": list(stream.key),
         "order_by": stream.order_by,
         "loader_schema": settings.loader_schema,
@@ -543,8 +541,8 @@ def _stage_in_session(
 ) -> None:
     """The session-local tables of a merge: the manifest's objects, and the stage COPYed into staging.
 
-    A split hour's part stages are COPYed into the parts table and deduplicated across parts
-    there (dedupe_parts.sql), which also adds the rows each object lost to another part to its
+    A split hour's part stages are all COPYed into staging and deduplicated across parts there
+    (dedupe_parts.sql), which also adds the rows each object lost to another part to its
     duplicate count, as one extract of the whole hour would have counted them.
     """
     for statement in render_statements("create_staging.sql", **context):
@@ -553,12 +551,10 @@ def _stage_in_session(
     cursor.executemany(insert_object, [_object_row(entry) for entry in manifest["objects"]])
     if stage is None:
         return
-    if not stage.split:
-        dialect.copy_into_staging(cursor, context, stage)
-        return
-    dialect.copy_into_staging(cursor, {**context, "staging": context["parts"]}, stage)
-    for statement in render_statements("dedupe_parts.sql", **context):
-        cursor.execute(statement)
+    dialect.copy_into_staging(cursor, context, stage)
+    if stage.split:
+        for statement in render_statements("dedupe_parts.sql", **context):
+            cursor.execute(statement)
 
 
 @retry_serialization_failures

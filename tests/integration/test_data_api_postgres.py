@@ -406,7 +406,7 @@ def test_a_split_hour_through_the_data_api_leaves_what_one_extract_leaves(stack_
     load_and_merge(data_api(client, s3, api_stream), api_stream, SETTINGS, REDSHIFT, manifest, stage, RUN_ID)
 
     (batch,) = client.batches
-    assert any(statement.startswith('COPY "firehose_parts"') for statement in batch)
+    assert any(statement.startswith('DELETE FROM "firehose_staging"\nUSING "firehose_losers"') for statement in batch)
     assert any("ROW_NUMBER() OVER" in statement for statement in batch)
     assert state(warehouse, api_stream) == state(warehouse, sql_stream)
 

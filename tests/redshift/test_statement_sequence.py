@@ -603,9 +603,9 @@ def test_a_stage_whose_type_changed_is_never_copied() -> None:
 
 
 def test_a_split_hour_copies_its_parts_by_manifest_and_dedupes_them_in_the_merge_transaction(s3: Any) -> None:
-    """Stands in for Redshift: the parts' stages reach a parts table by one COPY of the hour's manifest
-    (each part once, mandatory, with its size), and ROW_NUMBER keeps each key's winner in the staging
-    table before the lock; the rest of the merge is the one-stage hour's, in the same transaction."""
+    """Stands in for Redshift: the parts' stages reach the staging table by one COPY of the hour's manifest
+    (each part once, mandatory, with its size), and the rows ROW_NUMBER ranks below a key's winner are
+    deleted before the lock; the rest of the merge is the one-stage hour's, in the same transaction."""
     from firehose_loader.extract import combine_hour_parts
     from firehose_loader.handover import make_part, make_part_result
     from firehose_loader.s3io import ObjectInfo
@@ -635,21 +635,23 @@ def test_a_split_hour_copies_its_parts_by_manifest_and_dedupes_them_in_the_merge
     statements = statement_kinds(merge)
     copy = statements.index(next(s for s in statements if s.startswith("COPY")))
     assert statements[copy] == (
-        f"COPY \"firehose_parts\"\nFROM 's3://{STREAM.bucket}/{split['stage_key']}'\n"
+        f"COPY \"firehose_staging\"\nFROM 's3://{STREAM.bucket}/{split['stage_key']}'\n"
         f"IAM_ROLE '{COPY_ROLE}'\nFORMAT AS PARQUET\nMANIFEST"
     )
-    ranked, duplicates, winners, drop_ranked, drop_parts, lock = statements[copy + 1 : copy + 7]
-    assert ranked.startswith('CREATE TEMPORARY TABLE "firehose_ranked" AS')
-    assert 'ROW_NUMBER() OVER (\n        PARTITION BY p."order_id", p."line_no"' in ranked
-    assert 'ORDER BY p."updated_at" DESC, p."_firehose_object" DESC, p."_firehose_offset" DESC' in ranked
+    losers, duplicates, delete, drop_losers, lock = statements[copy + 1 : copy + 6]
+    assert losers.startswith('CREATE TEMPORARY TABLE "firehose_losers" AS')
+    # Ranked on the key, order and provenance columns only: the whole rows are never sorted.
+    assert 'ROW_NUMBER() OVER (\n            PARTITION BY s."order_id", s."line_no"' in losers
+    assert 'ORDER BY s."updated_at" DESC, s."_firehose_object" DESC, s."_firehose_offset" DESC' in losers
+    assert 'WHERE ranked."_firehose_position" > 1' in losers
     assert duplicates.startswith('UPDATE "firehose_objects"\nSET records_duplicate = records_duplicate + d.losers')
-    assert winners.startswith('INSERT INTO "firehose_staging" (') and '"_firehose_position" = 1' in winners
-    assert (drop_ranked, drop_parts) == ('DROP TABLE "firehose_ranked"', 'DROP TABLE "firehose_parts"')
+    assert delete.startswith('DELETE FROM "firehose_staging"\nUSING "firehose_losers" l')
+    assert drop_losers == 'DROP TABLE "firehose_losers"'
     assert lock.startswith(f"LOCK {LEDGER}")
     # From the lock on, the same statements as a one-stage hour's merge.
     one_stage = RecordingConnection()
     run_hour(one_stage)
     single = statement_kinds(one_stage.transactions()[1])
-    assert statements[copy + 6 :] == single[single.index(lock) :]
+    assert statements[copy + 5 :] == single[single.index(lock) :]
     for statement in statements:
         sqlglot.parse_one(statement, read="redshift")
