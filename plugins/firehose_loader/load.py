@@ -230,6 +230,20 @@ def template_context(
     }
 
 
+def stage_context(
+    stream: Stream, settings: Settings, dialect: Dialect, stage: Stage | None, *, keys_only: bool = False
+) -> dict[str, Any]:
+    """The template context of a merge of ``stage``: its recorded columns, and whether it is a split hour's."""
+    return template_context(
+        stream,
+        settings,
+        dialect,
+        None if stage is None else stage.columns,
+        split=stage is not None and stage.split,
+        keys_only=keys_only,
+    )
+
+
 def tombstones_table(stream: Stream) -> str:
     """The table, in the loader's schema, of the stream's erased keys (see erase_keys)."""
     return f"tombstones_{stream.name}"
@@ -442,10 +456,8 @@ def merge_hour(
     """
     if stage is not None and (misfit := stage_misfit(stage.columns or stream.columns, stream)):
         raise StageSchemaError(f"stage {stage.uri} no longer fits the stream's columns: {misfit}")
-    staged = None if stage is None else stage.columns
-    split = stage is not None and stage.split
     context = {
-        **template_context(stream, settings, dialect, staged, split=split),
+        **stage_context(stream, settings, dialect, stage),
         "write_ledger": write_ledger,
         "delta": delta,
     }
@@ -580,15 +592,13 @@ def audit_unchanged_without_lock(
     """
     if stage is not None and stage_misfit(stage.columns or stream.columns, stream):
         return False  # the locked merge refuses it with the reason
-    staged = None if stage is None else stage.columns
-    split = stage is not None and stage.split
     # The plan needs the staged rows' keys, versions and provenance only: where the dialect would
     # COPY whole rows, the stage's key files are COPYed instead when it has them.
     keys_only = not dialect.stages_rows or (
         stage is not None and stage.key_manifest is not None and stage.key_manifest() is not None
     )
     context = {
-        **template_context(stream, settings, dialect, staged, split=split, keys_only=keys_only),
+        **stage_context(stream, settings, dialect, stage, keys_only=keys_only),
         "write_ledger": False,
         "plan_only": True,
     }

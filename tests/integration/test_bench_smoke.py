@@ -21,20 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 
-def test_bench_script_completes_and_the_contenders_agree(stack_up, warehouse, tmp_path: Path) -> None:
-    results = tmp_path / "results.md"
-    # Its own schemas, so a developer's `make bench` running meanwhile is not disturbed.
-    namespace = f"bench_smoke_{uuid.uuid4().hex[:8]}"
-    environment = {
-        **os.environ,
-        "BENCH_SIZES": "5000",
-        "BENCH_CONTENDERS": "limit,ours,split,deployed,naive,dlt",
-        # Objects are cut at Firehose's 5 MiB: the 5,000-record hour is one object, so one part.
-        "BENCH_SPLIT_MIN": "0",
-        "BENCH_SPLIT_BYTES": "200000",
-        "BENCH_RESULTS": str(results),
-        "BENCH_NAMESPACE": namespace,
-    }
+def run_bench(warehouse, environment: dict[str, str], namespace: str) -> None:
+    """Run bench/run.py with ``environment``, then drop every schema of its namespace; it must exit 0."""
     try:
         completed = subprocess.run(
             [sys.executable, str(ROOT / "bench" / "run.py")],
@@ -51,6 +39,23 @@ def test_bench_script_completes_and_the_contenders_agree(stack_up, warehouse, tm
         for (schema,) in schemas:
             warehouse.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
     assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
+
+
+def test_bench_script_completes_and_the_contenders_agree(stack_up, warehouse, tmp_path: Path) -> None:
+    results = tmp_path / "results.md"
+    # Its own schemas, so a developer's `make bench` running meanwhile is not disturbed.
+    namespace = f"bench_smoke_{uuid.uuid4().hex[:8]}"
+    environment = {
+        **os.environ,
+        "BENCH_SIZES": "5000",
+        "BENCH_CONTENDERS": "limit,ours,split,deployed,naive,dlt",
+        # Objects are cut at Firehose's 5 MiB: the 5,000-record hour is one object, so one part.
+        "BENCH_SPLIT_MIN": "0",
+        "BENCH_SPLIT_BYTES": "200000",
+        "BENCH_RESULTS": str(results),
+        "BENCH_NAMESPACE": namespace,
+    }
+    run_bench(warehouse, environment, namespace)
     report = results.read_text()
     assert "Row checks: **all tables agree** (expected 5,000 rows, one per key)" in report
     assert re.search(r"\*\*split\*\* .*: 1 part, 2 at a time", report)
@@ -89,22 +94,7 @@ def test_bench_scale_and_audit_runs_measure_both_paths(stack_up, warehouse, tmp_
         "BENCH_RESULTS": str(results),
         "BENCH_NAMESPACE": namespace,
     }
-    try:
-        completed = subprocess.run(
-            [sys.executable, str(ROOT / "bench" / "run.py")],
-            cwd=ROOT,
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    finally:
-        schemas = warehouse.execute(
-            "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (f"{namespace}%",)
-        ).fetchall()
-        for (schema,) in schemas:
-            warehouse.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
-    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
+    run_bench(warehouse, environment, namespace)
     report = results.read_text()
     before = f"scale before ({PYTHON_COMBINE_REF})"
     # Both paths loaded each hour into tables with the same rows.
